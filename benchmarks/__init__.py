@@ -1,0 +1,1 @@
+"""Table reproduction and speed benchmarks (run as modules: python -m benchmarks.NAME)."""

@@ -1,0 +1,1 @@
+"""Grounding stage: per-video snippet similarity graphs and connected-component AVG labels."""

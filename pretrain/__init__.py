@@ -1,0 +1,1 @@
+"""Pretraining stage: UNITER-style audio-visual encoder trained with AVG contrastive losses."""
