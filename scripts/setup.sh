@@ -16,10 +16,10 @@ if ! "$py" -c "import torch" 2>/dev/null; then
     if [ -n "${AVVP_TORCH_INDEX:-}" ]; then
         "$py" -m pip install -q "torch==2.13.0" --index-url "$AVVP_TORCH_INDEX"
     else
-        "$py" -m pip install -q -c constraints-cpu.txt "torch==2.13.0"
+        "$py" -m pip install -q -c constraints-cpu.txt "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
     fi
 fi
 # The constraints keep pip from replacing the torch just installed.
-torch_version=$("$py" -c "import torch; print(torch.__version__.split('+')[0])")
+torch_version=$("$py" -c "import torch; print(torch.__version__.split('+')[0])" 2>/dev/null)
 "$py" -m pip install -q -e ".[dev]" "torch==${torch_version}" 2>&1 | grep -v "^WARNING: Location" || true
 "$py" -c "import avvp, torch; print(f'avvp {avvp.__version__} installed in $venv (torch {torch.__version__})')"
