@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Create (or reuse) a virtual environment and install avvp into it.
-#   bash scripts/setup.sh            # .venv, with the test tools
-#   AVVP_VENV=/path/venv bash scripts/setup.sh
+# Create (or reuse) a virtual environment and install avvp into it, with the test tools.
+#   bash scripts/setup.sh
+#   AVVP_VENV=/path/to/venv bash scripts/setup.sh
 # PyTorch: an already installed torch is kept (install your CUDA build first if you have a GPU);
-# otherwise torch==2.13.0 is installed (the CPU build where pip finds it, as on the project's machines).
+# otherwise torch==2.13.0 is installed (the CPU build where pip finds one, as on the project's machines).
 # Set AVVP_TORCH_INDEX (e.g. https://download.pytorch.org/whl/cpu) to take torch from another index.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,14 +12,20 @@ if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
 py="$venv/bin/python"
+
+pip_install() {
+    # pip's own exit status is kept; only the noise about absent local index folders is dropped.
+    "$py" -m pip install -q "$@" 2> >(grep -v "^WARNING: Location" >&2)
+}
+
 if ! "$py" -c "import torch" 2>/dev/null; then
     if [ -n "${AVVP_TORCH_INDEX:-}" ]; then
-        "$py" -m pip install -q "torch==2.13.0" --index-url "$AVVP_TORCH_INDEX"
+        pip_install "torch==2.13.0" --index-url "$AVVP_TORCH_INDEX"
     else
-        "$py" -m pip install -q -c constraints-cpu.txt "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
+        pip_install -c constraints-cpu.txt "torch==2.13.0"
     fi
 fi
-# The constraints keep pip from replacing the torch just installed.
+# Pinning the installed torch keeps pip from replacing it while it resolves avvp's requirements.
 torch_version=$("$py" -c "import torch; print(torch.__version__.split('+')[0])" 2>/dev/null)
-"$py" -m pip install -q -e ".[dev]" "torch==${torch_version}" 2>&1 | grep -v "^WARNING: Location" || true
-"$py" -c "import avvp, torch; print(f'avvp {avvp.__version__} installed in $venv (torch {torch.__version__})')"
+pip_install -e ".[dev]" "torch==${torch_version}"
+"$py" -c "import avvp, torch; print(f'avvp {avvp.__version__} installed in $venv (torch {torch.__version__})')" 2>/dev/null
