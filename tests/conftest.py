@@ -13,3 +13,13 @@ def real_llp() -> Path:
     if not (SHARED_LLP / "AVVP_test_pd.csv").is_file():
         pytest.skip("../shared/llp (real LLP annotations) not present")
     return SHARED_LLP
+
+
+@pytest.fixture(scope="session")
+def tiny_llp(tmp_path_factory) -> Path:
+    """An LLP-sim `tiny` corpus (seed 0): llp.h5, pretrain.h5 and the five LLP annotation files, in one folder."""
+    from avvp.synth import synthesize
+
+    out = tmp_path_factory.mktemp("tiny_llp")
+    synthesize(out, preset="tiny", seed=0)
+    return out

@@ -1,0 +1,491 @@
+"""LLP-sim: a synthetic stand-in for LLP with the same files and schema (DESIGN.md, "LLP-sim").
+
+Event structure. Weak labels follow LLP's class frequencies and labels per video; each labelled class is
+heard only, seen only, both or neither in LLP's proportions for that class; the snippets it covers follow
+LLP's per-class coverage and LLP's 10-snippet event patterns per modality (visual events longer and
+sparser than audio ones), and a class heard and seen has audio and visual patterns related as in LLP
+(mostly equal, else one containing the other). All these figures come from `avvp/data/llp_stats.json`
+(`scripts/llp_stats.py`). With real annotation files, train videos keep their ids and weak labels (their
+timing is sampled as above) and val/test videos keep their ids and dense events.
+
+Features. Per modality, every latent class (the 25 LLP classes and 35 others, AudioSet-like) has a
+prototype in a small latent space; related classes (instruments, engines, voices) share part of it. An
+event in a video is its class prototype plus a per-video variation, at a per-video gain; a video has a
+background that drifts slowly over its snippets; distractor events of the non-LLP classes appear
+unlabelled; some videos are silent where nothing is heard; snippet noise is correlated over time. Fixed
+random maps take the latent to VGGish-like audio (128, centred, a large shared offset), and to
+non-negative ResNet-like visual (2048, the mean of 8 noisy frames) and R(2+1)D-like motion (512).
+Consecutive snippets of one content are nearly parallel; different content is not.
+
+Everything is drawn from generators seeded by (seed, purpose, chunk), so a seed gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import string
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from avvp.annotations import EVAL_FILES, SPLIT_FILES, WeakLabels, load_split, write_events, write_weak_labels
+from avvp.classes import CLASS_INDEX, NUM_CLASSES, NUM_SNIPPETS
+from avvp.errors import ConfigError
+from avvp.io import check_writable
+from avvp.store import RAW_WIDTHS, StoreWriter
+
+SPLITS = ("train", "val", "test")
+LATENT_CLASSES = 60
+"""Latent classes: the 25 LLP classes first, then 35 unlabelled ones (distractors in LLP-sim, content of pretrain)."""
+LATENT_DIM = 96
+CHUNK_VIDEOS = 1024
+"""Videos rendered per chunk: memory stays bounded for any corpus size."""
+BIT_WEIGHTS = 1 << np.arange(NUM_SNIPPETS)
+ID_ALPHABET = np.array(list(string.ascii_letters + string.digits + "_-"))
+LLP_FILE = "llp.h5"
+PRETRAIN_FILE = "pretrain.h5"
+
+# Groups of LLP classes that sound or look alike share part of their prototypes.
+CLASS_GROUPS = (
+    ("Cello", "Banjo", "Violin_fiddle", "Accordion", "Acoustic_guitar"),
+    ("Car", "Chainsaw", "Lawn_mower", "Motorcycle", "Helicopter", "Vacuum_cleaner", "Blender"),
+    ("Speech", "Singing", "Baby_laughter", "Baby_cry_infant_cry", "Cheering"),
+    ("Dog", "Cat", "Chicken_rooster"),
+    ("Fire_alarm", "Telephone_bell_ringing"),
+    ("Clapping", "Basketball_bounce", "Frying_(food)"),
+)
+
+
+@dataclass(frozen=True)
+class Preset:
+    train: int
+    val: int
+    test: int
+    pretrain: int
+
+
+PRESETS = {
+    "tiny": Preset(train=160, val=40, test=40, pretrain=200),
+    "demo": Preset(train=1400, val=300, test=300, pretrain=3000),
+    "paper": Preset(train=10000, val=649, test=1200, pretrain=29000),
+}
+
+
+@functools.cache
+def llp_stats() -> dict:
+    """The per-class figures of the real LLP annotations shipped with the package."""
+    return json.loads(resources.files("avvp").joinpath("data/llp_stats.json").read_text())
+
+
+# --------------------------------------------------------------------------------------------- events
+
+
+class PatternSampler:
+    """Draws 10-snippet event patterns: coverage from a per-class histogram, then a pattern of that coverage."""
+
+    def __init__(self, coverage: np.ndarray, patterns: list[list[int]], smoothing: float = 20.0):
+        # coverage (C, 11) counts per class; smoothed toward the all-class histogram so rare classes are sane.
+        coverage = np.asarray(coverage, dtype=np.float64)
+        pooled = coverage.sum(0) / max(coverage.sum(), 1)
+        smoothed = coverage + smoothing * pooled
+        smoothed[:, 0] = 0
+        self.coverage_cdf = np.cumsum(smoothed / smoothed.sum(1, keepdims=True), axis=1)  # (C, 11)
+        codes = np.array([code for code, _ in patterns], dtype=np.int64)
+        counts = np.array([count for _, count in patterns], dtype=np.float64)
+        popcount = ((codes[:, None] >> np.arange(NUM_SNIPPETS)) & 1).sum(1)
+        self.by_coverage = {}
+        for k in range(1, NUM_SNIPPETS + 1):
+            keep = popcount == k
+            if keep.any():
+                self.by_coverage[k] = (codes[keep], np.cumsum(counts[keep]) / counts[keep].sum())
+            else:  # never seen in LLP: one run of k snippets at a random place
+                runs = np.array([((1 << k) - 1) << s for s in range(NUM_SNIPPETS - k + 1)])
+                self.by_coverage[k] = (runs, np.arange(1, len(runs) + 1) / len(runs))
+
+    def sample(self, rng: np.random.Generator, classes: np.ndarray) -> np.ndarray:
+        """One pattern per entry of `classes` (M,): (M, 10) bool."""
+        cdf = self.coverage_cdf[classes]  # (M, 11)
+        coverage = np.minimum((rng.random(len(classes))[:, None] >= cdf).sum(1), NUM_SNIPPETS)
+        coverage = np.maximum(coverage, 1)
+        pick = rng.random(len(classes))
+        codes = np.zeros(len(classes), dtype=np.int64)
+        for k, (table, cdf_k) in self.by_coverage.items():
+            rows = coverage == k
+            codes[rows] = table[np.minimum(np.searchsorted(cdf_k, pick[rows], side="right"), len(table) - 1)]
+        return ((codes[:, None] >> np.arange(NUM_SNIPPETS)) & 1).astype(bool)
+
+
+def _cdf_rows(counts: np.ndarray, smoothing: float = 5.0) -> np.ndarray:
+    counts = np.asarray(counts, dtype=np.float64)
+    counts = counts + smoothing * counts.sum(0) / max(counts.sum(), 1)
+    return np.cumsum(counts / counts.sum(-1, keepdims=True), axis=-1)
+
+
+def _draw(rng: np.random.Generator, cdf: np.ndarray) -> np.ndarray:
+    """Index drawn from each row of a CDF (..., K)."""
+    return np.minimum((rng.random(cdf.shape[:-1])[..., None] >= cdf).sum(-1), cdf.shape[-1] - 1)
+
+
+class EventModel:
+    """Samples LLP-like event structure from the figures of `llp_stats.json`."""
+
+    def __init__(self, stats: dict):
+        self.stats = stats
+        share = stats["modality_share"]
+        # (25, 4): heard only, seen only, both, neither
+        self.modality_cdf = _cdf_rows(
+            np.stack([share["audio_only"], share["visual_only"], share["both"], share["neither"]], axis=1)
+        )
+        self.audio_patterns = PatternSampler(stats["coverage"]["audio"], stats["patterns"]["audio"])
+        self.visual_patterns = PatternSampler(stats["coverage"]["visual"], stats["patterns"]["visual"])
+        relation = stats["both_relation"]
+        counts = np.array([relation[k] for k in ("equal", "visual_superset", "audio_superset", "other")], float)
+        self.relation_cdf = np.cumsum(counts / counts.sum())
+        labels_per_video = np.asarray(stats["labels_per_video"], dtype=np.float64)
+        self.labels_per_video_cdf = np.cumsum(labels_per_video / labels_per_video.sum())
+        self.class_log_weight = np.log(np.asarray(stats["train_class_count"], dtype=np.float64) + 1)
+
+    def weak_labels(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """(n, 25) bool: k labels per video, classes drawn without replacement by LLP train frequency."""
+        k = np.maximum((rng.random(n)[:, None] >= self.labels_per_video_cdf).sum(1), 1)
+        keys = self.class_log_weight + rng.gumbel(size=(n, NUM_CLASSES))  # Gumbel top-k
+        rank = np.argsort(np.argsort(-keys, axis=1, kind="stable"), axis=1, kind="stable")
+        return rank < k[:, None]
+
+    def timing(self, rng: np.random.Generator, weak: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Audio and visual events (n, 25, 10) bool for the labelled classes of `weak` (n, 25)."""
+        video_index, class_index = np.nonzero(weak)
+        kind = _draw(rng, self.modality_cdf[class_index])  # 0 heard only, 1 seen only, 2 both, 3 neither
+        audio_rows = self.audio_patterns.sample(rng, class_index)
+        visual_rows = self.visual_patterns.sample(rng, class_index)
+        relation = (rng.random(len(class_index))[:, None] >= self.relation_cdf).sum(1)
+        joint = np.select(
+            [relation[:, None] == 0, relation[:, None] == 1, relation[:, None] == 2],
+            [audio_rows, audio_rows | visual_rows, audio_rows & visual_rows],
+            visual_rows,
+        )
+        joint = np.where(joint.any(1, keepdims=True), joint, audio_rows)
+        visual_rows = np.where((kind == 2)[:, None], joint, visual_rows)
+        audio = np.zeros(weak.shape + (NUM_SNIPPETS,), dtype=bool)
+        visual = np.zeros_like(audio)
+        audio[video_index, class_index] = audio_rows & ((kind == 0) | (kind == 2))[:, None]
+        visual[video_index, class_index] = visual_rows & ((kind == 1) | (kind == 2))[:, None]
+        return audio, visual
+
+    def extra_events(
+        self, rng: np.random.Generator, n: int, classes: np.ndarray, count_p: tuple[float, ...], both_p: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Events of classes drawn uniformly from `classes`, 0..len(count_p)-1 per video: (n, K, 10) audio, visual.
+
+        A drawn class is heard and seen with probability `both_p`, else heard only or seen only (even odds).
+        """
+        count = (rng.random(n)[:, None] >= np.cumsum(count_p)).sum(1)
+        keys = rng.random((n, len(classes)))
+        rank = np.argsort(np.argsort(keys, axis=1), axis=1)
+        chosen = rank < count[:, None]  # (n, K)
+        video_index, column = np.nonzero(chosen)
+        pooled = np.zeros(len(column), dtype=np.int64)  # class 0's figures stand for "any class"
+        audio_rows = self.audio_patterns.sample(rng, pooled)
+        visual_rows = self.visual_patterns.sample(rng, pooled)
+        u = rng.random(len(column))
+        heard = (u < both_p) | (u >= both_p + (1 - both_p) / 2)
+        seen = u < both_p + (1 - both_p) / 2
+        visual_rows = np.where(
+            (u < both_p)[:, None] & (rng.random(len(column)) < 0.6)[:, None], audio_rows, visual_rows
+        )
+        audio = np.zeros((n, len(classes), NUM_SNIPPETS), dtype=bool)
+        visual = np.zeros_like(audio)
+        audio[video_index, column] = audio_rows & heard[:, None]
+        visual[video_index, column] = visual_rows & seen[:, None]
+        return audio, visual
+
+
+# ------------------------------------------------------------------------------------------- features
+
+
+@dataclass
+class FeatureModel:
+    """Fixed random parts of the feature model (prototypes, maps), all drawn from the seed."""
+
+    audio_prototypes: np.ndarray  # (LATENT_CLASSES, LATENT_DIM) unit rows
+    visual_prototypes: np.ndarray
+    motion_prototypes: np.ndarray
+    audio_map: np.ndarray  # (LATENT_DIM, 128)
+    audio_offset: np.ndarray  # (128,)
+    visual_map: np.ndarray  # (LATENT_DIM, 2048)
+    visual_bias: np.ndarray  # (2048,)
+    motion_map: np.ndarray  # (LATENT_DIM, 512)
+    motion_bias: np.ndarray  # (512,)
+    silence: np.ndarray  # (LATENT_DIM,) the latent of a silent snippet
+
+    @classmethod
+    def create(cls, seed: int) -> FeatureModel:
+        rng = np.random.default_rng([seed, 0])
+        group = np.full(LATENT_CLASSES, -1)
+        for g, names in enumerate(CLASS_GROUPS):
+            group[[CLASS_INDEX[name] for name in names]] = g
+        # the unlabelled classes join the LLP groups or groups of their own, so some resemble LLP classes
+        n_groups = len(CLASS_GROUPS) + 6
+        group[NUM_CLASSES:] = rng.integers(0, n_groups, LATENT_CLASSES - NUM_CLASSES)
+
+        def prototypes(share: float) -> np.ndarray:
+            centres = _unit(rng.standard_normal((n_groups, LATENT_DIM)))
+            own = _unit(rng.standard_normal((LATENT_CLASSES, LATENT_DIM)))
+            mixed = np.where(group[:, None] >= 0, np.sqrt(share) * centres[group] + np.sqrt(1 - share) * own, own)
+            return _unit(mixed)
+
+        return cls(
+            audio_prototypes=prototypes(0.45),
+            visual_prototypes=prototypes(0.35),
+            motion_prototypes=prototypes(0.5),
+            audio_map=rng.standard_normal((LATENT_DIM, 128)) * 0.9,
+            audio_offset=rng.normal(0.0, 0.35, 128) + rng.choice([-1.0, 1.0], 128) * 1.1,
+            visual_map=rng.standard_normal((LATENT_DIM, 2048)) * 0.32,
+            visual_bias=rng.normal(-0.05, 0.25, 2048),
+            motion_map=rng.standard_normal((LATENT_DIM, 512)) * 0.5,
+            motion_bias=rng.normal(-0.2, 0.3, 512),
+            silence=_unit(rng.standard_normal(LATENT_DIM)) * 1.5,
+        )
+
+    def render(self, rng: np.random.Generator, audio_on: np.ndarray, visual_on: np.ndarray) -> dict[str, np.ndarray]:
+        """Features of n videos from their events over the latent classes: audio_on, visual_on (n, K, 10) bool."""
+        n, k, _ = audio_on.shape
+        L = LATENT_DIM
+        # one instance of each class per video: prototype + per-video variation, at a per-video gain
+        variation = rng.standard_normal((3, n, k, L)) / np.sqrt(L)
+        gain = rng.lognormal(0.0, 0.35, (2, n, k, 1))
+        audio_instance = _unit(self.audio_prototypes[:k] + 0.7 * variation[0]) * gain[0]  # (n, K, L)
+        visual_instance = _unit(self.visual_prototypes[:k] + 0.6 * variation[1]) * gain[1]
+        motion_instance = _unit(self.motion_prototypes[:k] + 0.8 * variation[2]) * gain[1]
+
+        audio_latent = np.einsum("nkt,nkl->ntl", audio_on.astype(np.float64), audio_instance)  # (n, 10, L)
+        visual_latent = np.einsum("nkt,nkl->ntl", visual_on.astype(np.float64), visual_instance)
+        motion_latent = np.einsum("nkt,nkl->ntl", visual_on.astype(np.float64), motion_instance)
+
+        # per-video background (scene, ambience) that drifts slowly, and time-correlated snippet noise
+        background = rng.standard_normal((3, n, 1, L)) / np.sqrt(L) * np.array([0.9, 1.1, 0.8])[:, None, None, None]
+        drift = _ar1(rng, (3, n, NUM_SNIPPETS, L), rho=0.85) / np.sqrt(L) * 0.25
+        noise = (
+            _ar1(rng, (3, n, NUM_SNIPPETS, L), rho=0.3) / np.sqrt(L) * np.array([0.3, 0.2, 0.35])[:, None, None, None]
+        )
+        audio_latent = audio_latent + background[0] + drift[0] + noise[0]
+        visual_latent = visual_latent + background[1] + drift[1] + noise[1]
+        motion_latent = motion_latent + background[2] + drift[2] + noise[2]
+
+        # silence: in some videos, snippets where nothing is heard carry no sound at all
+        silent_video = rng.random(n) < 0.2
+        silent = silent_video[:, None] & ~audio_on.any(1)  # (n, 10)
+        quiet = self.silence + rng.standard_normal((n, NUM_SNIPPETS, L)) / np.sqrt(L) * 0.03
+        audio_latent = np.where(silent[..., None], quiet, audio_latent)
+
+        audio = self.audio_offset + audio_latent @ self.audio_map  # (n, 10, 128)
+        audio += rng.standard_normal(audio.shape) * 0.08
+        # a second of video: 8 frames, each with its own noise; stored as their mean (as the LLP release)
+        frames = 8
+        visual_pre = visual_latent @ self.visual_map + self.visual_bias  # (n, 10, 2048)
+        visual = np.zeros_like(visual_pre)
+        for _ in range(frames):
+            visual += np.maximum(visual_pre + rng.standard_normal(visual_pre.shape, dtype=np.float32) * 0.12, 0)
+        visual /= frames
+        motion = np.maximum(motion_latent @ self.motion_map + self.motion_bias, 0)
+        motion += np.abs(rng.standard_normal(motion.shape, dtype=np.float32)) * 0.02
+        return {"audio": audio, "visual": visual, "motion": motion}
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _ar1(rng: np.random.Generator, shape: tuple[int, ...], rho: float) -> np.ndarray:
+    """Unit-variance noise correlated over axis -2 (snippets) with coefficient rho."""
+    white = rng.standard_normal(shape)
+    out = np.empty(shape)
+    out[..., 0, :] = white[..., 0, :]
+    scale = np.sqrt(1 - rho**2)
+    for t in range(1, shape[-2]):
+        out[..., t, :] = rho * out[..., t - 1, :] + scale * white[..., t, :]
+    return out
+
+
+# ------------------------------------------------------------------------------------------- corpora
+
+
+@dataclass
+class LlpLayout:
+    """Ids and events of the labelled LLP-sim videos (train, val, test in that order)."""
+
+    video_ids: list[str]
+    split_sizes: dict[str, int]
+    weak: np.ndarray  # (N, 25) bool
+    audio: np.ndarray  # (N, 25, 10) bool
+    visual: np.ndarray  # (N, 25, 10) bool
+
+    def split_slice(self, split: str) -> slice:
+        start = 0
+        for name in SPLITS:
+            if name == split:
+                return slice(start, start + self.split_sizes[name])
+            start += self.split_sizes[name]
+        raise KeyError(split)
+
+
+def random_video_ids(rng: np.random.Generator, n: int, taken: set[str] = frozenset()) -> list[str]:
+    """LLP-style filenames `YTID_start_end` with random 11-character YouTube ids, unique and not in `taken`."""
+    ids: list[str] = []
+    seen = set(taken)
+    while len(ids) < n:
+        m = n - len(ids)
+        letters = ID_ALPHABET[rng.integers(0, len(ID_ALPHABET), (m, 11))]
+        start = rng.integers(0, 60, m) * 10
+        for row, s in zip(letters, start.tolist(), strict=True):
+            video_id = f"{''.join(row)}_{s}_{s + 10}"
+            if video_id not in seen:
+                seen.add(video_id)
+                ids.append(video_id)
+    return ids
+
+
+def llp_layout(preset: Preset, seed: int, events: EventModel, annotations: Path | None) -> LlpLayout:
+    """The labelled videos: sampled from the figures, or ids/labels/events from real annotation files."""
+    rng = np.random.default_rng([seed, 1])
+    sizes = {"train": preset.train, "val": preset.val, "test": preset.test}
+    if annotations is None:
+        n = sum(sizes.values())
+        weak = events.weak_labels(rng, n)
+        audio, visual = events.timing(rng, weak)
+        return LlpLayout(random_video_ids(rng, n), sizes, weak, audio, visual)
+    ids, weak, audio, visual = [], [], [], []
+    for name in SPLITS:
+        split = load_split(annotations, name)
+        count = min(sizes[name], len(split.video_ids))
+        sizes[name] = count
+        ids += split.video_ids[:count]
+        weak.append(split.weak.labels[:count])
+        if split.dense is None:
+            a, v = events.timing(rng, split.weak.labels[:count])
+        else:
+            a, v = split.dense.audio[:count], split.dense.visual[:count]
+        audio.append(a)
+        visual.append(v)
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{annotations}: a video is listed in more than one split")
+    return LlpLayout(ids, sizes, np.concatenate(weak), np.concatenate(audio), np.concatenate(visual))
+
+
+def _with_distractors(
+    rng: np.random.Generator, events: EventModel, audio: np.ndarray, visual: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Extend (n, 25, 10) events to all latent classes with unlabelled distractor events: (n, 60, 10)."""
+    extra = np.arange(NUM_CLASSES, LATENT_CLASSES)
+    extra_audio, extra_visual = events.extra_events(rng, len(audio), extra, count_p=(0.45, 0.4, 0.15), both_p=0.3)
+    return np.concatenate([audio, extra_audio], axis=1), np.concatenate([visual, extra_visual], axis=1)
+
+
+def _write_corpus(
+    path: Path,
+    video_ids: list[str],
+    events_of_chunk: Callable[[np.random.Generator, slice], tuple[np.ndarray, np.ndarray]],
+    model: FeatureModel,
+    seed: int,
+    tag: int,
+    source: str,
+    attrs: dict,
+    overwrite: bool,
+    on_progress: Callable[[int], None] | None,
+) -> None:
+    with StoreWriter(path, RAW_WIDTHS, dtype="float16", source=source, attrs=attrs, overwrite=overwrite) as writer:
+        for index, start in enumerate(range(0, len(video_ids), CHUNK_VIDEOS)):
+            rows = slice(start, min(start + CHUNK_VIDEOS, len(video_ids)))
+            rng = np.random.default_rng([seed, tag, index])
+            audio_on, visual_on = events_of_chunk(rng, rows)
+            features = model.render(rng, audio_on, visual_on)
+            writer.append(video_ids[rows], **features)
+            if on_progress is not None:
+                on_progress(rows.stop - rows.start)
+
+
+def output_paths(out: Path) -> dict[str, Path]:
+    """Every file `synthesize` writes into `out`."""
+    files = {"llp": out / LLP_FILE, "pretrain": out / PRETRAIN_FILE}
+    files.update({name: out / SPLIT_FILES[name] for name in SPLITS})
+    files.update({f"eval_{name}": out / filename for name, filename in EVAL_FILES.items()})
+    return files
+
+
+def synthesize(
+    out: Path,
+    preset: str = "tiny",
+    seed: int = 0,
+    annotations: Path | None = None,
+    overwrite: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Write an LLP-sim corpus into `out`: llp.h5, the five LLP annotation files and pretrain.h5.
+
+    With `annotations` (a folder of real LLP files) the labelled videos take their ids, weak labels and
+    (val/test) dense events from it, up to the preset's number per split. `on_progress(done, total)` is
+    called after each chunk of videos. Returns a summary: preset, seed, source, videos per split, paths.
+    """
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    out = Path(out)
+    files = output_paths(out)
+    for path in files.values():  # refuse before writing anything
+        check_writable(path, overwrite)
+    sizes = PRESETS[preset]
+    events = EventModel(llp_stats())
+    model = FeatureModel.create(seed)
+    layout = llp_layout(sizes, seed, events, Path(annotations) if annotations is not None else None)
+    pretrain_ids = random_video_ids(np.random.default_rng([seed, 2]), sizes.pretrain, taken=set(layout.video_ids))
+    total = len(layout.video_ids) + len(pretrain_ids)
+    done = 0
+
+    def progress(count: int) -> None:
+        nonlocal done
+        done += count
+        if on_progress is not None:
+            on_progress(done, total)
+
+    for name in SPLITS:
+        rows = layout.split_slice(name)
+        write_weak_labels(files[name], WeakLabels(layout.video_ids[rows], layout.weak[rows]), overwrite=overwrite)
+    evaluated = slice(layout.split_slice("val").start, len(layout.video_ids))
+    write_events(files["eval_audio"], layout.video_ids[evaluated], layout.audio[evaluated], overwrite=overwrite)
+    write_events(files["eval_visual"], layout.video_ids[evaluated], layout.visual[evaluated], overwrite=overwrite)
+
+    source = "LLP-sim" + (f" (annotations {annotations})" if annotations is not None else "")
+    attrs = {"preset": preset, "seed": seed, "latent_classes": LATENT_CLASSES}
+
+    def llp_events(rng: np.random.Generator, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        return _with_distractors(rng, events, layout.audio[rows], layout.visual[rows])
+
+    _write_corpus(files["llp"], layout.video_ids, llp_events, model, seed, 3, source, attrs, overwrite, progress)
+
+    def pretrain_events(rng: np.random.Generator, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        n = rows.stop - rows.start
+        return events.extra_events(rng, n, np.arange(LATENT_CLASSES), count_p=(0.0, 0.45, 0.4, 0.15), both_p=0.7)
+
+    _write_corpus(
+        files["pretrain"],
+        pretrain_ids,
+        pretrain_events,
+        model,
+        seed,
+        4,
+        source + " pretrain",
+        attrs,
+        overwrite,
+        progress,
+    )
+    return {
+        "out": str(out),
+        "preset": preset,
+        "seed": seed,
+        "source": "annotations" if annotations is not None else "stats",
+        "videos": {**layout.split_sizes, "pretrain": len(pretrain_ids)},
+        "files": {name: str(path) for name, path in files.items()},
+    }
