@@ -67,6 +67,81 @@ def evaluate(
 # --- data commands (import-han, synth, stats) are registered below ---
 
 
+@data_app.command()
+def synth(
+    out: Path = typer.Option(..., help="Folder to write llp.h5, pretrain.h5 and the five LLP annotation files into."),
+    preset: str = typer.Option("demo", help="Size: tiny (240 + 200 videos), demo (2,000 + 3,000), paper (LLP-sized)."),
+    annotations: Path | None = typer.Option(
+        None, help="Folder of real LLP annotation files: keep their ids, weak labels and val/test events."
+    ),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives byte-identical files."),
+    overwrite: bool = typer.Option(False, help="Replace files already in --out."),
+) -> None:
+    """Generate an LLP-sim corpus (synthetic features in the LLP layout) for a preset."""
+    from avvp.console import progress
+    from avvp.synth import PRESETS, synthesize
+
+    with progress(disable=preset not in PRESETS or preset == "tiny") as bar:
+        task = bar.add_task(f"LLP-sim {preset}", total=None)
+        summary = synthesize(
+            out,
+            preset=preset,
+            seed=seed,
+            annotations=annotations,
+            overwrite=overwrite,
+            on_progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    videos = summary["videos"]
+    print(
+        f"wrote LLP-sim {preset} (seed {seed}) to {out}: train {videos['train']}, val {videos['val']}, "
+        f"test {videos['test']} videos in {Path(summary['files']['llp']).name}; "
+        f"{videos['pretrain']} unlabeled videos in {Path(summary['files']['pretrain']).name}"
+    )
+
+
+@data_app.command()
+def stats(
+    annotations: Path = typer.Argument(..., help="Folder with the LLP annotation files (AVVP_*.csv)."),
+    plot: Path | None = typer.Option(None, help="Also draw the per-class bar chart into this PNG."),
+    split: list[str] = typer.Option(["val", "test"], help="Split(s) with dense labels to count (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Per class, the number of videos with the event heard, seen and both (LLP paper, Figure 1)."""
+    from avvp.stats import COLUMNS, class_modality_counts, format_counts, plot_counts
+
+    counts = class_modality_counts(annotations, tuple(split))
+    if as_json:
+        from avvp.classes import CLASSES
+
+        table = {name: {c: int(counts[c][i]) for c in COLUMNS} for i, name in enumerate(CLASSES)}
+        print(json.dumps({"videos": counts["videos"], "splits": counts["splits"], "classes": table}, indent=2))
+    else:
+        print(f"{'+'.join(counts['splits'])}: {counts['videos']} videos")
+        print(format_counts(counts))
+    if plot is not None:
+        plot_counts(counts, plot)
+        print(f"wrote {plot}")
+
+
+@data_app.command()
+def baselines(
+    annotations: Path = typer.Option(..., help="Folder with the LLP annotation files (AVVP_*.csv)."),
+    split: str = typer.Option("test", help="Split to score: test or val."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Score the reference predictions: weak-label oracle, nothing, Speech everywhere."""
+    from avvp.baselines import reference_scores
+    from avvp.metrics import format_table
+
+    scores = reference_scores(annotations, split)
+    if as_json:
+        print(json.dumps({"split": split, "annotations": str(annotations), **scores}, indent=2))
+        return
+    for name, table in scores.items():
+        print(f"{name} ({split})")
+        print(format_table(table) + "\n")
+
+
 def main() -> None:
     run_app(app)
 

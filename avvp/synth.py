@@ -145,16 +145,31 @@ class EventModel:
         relation = stats["both_relation"]
         counts = np.array([relation[k] for k in ("equal", "visual_superset", "audio_superset", "other")], float)
         self.relation_cdf = np.cumsum(counts / counts.sum())
-        labels_per_video = np.asarray(stats["labels_per_video"], dtype=np.float64)
-        self.labels_per_video_cdf = np.cumsum(labels_per_video / labels_per_video.sum())
-        self.class_log_weight = np.log(np.asarray(stats["train_class_count"], dtype=np.float64) + 1)
+        self.label_sets = stats["label_sets"]
 
-    def weak_labels(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """(n, 25) bool: k labels per video, classes drawn without replacement by LLP train frequency."""
-        k = np.maximum((rng.random(n)[:, None] >= self.labels_per_video_cdf).sum(1), 1)
-        keys = self.class_log_weight + rng.gumbel(size=(n, NUM_CLASSES))  # Gumbel top-k
-        rank = np.argsort(np.argsort(-keys, axis=1, kind="stable"), axis=1, kind="stable")
-        return rank < k[:, None]
+    def weak_labels(self, rng: np.random.Generator, n: int, group: str = "train") -> np.ndarray:
+        """(n, 25) bool label sets as LLP combines them: `group` "train", or "eval" (val/test, more labels).
+
+        The number of labels per video, then the first class (from the classes of one-label or of
+        multi-label videos), then each further class by its co-occurrence with those already drawn.
+        """
+        sets = self.label_sets[group]
+        per_video = np.asarray(sets["labels_per_video"], dtype=np.float64)
+        count = np.maximum(_draw(rng, np.broadcast_to(np.cumsum(per_video / per_video.sum()), (n, len(per_video)))), 1)
+        single = np.asarray(sets["single_class_count"], dtype=np.float64) + 0.5
+        multi = np.asarray(sets["multi_class_count"], dtype=np.float64) + 0.5
+        cooccurrence = np.asarray(sets["cooccurrence"], dtype=np.float64)
+        labels = np.zeros((n, NUM_CLASSES), dtype=bool)
+        weights = np.where((count == 1)[:, None], single, multi)  # (n, 25)
+        for step in range(int(count.max(initial=0))):
+            drawn = _draw(rng, np.cumsum(weights / weights.sum(1, keepdims=True), axis=1))
+            active = np.flatnonzero(count > step)
+            labels[active, drawn[active]] = True
+            # next class: by co-occurrence with the classes drawn so far; 5% of the mass for unseen combinations
+            together = labels @ cooccurrence  # (n, 25)
+            weights = together + 0.05 * together.sum(1, keepdims=True) * multi / multi.sum() + 1e-9
+            weights[labels] = 0
+        return labels
 
     def timing(self, rng: np.random.Generator, weak: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Audio and visual events (n, 25, 10) bool for the labelled classes of `weak` (n, 25)."""
@@ -355,7 +370,9 @@ def llp_layout(preset: Preset, seed: int, events: EventModel, annotations: Path 
     sizes = {"train": preset.train, "val": preset.val, "test": preset.test}
     if annotations is None:
         n = sum(sizes.values())
-        weak = events.weak_labels(rng, n)
+        weak = np.concatenate(
+            [events.weak_labels(rng, sizes["train"], "train"), events.weak_labels(rng, n - sizes["train"], "eval")]
+        )
         audio, visual = events.timing(rng, weak)
         return LlpLayout(random_video_ids(rng, n), sizes, weak, audio, visual)
     ids, weak, audio, visual = [], [], [], []

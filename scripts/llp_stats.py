@@ -4,7 +4,8 @@
     .venv/bin/python scripts/llp_stats.py --annotations DIR --out avvp/data/llp_stats.json
 
 Reads the five public LLP annotation files and writes small aggregate figures (counts and histograms,
-never the annotations themselves): class frequency among train videos, labels per video, per class the
+never the annotations themselves): class frequency among train videos, labels per video and how classes combine (train, and val+test
+whose labels were refined by the dense annotation), per class the
 share of weak labels heard only / seen only / both / neither (from the dense val+test labels), per class
 and modality the histogram of positive snippets, the global histogram of 10-snippet event patterns per
 modality, how the audio and visual patterns of a class heard and seen relate, event durations and events
@@ -45,6 +46,21 @@ def histogram(values: np.ndarray, size: int) -> list[int]:
     return np.bincount(np.asarray(values, dtype=np.int64).ravel(), minlength=size)[:size].tolist()
 
 
+def label_sets(weak: np.ndarray) -> dict:
+    """How labels combine in videos: labels per video, class counts of one-label and of multi-label videos,
+    and the class co-occurrence counts of multi-label videos (25 x 25, zero diagonal)."""
+    count = weak.sum(1)
+    multi = weak[count >= 2].astype(np.int64)
+    cooccurrence = multi.T @ multi
+    np.fill_diagonal(cooccurrence, 0)
+    return {
+        "labels_per_video": histogram(count, 8),
+        "single_class_count": weak[count == 1].sum(0).tolist(),
+        "multi_class_count": multi.sum(0).tolist(),
+        "cooccurrence": cooccurrence.tolist(),
+    }
+
+
 def compute_stats(annotations: Path) -> dict:
     """All figures the generator needs, as plain JSON-able values."""
     train, val, test = (load_split(annotations, name) for name in ("train", "val", "test"))
@@ -69,7 +85,7 @@ def compute_stats(annotations: Path) -> dict:
         "classes": list(CLASSES),
         "videos": {"train": len(train.video_ids), "val": len(val.video_ids), "test": len(test.video_ids)},
         "train_class_count": train.weak.labels.sum(0).tolist(),
-        "labels_per_video": histogram(train.weak.labels.sum(1), 8),
+        "label_sets": {"train": label_sets(train.weak.labels), "eval": label_sets(weak)},
         "modality_share": {
             "audio_only": (weak & heard & ~seen).sum(0).tolist(),
             "visual_only": (weak & ~heard & seen).sum(0).tolist(),
