@@ -67,6 +67,39 @@ def evaluate(
 # --- data commands (import-han, synth, stats) are registered below ---
 
 
+@data_app.command("import-han")
+def import_han_command(
+    root: Path = typer.Argument(..., help="LLP feature release: vggish/, res152/, r2plus1d_18/, a .npy per video."),
+    out: Path = typer.Option(..., help="Feature store to write (HDF5)."),
+    dtype: str = typer.Option("float16", help="Stored precision: float16 or float32."),
+    video_ids: Path | None = typer.Option(
+        None, help="Videos to import, one id per line (or an LLP split file); default: every .npy in vggish/."
+    ),
+    skip_missing: bool = typer.Option(
+        False, help="Leave out videos with a missing feature file (listed in OUT.skipped.txt) instead of failing."
+    ),
+    workers: int = typer.Option(8, help="Threads reading .npy files in parallel."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out."),
+) -> None:
+    """Convert the LLP feature release (per-video .npy files) into a feature store."""
+    from avvp.import_han import import_han, read_video_list
+
+    result = import_han(
+        root,
+        out,
+        dtype=dtype,
+        video_ids=read_video_list(video_ids) if video_ids is not None else None,
+        skip_missing=skip_missing,
+        workers=workers,
+        overwrite=overwrite,
+        show_progress=True,
+    )
+    print(f"wrote {result.path}: {len(result.video_ids)} videos ({dtype}); {result.padded} visual clip(s) padded")
+    if result.skipped:
+        shown = ", ".join(result.skipped[:5]) + (", ..." if len(result.skipped) > 5 else "")
+        print(f"skipped {len(result.skipped)} video(s) with a missing feature file ({result.skipped_list}): {shown}")
+
+
 @data_app.command()
 def synth(
     out: Path = typer.Option(..., help="Folder to write llp.h5, pretrain.h5 and the five LLP annotation files into."),

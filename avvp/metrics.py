@@ -35,40 +35,71 @@ def gate_predictions(
     return (np.asarray(audio_prob) >= threshold) & video_on, (np.asarray(visual_prob) >= threshold) & video_on
 
 
+def _row_codes(dense: np.ndarray) -> np.ndarray:
+    """Each row of 10 snippets as the integer whose bit t is snippet t: (..., 10) bool -> (...) int64."""
+    return dense.astype(bool, copy=False) @ (1 << np.arange(NUM_SNIPPETS))
+
+
+BIT_COUNT = np.array([bin(code).count("1") for code in range(2**NUM_SNIPPETS)])
+"""Positive snippets of a row, by row code."""
+
+
 def segment_counts(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """TP, FP, FN per video and class over the snippets: (3, N, 25) int."""
-    pred, truth = pred.astype(bool), truth.astype(bool)
+    pred_code, true_code = _row_codes(pred), _row_codes(truth)  # (N, 25)
     return np.stack(
         [
-            (pred & truth).sum(-1),
-            (pred & ~truth).sum(-1),
-            (~pred & truth).sum(-1),
+            BIT_COUNT[pred_code & true_code],
+            BIT_COUNT[pred_code & ~true_code],
+            BIT_COUNT[~pred_code & true_code],
         ]
     )
 
 
 def _run_masks(dense: np.ndarray) -> np.ndarray:
-    """One mask per maximal run of each (video, class) row: (N, 25, MAX_RUNS, 10) bool, empty slots all False."""
+    """One mask per maximal run of each row: (..., 10) -> (..., MAX_RUNS, 10) bool, empty slots all False."""
     dense = dense.astype(bool)
     starts = dense & ~np.concatenate([np.zeros_like(dense[..., :1]), dense[..., :-1]], axis=-1)
-    run_id = np.where(dense, np.cumsum(starts, axis=-1), 0)  # (N, 25, 10): 1-based run index, 0 off
+    run_id = np.where(dense, np.cumsum(starts, axis=-1), 0)  # (..., 10): 1-based run index, 0 off
     return run_id[..., None, :] == np.arange(1, MAX_RUNS + 1)[:, None]
+
+
+def _run_table() -> tuple[np.ndarray, np.ndarray]:
+    """Onset and offset of the maximal runs of every possible row, by row code: two (2**10, MAX_RUNS) int arrays.
+
+    Empty run slots have onset = offset = 0.
+    """
+    rows = (np.arange(2**NUM_SNIPPETS)[:, None] >> np.arange(NUM_SNIPPETS)) & 1  # (1024, 10)
+    runs = _run_masks(rows.astype(bool))  # (1024, R, 10)
+    length = runs.sum(-1)
+    onset = np.where(length > 0, runs.argmax(-1), 0)
+    return onset, onset + length
+
+
+RUN_ONSET, RUN_OFFSET = _run_table()
 
 
 def event_counts(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """TP, FP, FN events per video and class: (3, N, 25) int."""
-    pred_runs, true_runs = _run_masks(pred), _run_masks(truth)  # (N, 25, R, 10)
-    pred_len = pred_runs.sum(-1)  # (N, 25, R)
-    true_len = true_runs.sum(-1)
-    inter = np.einsum("ncpt,ncgt->ncpg", pred_runs.astype(np.int32), true_runs.astype(np.int32))  # (N, 25, R, R)
-    union = pred_len[..., :, None] + true_len[..., None, :] - inter
+    # A row has only 2**10 possible values, so each distinct (prediction, truth) pair of non-empty rows is
+    # scored once; a pair of empty rows counts nothing.
+    pair_codes = (_row_codes(pred) << NUM_SNIPPETS | _row_codes(truth)).ravel()  # (N * 25,)
+    active = np.flatnonzero(pair_codes)
+    pairs, inverse = np.unique(pair_codes[active], return_inverse=True)  # (U,), (len(active),)
+    pred_code, true_code = pairs >> NUM_SNIPPETS, pairs & (2**NUM_SNIPPETS - 1)
+    pred_on, pred_off = RUN_ONSET[pred_code][:, :, None], RUN_OFFSET[pred_code][:, :, None]  # (U, R, 1)
+    true_on, true_off = RUN_ONSET[true_code][:, None, :], RUN_OFFSET[true_code][:, None, :]  # (U, 1, R)
+    inter = np.maximum(np.minimum(pred_off, true_off) - np.maximum(pred_on, true_on), 0)  # (U, R, R)
+    union = (pred_off - pred_on) + (true_off - true_on) - inter
     # IoU >= 0.5 in exact integers; an empty slot never matches (its intersection is 0).
     match = (inter > 0) & (2 * inter >= union)
-    pred_exists, true_exists = pred_len > 0, true_len > 0
+    pred_exists, true_exists = pred_off[:, :, 0] > pred_on[:, :, 0], true_off[:, 0, :] > true_on[:, 0, :]  # (U, R)
     tp = (match.any(-1) & pred_exists).sum(-1)
     fp = (~match.any(-1) & pred_exists).sum(-1)
     fn = (~match.any(-2) & true_exists).sum(-1)
-    return np.stack([tp, fp, fn])
+    counts = np.zeros((3, pair_codes.size), dtype=np.int64)
+    counts[:, active] = np.stack([tp, fp, fn])[:, inverse]
+    return counts.reshape((3, *pred.shape[:-1]))
 
 
 def video_f1(counts: np.ndarray) -> np.ndarray:

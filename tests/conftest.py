@@ -23,3 +23,21 @@ def tiny_llp(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_llp")
     synthesize(out, preset="tiny", seed=0)
     return out
+
+
+@pytest.fixture
+def run_avvp(monkeypatch, capsys):
+    """Run the `avvp` command line in-process as a user would: returns (exit code, stdout, stderr)."""
+    import sys
+
+    from avvp.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["avvp", *map(str, args)])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        out, err = capsys.readouterr()
+        return exit_info.value.code or 0, out, err
+
+    return run

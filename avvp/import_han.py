@@ -1,0 +1,222 @@
+"""`avvp data import-han`: the LLP feature release (one .npy per video and feature) as a feature store.
+
+Release layout: `ROOT/vggish/ID.npy` (10, 128), `ROOT/res152/ID.npy` (80, 2048), `ROOT/r2plus1d_18/ID.npy`
+(10, 512). The 80 ResNet-152 frames are averaged per second (8 frames each); a clip with 72-79 frames is
+first padded by repeating its last frame. Files are read by a thread pool and streamed into the store in
+chunks; the store appears only when every video has been read.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from avvp.classes import NUM_SNIPPETS
+from avvp.console import progress
+from avvp.errors import ConfigError, StoreError
+from avvp.io import atomic_path
+from avvp.store import CHUNK_VIDEOS, RAW_WIDTHS, StoreWriter
+
+FOLDERS = {"audio": "vggish", "visual": "res152", "motion": "r2plus1d_18"}
+"""Store stream -> folder of the release."""
+FRAMES_PER_SNIPPET = 8
+MAX_FRAMES = NUM_SNIPPETS * FRAMES_PER_SNIPPET
+MIN_FRAMES = MAX_FRAMES - FRAMES_PER_SNIPPET
+"""Shorter visual clips are padded up to 80 frames; below 72 a whole second would be made up."""
+
+
+@dataclass
+class ImportResult:
+    path: Path
+    video_ids: list[str]
+    """Imported videos, in store order."""
+    skipped: list[str]
+    """Videos left out for a missing feature file (with skip_missing)."""
+    padded: int
+    """Visual clips padded from 72-79 frames to 80."""
+    skipped_list: Path | None
+    """OUT.skipped.txt, written when videos were skipped."""
+
+
+def skipped_list_path(out: str | os.PathLike) -> Path:
+    return Path(f"{out}.skipped.txt")
+
+
+def read_video_list(path: str | os.PathLike) -> list[str]:
+    """Video ids from a text file: one per line, or an LLP split file (its first, `filename`, column)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such video list")
+    first_line: dict[str, int] = {}
+    for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        video_id = text.split("\t")[0].strip()
+        if not video_id or (line == 1 and video_id == "filename"):
+            continue
+        if "/" in video_id or "\\" in video_id or video_id.startswith("."):
+            raise ConfigError(f"{path}:{line}: {video_id!r} is not a video id")
+        if video_id in first_line:
+            raise ConfigError(
+                f"{path}:{line}: video {video_id!r} is listed again (first at line {first_line[video_id]})"
+            )
+        first_line[video_id] = line
+    if not first_line:
+        raise ConfigError(f"{path}: lists no video")
+    return list(first_line)
+
+
+def release_video_ids(root: str | os.PathLike) -> list[str]:
+    """The videos of a release: every `.npy` in `ROOT/vggish/`, sorted."""
+    return sorted(path.stem for path in (Path(root) / FOLDERS["audio"]).glob("*.npy"))
+
+
+def feature_paths(root: str | os.PathLike, video_id: str) -> dict[str, Path]:
+    return {name: Path(root) / folder / f"{video_id}.npy" for name, folder in FOLDERS.items()}
+
+
+def _load(path: Path, rows: tuple[int, int], width: int) -> np.ndarray:
+    """A (rows, width) numeric array from a .npy file, with `rows` an inclusive range, as float32."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise StoreError(f"{path}: no such file") from None
+    except (OSError, ValueError) as error:
+        raise StoreError(f"{path}: not a readable .npy array ({error})") from None
+    expected = f"({rows[0]}..{rows[1]}, {width})" if rows[0] != rows[1] else f"({rows[0]}, {width})"
+    if array.ndim != 2 or not rows[0] <= array.shape[0] <= rows[1] or array.shape[1] != width:
+        raise StoreError(f"{path}: shape {array.shape}; expected {expected}")
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise StoreError(f"{path}: dtype {array.dtype}; expected numbers")
+    if not np.isfinite(array).all():
+        raise StoreError(f"{path}: holds NaN or infinite values")
+    return array.astype(np.float32, copy=False)
+
+
+def average_frames(frames: np.ndarray) -> np.ndarray:
+    """(72..80, W) frames -> (10, W): pad to 80 by repeating the last frame, then average each 8."""
+    missing = MAX_FRAMES - len(frames)
+    if missing:
+        frames = np.concatenate([frames, np.repeat(frames[-1:], missing, axis=0)])
+    seconds = frames.reshape(NUM_SNIPPETS, FRAMES_PER_SNIPPET, -1)  # (10, 8, W)
+    return seconds.mean(axis=1, dtype=np.float64).astype(np.float32)
+
+
+def load_clip(root: str | os.PathLike, video_id: str) -> tuple[dict[str, np.ndarray], bool]:
+    """One video's features as (10, width) float32 per stream, and whether its visual frames were padded."""
+    paths = feature_paths(root, video_id)
+    frames = _load(paths["visual"], (MIN_FRAMES, MAX_FRAMES), RAW_WIDTHS["visual"])
+    clip = {
+        "audio": _load(paths["audio"], (NUM_SNIPPETS, NUM_SNIPPETS), RAW_WIDTHS["audio"]),
+        "visual": average_frames(frames),
+        "motion": _load(paths["motion"], (NUM_SNIPPETS, NUM_SNIPPETS), RAW_WIDTHS["motion"]),
+    }
+    return clip, len(frames) < MAX_FRAMES
+
+
+def _ordered_map(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, window: int) -> Iterator:
+    """`pool.map` with at most `window` items in flight, so memory stays bounded; results in order."""
+    pending: deque[Future] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def import_han(
+    root: str | os.PathLike,
+    out: str | os.PathLike,
+    dtype: str = "float16",
+    video_ids: list[str] | None = None,
+    skip_missing: bool = False,
+    workers: int = 8,
+    overwrite: bool = False,
+    show_progress: bool = False,
+) -> ImportResult:
+    """Convert a release folder into a store at `out` (atomically).
+
+    `video_ids` defaults to the videos in `ROOT/vggish/`. A video with a missing feature file is an error,
+    or with `skip_missing` is left out: the ids go into the store's `skipped_video_ids` attribute and
+    `OUT.skipped.txt`. A malformed file (too few frames, a wrong width) is always an error naming it.
+    """
+    root = Path(root)
+    if workers < 1:
+        raise ConfigError(f"--workers {workers}: expected at least 1")
+    absent = [f"{folder}/" for folder in FOLDERS.values() if not (root / folder).is_dir()]
+    if absent:
+        raise StoreError(
+            f"{root}: no {', '.join(absent)} folder; expected the LLP feature release layout "
+            f"({', '.join(f'{folder}/' for folder in FOLDERS.values())})"
+        )
+    if video_ids is None:
+        video_ids = release_video_ids(root)
+        if not video_ids:
+            raise StoreError(f"{root / FOLDERS['audio']}: no .npy files")
+    present, skipped = [], []
+    for video_id in video_ids:
+        missing = [path for path in feature_paths(root, video_id).values() if not path.is_file()]
+        if not missing:
+            present.append(video_id)
+        elif skip_missing:
+            skipped.append(video_id)
+        else:
+            raise StoreError(f"{missing[0]}: no such file (video {video_id!r}); pass --skip-missing to leave it out")
+    if not present:
+        raise StoreError(f"{root}: none of the {len(video_ids)} requested videos has all three feature files")
+
+    padded = 0
+    attrs = {"skipped_video_ids": np.array(skipped, dtype=h5py.string_dtype())}
+    source = f"LLP feature release {root.resolve()}"
+    with (
+        StoreWriter(out, RAW_WIDTHS, dtype=dtype, source=source, attrs=attrs, overwrite=overwrite) as writer,
+        ThreadPoolExecutor(max_workers=workers) as pool,
+        # Closed before the pool shuts down, so that on an error the queued reads are cancelled, not waited for.
+        closing(_ordered_map(pool, partial(load_clip, root), present, window=2 * CHUNK_VIDEOS)) as clips,
+        progress(disable=not show_progress) as bar,
+    ):
+        task = bar.add_task("import-han", total=len(present))
+        for start in range(0, len(present), CHUNK_VIDEOS):
+            chunk_ids = present[start : start + CHUNK_VIDEOS]
+            chunk = []
+            for _ in chunk_ids:
+                clip, was_padded = next(clips)
+                chunk.append(clip)
+                padded += was_padded
+                bar.advance(task)
+            with np.errstate(over="ignore"):  # an overflow is reported below, naming the file
+                streams = {name: np.stack([clip[name] for clip in chunk]).astype(writer.dtype) for name in FOLDERS}
+            for name, array in streams.items():
+                overflow = ~np.isfinite(array).all(axis=(1, 2))
+                if overflow.any():
+                    video_id = chunk_ids[int(np.flatnonzero(overflow)[0])]
+                    raise StoreError(
+                        f"{feature_paths(root, video_id)[name]}: values overflow {writer.dtype}; use --dtype float32"
+                    )
+            writer.append(chunk_ids, **streams)
+
+    skipped_list = skipped_list_path(out)
+    if skipped:
+        with atomic_path(skipped_list, overwrite=True) as tmp:
+            tmp.write_text("".join(f"{video_id}\n" for video_id in skipped), encoding="utf-8")
+    elif skipped_list.exists():
+        skipped_list.unlink()  # a stale list from an earlier import into the same path
+    return ImportResult(
+        path=Path(out),
+        video_ids=present,
+        skipped=skipped,
+        padded=padded,
+        skipped_list=skipped_list if skipped else None,
+    )

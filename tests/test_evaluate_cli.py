@@ -1,0 +1,78 @@
+"""`avvp evaluate` on the real LLP test split with the weak-label oracle, written in the LLP eval format."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from avvp.annotations import load_split, write_events
+from avvp.baselines import reference_predictions
+from avvp.classes import CLASSES
+
+SEGMENT = [76.1, 60.3, 52.6, 63.0, 71.7]
+EVENT = [63.0, 55.8, 44.7, 54.5, 61.6]
+
+
+@pytest.fixture(scope="module")
+def oracle_files(real_llp, tmp_path_factory):
+    """The weak-label oracle (every weak-label class on all 10 snippets, audio and visual) as two eval files."""
+    oracle = reference_predictions(load_split(real_llp, "test", dense=False), "weak-oracle")
+    folder = tmp_path_factory.mktemp("weak_oracle")
+    audio = write_events(folder / "pred_audio.csv", oracle.video_ids, oracle.audio)
+    visual = write_events(folder / "pred_visual.csv", oracle.video_ids, oracle.visual)
+    return real_llp, audio, visual
+
+
+def evaluate_args(annotations, audio, visual, *extra):
+    return ("evaluate", "--pred-audio", audio, "--pred-visual", visual, "--annotations", annotations, *extra)
+
+
+def test_table(oracle_files, run_avvp):
+    code, stdout, stderr = run_avvp(*evaluate_args(*oracle_files))
+    assert code == 0, stderr
+    lines = stdout.strip().splitlines()
+    assert lines[0] == "test: 1200 videos"
+    assert lines[1].split() == ["level", "Audio", "Visual", "AV", "Type@AV", "Event@AV"]
+    assert lines[2].split() == ["segment", *map(str, SEGMENT)]
+    assert lines[3].split() == ["event", *map(str, EVENT)]
+
+
+def test_json_has_both_levels(oracle_files, run_avvp):
+    code, stdout, stderr = run_avvp(*evaluate_args(*oracle_files, "--json"))
+    assert code == 0, stderr
+    result = json.loads(stdout)
+    assert result["split"] == "test" and result["videos"] == 1200
+    names = ["audio", "visual", "av", "type_av", "event_av"]
+    assert [round(result["segment"][name], 1) for name in names] == SEGMENT
+    assert [round(result["event"][name], 1) for name in names] == EVENT
+
+
+def test_per_class_prints_25_classes(oracle_files, run_avvp):
+    code, stdout, stderr = run_avvp(*evaluate_args(*oracle_files, "--per-class"))
+    assert code == 0, stderr
+    lines = stdout.strip().splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split() == ["class", "Audio", "Visual", "AV"])
+    rows = [line.split() for line in lines[header + 1 :]]
+    assert [row[0] for row in rows] == list(CLASSES)
+    assert all(len(row) == 4 for row in rows)
+    code, stdout, _ = run_avvp(*evaluate_args(*oracle_files, "--per-class", "--json"))
+    assert list(json.loads(stdout)["per_class_segment_f1"]["audio"]) == list(CLASSES)
+
+
+def test_bad_predictions_file_is_one_line_with_file_and_line(oracle_files, tmp_path):
+    annotations, audio, _ = oracle_files
+    visual = tmp_path / "pred_visual.csv"
+    rows = ["filename\tonset\toffset\tevent_labels", "4YdbENYcIyE_23_33\t0\t4\tBaby_cry_infant_cry"]
+    visual.write_text("\n".join([*rows, "KSRjje7GH44_60_70\t8\t10\tSpeech`"]) + "\n")
+    command = [sys.executable, "-m", "avvp.cli", *map(str, evaluate_args(annotations, audio, visual))]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("note: ")]
+    assert errors == [f"error: {visual}:3: unknown class 'Speech`'; expected one of the 25 LLP classes"]
+
+
+def test_train_split_is_refused(oracle_files, run_avvp):
+    code, _, stderr = run_avvp(*evaluate_args(*oracle_files, "--split", "train"))
+    assert code == 1 and "only val and test" in stderr

@@ -1,0 +1,172 @@
+"""`avvp data import-han`: the LLP feature release layout into a store, through the library and the CLI."""
+
+import numpy as np
+import pytest
+
+from avvp.errors import StoreError
+from avvp.import_han import import_han, read_video_list
+from avvp.store import RAW_WIDTHS, read_store, store_info
+
+IDS = ["aaaaaaaaaaa_0_10", "bbbbbbbbbbb_5_15", "ccccccccccc_30_40"]
+
+
+def visual_frames(count: int, offset: float = 0.0) -> np.ndarray:
+    """Frame f holds f + offset + (column % 4): exact averages in float16 and float32."""
+    return (np.arange(count)[:, None] + offset + np.arange(RAW_WIDTHS["visual"]) % 4).astype(np.float32)
+
+
+def write_clip(root, video_id, frames: int = 80, audio_width: int = 128, seed: int = 0, skip: str = ""):
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "vggish": rng.integers(0, 256, (10, audio_width)).astype(np.float32),
+        "res152": visual_frames(frames, offset=seed),
+        "r2plus1d_18": rng.random((10, 512), dtype=np.float32),
+    }
+    for folder, array in arrays.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        if folder != skip:
+            np.save(root / folder / f"{video_id}.npy", array)
+    return arrays
+
+
+@pytest.fixture
+def release(tmp_path):
+    root = tmp_path / "llp_features"
+    clips = {video_id: write_clip(root, video_id, seed=i) for i, video_id in enumerate(IDS)}
+    return root, clips
+
+
+def test_80_frame_clips_are_averaged_per_second(release, tmp_path):
+    root, clips = release
+    result = import_han(root, tmp_path / "store.h5", dtype="float32")
+    assert result.video_ids == sorted(IDS) and result.skipped == [] and result.padded == 0
+    store = read_store(result.path, widths=RAW_WIDTHS)
+    assert store.video_ids == sorted(IDS)
+    for i, video_id in enumerate(store.video_ids):
+        np.testing.assert_array_equal(store["audio"][i], clips[video_id]["vggish"])
+        np.testing.assert_array_equal(store["motion"][i], clips[video_id]["r2plus1d_18"])
+        frames = clips[video_id]["res152"]
+        np.testing.assert_array_equal(store["visual"][i], frames.reshape(10, 8, -1).mean(axis=1))
+    # Second s averages frames 8s..8s+7: 8s + 3.5 + seed + column % 4.
+    assert store["visual"][0, 3, :4].tolist() == [27.5, 28.5, 29.5, 30.5]
+    assert store_info(result.path)["attrs"]["skipped_video_ids"] == []
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_75_frame_clip_is_padded_with_its_last_frame(release, tmp_path, dtype):
+    root, _ = release
+    write_clip(root, IDS[1], frames=75, seed=0)
+    result = import_han(root, tmp_path / "store.h5", dtype=dtype, video_ids=[IDS[1]])
+    assert result.padded == 1
+    visual = read_store(result.path, streams=("visual",))["visual"][0]
+    # Seconds 0..8 are untouched; second 9 holds frames 72, 73, 74 and five copies of frame 74.
+    assert visual[8, :4].tolist() == [67.5, 68.5, 69.5, 70.5]
+    last = (72 + 73 + 6 * 74) / 8
+    assert last == 73.625
+    assert visual[9, :4].tolist() == [last, last + 1, last + 2, last + 3]
+
+
+def test_72_frames_is_the_shortest_clip(release, tmp_path):
+    root, _ = release
+    write_clip(root, IDS[0], frames=72)
+    visual = read_store(import_han(root, tmp_path / "store.h5", video_ids=[IDS[0]]).path, ("visual",))["visual"]
+    assert visual[0, 9, 0] == 71.0  # 8 copies of frame 71
+
+
+@pytest.mark.parametrize("frames", [60, 71, 81])
+def test_too_few_or_too_many_frames_is_an_error_naming_the_file(release, tmp_path, frames):
+    root, _ = release
+    write_clip(root, IDS[2], frames=frames)
+    with pytest.raises(StoreError) as error:
+        import_han(root, tmp_path / "store.h5")
+    message = str(error.value)
+    assert message.startswith(f"{root / 'res152' / IDS[2]}.npy: shape ({frames}, 2048)"), message
+    assert "expected (72..80, 2048)" in message
+    assert list(tmp_path.glob("store.h5*")) == [] and list(tmp_path.glob(".store.h5*")) == []
+
+
+def test_wrong_width_is_an_error_naming_the_file(release, tmp_path):
+    root, _ = release
+    write_clip(root, IDS[0], audio_width=64)
+    with pytest.raises(StoreError, match=r"vggish/aaaaaaaaaaa_0_10\.npy: shape \(10, 64\); expected \(10, 128\)"):
+        import_han(root, tmp_path / "store.h5", workers=3)
+    assert not (tmp_path / "store.h5").exists()
+
+
+def test_values_beyond_float16_are_an_error_naming_the_file(release, tmp_path):
+    root, _ = release
+    np.save(root / "r2plus1d_18" / f"{IDS[1]}.npy", np.full((10, 512), 1e6, dtype=np.float32))
+    with pytest.raises(StoreError, match=r"r2plus1d_18/bbbbbbbbbbb_5_15\.npy: values overflow float16; use --dtype"):
+        import_han(root, tmp_path / "store.h5")
+    assert read_store(import_han(root, tmp_path / "store.h5", dtype="float32").path)["motion"].max() == 1e6
+
+
+def test_missing_file_is_an_error_or_skipped(release, tmp_path):
+    root, _ = release
+    (root / "r2plus1d_18" / f"{IDS[1]}.npy").unlink()
+    with pytest.raises(StoreError) as error:
+        import_han(root, tmp_path / "store.h5")
+    assert str(error.value).startswith(f"{root / 'r2plus1d_18' / IDS[1]}.npy: no such file")
+    assert "--skip-missing" in str(error.value)
+    result = import_han(root, tmp_path / "store.h5", skip_missing=True)
+    assert result.video_ids == [IDS[0], IDS[2]] and result.skipped == [IDS[1]]
+    assert read_store(result.path).video_ids == [IDS[0], IDS[2]]
+    assert store_info(result.path)["attrs"]["skipped_video_ids"] == [IDS[1]]
+    assert result.skipped_list.read_text() == f"{IDS[1]}\n"
+
+
+def test_cli_imports_and_reports_skipped(release, tmp_path, run_avvp):
+    root, clips = release
+    write_clip(root, "ddddddddddd_0_10", skip="res152")  # listed in vggish/ but not in res152/
+    out = tmp_path / "store.h5"
+    code, stdout, stderr = run_avvp("data", "import-han", root, "--out", out, "--dtype", "float32")
+    assert code == 1
+    assert (
+        stderr.strip().splitlines()[-1].startswith(f"error: {root / 'res152' / 'ddddddddddd_0_10'}.npy: no such file")
+    )
+    assert not out.exists()
+
+    code, stdout, stderr = run_avvp(
+        "data", "import-han", root, "--out", out, "--dtype", "float32", "--skip-missing", "--workers", "2"
+    )
+    assert code == 0, stderr
+    assert f"wrote {out}: 3 videos (float32)" in stdout
+    assert "skipped 1 video(s)" in stdout and "ddddddddddd_0_10" in stdout
+    assert (tmp_path / "store.h5.skipped.txt").read_text() == "ddddddddddd_0_10\n"
+    np.testing.assert_array_equal(read_store(out, ("audio",))["audio"][1], clips[IDS[1]]["vggish"])
+
+    code, _, stderr = run_avvp("data", "import-han", root, "--out", out, "--skip-missing")
+    assert code == 1 and "already exists; pass --overwrite" in stderr
+
+    video_list = tmp_path / "ids.txt"
+    video_list.write_text(f"filename\tevent_labels\n{IDS[2]}\tSpeech\n\n{IDS[0]}\tDog\n")
+    code, stdout, stderr = run_avvp("data", "import-han", root, "--out", out, "--video-ids", video_list, "--overwrite")
+    assert code == 0, stderr
+    assert read_store(out).video_ids == [IDS[2], IDS[0]]
+    assert not (tmp_path / "store.h5.skipped.txt").exists()  # the stale list of the replaced store is gone
+
+
+def test_cli_rejects_bad_options(release, tmp_path, run_avvp):
+    root, _ = release
+    code, _, stderr = run_avvp("data", "import-han", root, "--out", tmp_path / "s.h5", "--dtype", "int8")
+    assert code == 1 and "dtype int8 not supported" in stderr
+    code, _, stderr = run_avvp("data", "import-han", tmp_path / "nowhere", "--out", tmp_path / "s.h5")
+    assert code == 1 and "no vggish/, res152/, r2plus1d_18/ folder" in stderr
+    assert list(tmp_path.glob("*.h5")) == []
+
+
+def test_video_list_errors(tmp_path):
+    path = tmp_path / "ids.txt"
+    path.write_text(f"{IDS[0]}\n{IDS[1]}\n{IDS[0]}\n")
+    with pytest.raises(Exception, match=r"ids.txt:3: video 'aaaaaaaaaaa_0_10' is listed again \(first at line 1\)"):
+        read_video_list(path)
+    path.write_text("\n")
+    with pytest.raises(Exception, match="lists no video"):
+        read_video_list(path)
+
+
+def test_same_release_gives_identical_stores(release, tmp_path):
+    root, _ = release
+    first = import_han(root, tmp_path / "a.h5", workers=1).path
+    second = import_han(root, tmp_path / "b.h5", workers=4).path
+    assert first.read_bytes() == second.read_bytes()
