@@ -1,1 +1,31 @@
-"""Pretraining stage: UNITER-style audio-visual encoder trained with AVG contrastive losses."""
+"""Pretraining stage: UNITER-style audio-visual encoder trained with AVG contrastive losses.
+
+Public API (what other stages use; everything else is internal):
+
+    from pretrain import load_encoder
+    encoder = load_encoder("runs/pre-multi")        # AVEncoderModel, eval mode, on the CPU
+    out = encoder(audio, visual, motion)            # (B, 10, 128), (B, 10, 2048), (B, 10, 512) float tensors
+    out.audio, out.visual, out.motion               # contextual embeddings (B, 10, H), H = encoder.config.hidden_size
+    audio_emb, visual_emb, motion_emb = out         # the output is a NamedTuple, so it also unpacks
+
+- `load_encoder(path)` reads a directory written by `avvp-pretrain` (config.json + model.safetensors, through
+  `AVEncoderModel.from_pretrained`); a missing, corrupt or foreign directory (another model type, missing or extra
+  weights, wrong shapes) raises `avvp.errors.AvvpError` with a one-line message naming it.
+- `encoder.config` is an `AVEncoderConfig`: `hidden_size`, and `stream_sizes()` the input widths it expects.
+- The encoder is an ordinary `torch.nn.Module` (`.train()`, `.parameters()`, `.to(device)`), for end-to-end
+  finetuning; `save_encoder(model, path)` writes it back in the same format.
+- `export_embeddings(encoder_dir, features, out)` writes the embeddings of every video of a store as a new store
+  (streams audio, visual of width H; motion carried over), the input of a frozen-encoder parser.
+"""
+
+from pretrain.export import export_embeddings
+from pretrain.modeling import AVEncoderConfig, AVEncoderModel, AVEncoderOutput, load_encoder, save_encoder
+
+__all__ = [
+    "AVEncoderConfig",
+    "AVEncoderModel",
+    "AVEncoderOutput",
+    "export_embeddings",
+    "load_encoder",
+    "save_encoder",
+]

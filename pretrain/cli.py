@@ -1,0 +1,114 @@
+"""`avvp-pretrain`: pretrain the audio-visual encoder (the default command) and `export` its embeddings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from avvp.console import run_app
+from avvp.errors import ConfigError
+from pretrain.config import PretrainConfig
+
+D = PretrainConfig  # the defaults of the settings no preset changes
+
+app = typer.Typer(
+    help=(
+        "Pretrain the UNITER-style audio-visual encoder with the AVG loss (the default command), or export its "
+        "snippet embeddings (`export`). One device: avvp-pretrain --features ... --labels ... --out ...; several: "
+        "accelerate launch --num_processes N $(which avvp-pretrain) ...; several CPU processes: "
+        "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N $(which avvp-pretrain) ..."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback(invoke_without_command=True)
+def pretrain(
+    ctx: typer.Context,
+    features: Path | None = typer.Option(None, help="Pretraining feature store (audio, visual, motion)."),
+    labels: Path | None = typer.Option(None, help="AVG label file for the same videos (avvp-groundtruth build)."),
+    out: Path | None = typer.Option(None, help="Run directory: the encoder, metrics.json, log.jsonl, checkpoints/."),
+    variant: str = typer.Option(D.variant, help="AVG loss pairs: uni (a-a, v-v), cross (a-v, v-a) or multi (both)."),
+    preset: str = typer.Option(D.preset, help="Encoder size and schedule: tiny, demo or paper."),
+    hidden_size: int | None = typer.Option(None, help="Encoder width (default: the preset's)."),
+    layers: int | None = typer.Option(None, help="BERT layers (default: the preset's)."),
+    heads: int | None = typer.Option(None, help="Attention heads (default: the preset's)."),
+    epochs: int | None = typer.Option(None, help="Epochs (default: the preset's)."),
+    batch_size: int | None = typer.Option(None, help="Videos per batch on each process (default: the preset's)."),
+    lr: float | None = typer.Option(None, help="Peak learning rate (default: the preset's)."),
+    grad_accum: int = typer.Option(D.grad_accum, help="Batches accumulated per optimizer step."),
+    warmup: float = typer.Option(D.warmup, help="Share of the steps with a linear warm-up (then linear decay)."),
+    pos_margin: float = typer.Option(D.pos_margin, help="p: grounded pairs are pulled above this cosine similarity."),
+    neg_margin: float = typer.Option(D.neg_margin, help="n: other pairs are pushed below this cosine similarity."),
+    in_batch_negatives: bool = typer.Option(D.in_batch_negatives, help="Other videos' snippets as negatives too."),
+    val_fraction: float = typer.Option(D.val_fraction, help="Held-out share of the corpus for validation."),
+    save_every: int = typer.Option(D.save_every, help="Save the Accelerate state every N steps (and per epoch)."),
+    max_steps: int | None = typer.Option(None, help="Stop after this many optimizer steps."),
+    mixed_precision: str = typer.Option(D.mixed_precision, help="auto (bf16 on a GPU), no, or bf16."),
+    seed: int = typer.Option(D.seed, help="Seed of the weights, the held-out split, shuffling and dropout."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
+) -> None:
+    """Pretrain the encoder (the default command; `export` is the other one)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from pretrain.train import train
+
+    missing = [flag for flag, value in (("--features", features), ("--labels", labels), ("--out", out)) if not value]
+    if missing:
+        raise ConfigError(f"missing {', '.join(missing)}; see avvp-pretrain --help")
+    cfg = PretrainConfig.from_preset(
+        preset,
+        features=str(features),
+        labels=str(labels),
+        out=str(out),
+        variant=variant,
+        hidden_size=hidden_size,
+        num_layers=layers,
+        num_heads=heads,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        grad_accum=grad_accum,
+        warmup=warmup,
+        pos_margin=pos_margin,
+        neg_margin=neg_margin,
+        in_batch_negatives=in_batch_negatives,
+        val_fraction=val_fraction,
+        save_every=save_every,
+        max_steps=max_steps,
+        mixed_precision=mixed_precision,
+        seed=seed,
+        resume=resume,
+        overwrite=overwrite,
+    )
+    train(cfg)
+
+
+@app.command()
+def export(
+    encoder: Path = typer.Option(..., help="Pretrained encoder: the --out folder of avvp-pretrain."),
+    features: Path = typer.Option(..., help="Feature store to encode (e.g. the LLP store)."),
+    out: Path = typer.Option(..., help="Output feature store: audio, visual embeddings (width H), motion as is."),
+    batch_size: int = typer.Option(256, help="Videos per forward pass (and per written chunk)."),
+    dtype: str | None = typer.Option(None, help="float16 or float32 (default: the input store's motion dtype)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output store."),
+) -> None:
+    """Write the encoder's contextual embeddings of every video as a feature store any parser reads."""
+    from pretrain.export import export_embeddings
+
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size {batch_size}: must be at least 1")
+    path = export_embeddings(encoder, features, out, overwrite=overwrite, batch_size=batch_size, dtype=dtype)
+    print(f"wrote {path}")
+
+
+def main() -> None:
+    run_app(app)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""PretrainConfig: every setting of a pretraining run, with the named size/schedule presets."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from avvp.errors import ConfigError
+from pretrain.losses import check_variant
+
+PRESETS: dict[str, dict] = {
+    "tiny": dict(hidden_size=64, num_layers=2, num_heads=2, epochs=2, batch_size=16, lr=1e-3),
+    "demo": dict(hidden_size=256, num_layers=4, num_heads=4, epochs=5, batch_size=64, lr=2e-4),
+    "paper": dict(hidden_size=1024, num_layers=12, num_heads=16, epochs=20, batch_size=128, lr=5e-5),
+}
+"""Encoder size and schedule per preset: `tiny` for tests (seconds on CPU), `demo` for CPU minutes, `paper` the
+size of the authors' UNITER-based release (hidden 1024, 12 layers, 16 heads; a GPU)."""
+
+MIXED_PRECISION = ("auto", "no", "bf16")
+PATH_FIELDS = ("features", "labels", "out")
+
+
+@dataclass
+class PretrainConfig:
+    """A pretraining run; the defaults are the `demo` preset. Saved as pretrain_config.json in the run directory."""
+
+    features: str = ""
+    """Pretraining feature store with the audio, visual and motion streams."""
+    labels: str = ""
+    """AVG label file for the same videos in the same order (avvp-groundtruth build)."""
+    out: str = ""
+    """Run directory: the encoder (config.json, model.safetensors), metrics.json, log.jsonl, checkpoints/."""
+    variant: str = "multi"
+    """Modality pairs of the AVG loss: uni (a-a, v-v), cross (a-v, v-a) or multi (both)."""
+    preset: str = "demo"
+    """Named size and schedule (PRESETS) the other fields started from."""
+    hidden_size: int = 256
+    """Width of the encoder (every token and output embedding)."""
+    num_layers: int = 4
+    """BERT layers."""
+    num_heads: int = 4
+    """Attention heads per layer; must divide hidden_size."""
+    intermediate_size: int | None = None
+    """Feed-forward width of each layer; None means 4 x hidden_size."""
+    dropout: float = 0.1
+    """Dropout on hidden states and attention probabilities."""
+    epochs: int = 5
+    """Passes over the training part of the corpus."""
+    batch_size: int = 64
+    """Videos per batch on each process (the global batch is this x processes x grad_accum)."""
+    grad_accum: int = 1
+    """Batches whose gradients are accumulated before each optimizer step."""
+    lr: float = 2e-4
+    """Peak learning rate of AdamW."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (not on biases and LayerNorm weights)."""
+    warmup: float = 0.1
+    """Share of the optimizer steps spent warming the learning rate up linearly; linear decay to 0 after."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm (0 turns clipping off)."""
+    pos_margin: float = 0.7
+    """p: grounded pairs are pulled above this cosine similarity."""
+    neg_margin: float = 0.7
+    """n: other pairs are pushed below this cosine similarity."""
+    in_batch_negatives: bool = False
+    """Also treat every snippet of the other videos in the (global) batch as a negative."""
+    val_fraction: float = 0.1
+    """Share of the corpus held out for the validation loss and grounding accuracy (0: none)."""
+    save_every: int = 500
+    """Save the Accelerate state every this many optimizer steps (and at the end of every epoch)."""
+    log_every: int = 10
+    """Write the mean training loss to log.jsonl every this many optimizer steps."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps (the learning-rate schedule is set for them); None: all epochs."""
+    mixed_precision: str = "auto"
+    """auto (bf16 on a GPU, none on the CPU), no, or bf16."""
+    seed: int = 0
+    """Seed of the initial weights, the held-out split, the shuffling and dropout."""
+    resume: bool = False
+    """Continue the run in `out` from its latest checkpoint (the settings must be the same)."""
+    overwrite: bool = False
+    """Replace an existing run directory."""
+
+    def __post_init__(self):
+        check_variant(self.variant)
+        if self.preset not in PRESETS:
+            raise ConfigError(f"--preset {self.preset!r}: expected one of {', '.join(PRESETS)}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ConfigError(
+                f"--mixed-precision {self.mixed_precision!r}: expected one of {', '.join(MIXED_PRECISION)}"
+            )
+        positive = ("hidden_size", "num_layers", "num_heads", "epochs", "batch_size", "grad_accum", "save_every")
+        for name in positive + ("log_every",):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"--max-steps {self.max_steps}: must be at least 1")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"--hidden-size {self.hidden_size} is not a multiple of --heads {self.num_heads}")
+        for name in ("pos_margin", "neg_margin"):
+            if not -1.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)}: a cosine margin in [-1, 1]")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"--val-fraction {self.val_fraction}: expected a share in [0, 1)")
+        if not 0.0 <= self.warmup < 1.0:
+            raise ConfigError(f"--warmup {self.warmup}: expected a share in [0, 1)")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"--dropout {self.dropout}: expected a probability in [0, 1)")
+        if self.lr <= 0:
+            raise ConfigError(f"--lr {self.lr}: must be positive")
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume and --overwrite exclude each other")
+        if self.intermediate_size is None:
+            self.intermediate_size = 4 * self.hidden_size
+
+    @classmethod
+    def from_preset(cls, preset: str = "demo", **overrides) -> PretrainConfig:
+        """The preset's values, then every override that is not None."""
+        if preset not in PRESETS:
+            raise ConfigError(f"--preset {preset!r}: expected one of {', '.join(PRESETS)}")
+        given = {name: value for name, value in overrides.items() if value is not None}
+        return cls(preset=preset, **{**PRESETS[preset], **given})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def load(cls, path: str | Path) -> PretrainConfig:
+        """Read a saved pretrain_config.json (unknown keys are an error naming them)."""
+        data = json.loads(Path(path).read_text())
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{path}: unknown settings {', '.join(unknown)}")
+        return cls(**data)
+
+    def differences(self, other: PretrainConfig, ignore: tuple[str, ...] = ("resume", "overwrite")) -> list[str]:
+        """Names of the settings that differ from `other`'s (paths compared once resolved)."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        for name in PATH_FIELDS:
+            mine[name], theirs[name] = Path(mine[name]).resolve(), Path(theirs[name]).resolve()
+        return [name for name in mine if name not in ignore and mine[name] != theirs[name]]

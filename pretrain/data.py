@@ -1,0 +1,80 @@
+"""The pretraining corpus in memory: feature streams and grounding labels as tensors, batched by indexing."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from avvp.avg_labels import read_avg_labels
+from avvp.errors import AvvpError
+from avvp.store import read_store
+from pretrain.modeling import STREAMS
+
+
+@dataclass
+class PretrainCorpus:
+    """Every video of the pretraining store with its AVG labels, in the store's order."""
+
+    video_ids: list[str]
+    streams: dict[str, torch.Tensor]
+    """audio, visual, motion -> (N, 10, W) float32."""
+    grounded: torch.Tensor
+    """(N, 10, 10) bool: G_ij, snippets i and j grounded to each other."""
+
+    def __len__(self) -> int:
+        return len(self.video_ids)
+
+    @property
+    def widths(self) -> dict[str, int]:
+        return {name: int(tensor.shape[-1]) for name, tensor in self.streams.items()}
+
+
+def load_corpus(features: str | os.PathLike, labels: str | os.PathLike) -> PretrainCorpus:
+    """Read the store's three streams and the label file; the labels must be for the same videos, same order."""
+    store = read_store(features, streams=STREAMS)
+    avg = read_avg_labels(labels, video_ids=store.video_ids)
+    return PretrainCorpus(
+        video_ids=store.video_ids,
+        streams={name: torch.from_numpy(store[name]) for name in STREAMS},
+        grounded=torch.from_numpy(avg.labels),
+    )
+
+
+def split_rows(count: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random held-out share of the corpus: (train rows, validation rows), each sorted."""
+    n_val = int(round(count * val_fraction)) if val_fraction > 0 else 0
+    n_val = max(n_val, 1) if val_fraction > 0 else 0
+    if count - n_val < 1:
+        raise AvvpError(f"{count} video(s) in the corpus: too few to hold out {val_fraction:.0%} for validation")
+    order = np.random.default_rng(seed).permutation(count)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+class CorpusRows(Dataset):
+    """Some rows of the corpus; a batch is gathered with one tensor index per stream (`__getitems__`)."""
+
+    def __init__(self, corpus: PretrainCorpus, rows: np.ndarray):
+        self.corpus = corpus
+        self.rows = torch.as_tensor(rows, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitems__(self, positions: list[int]) -> dict[str, torch.Tensor]:
+        rows = self.rows[torch.as_tensor(positions, dtype=torch.long)]  # (B,) corpus rows
+        batch = {name: tensor[rows] for name, tensor in self.corpus.streams.items()}  # (B, 10, W) each
+        batch["grounded"] = self.corpus.grounded[rows]  # (B, 10, 10)
+        batch["video_index"] = rows
+        return batch
+
+    def __getitem__(self, position: int) -> dict[str, torch.Tensor]:
+        return {name: tensor[0] for name, tensor in self.__getitems__([position]).items()}
+
+
+def keep_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """collate_fn: `__getitems__` already returns the whole batch."""
+    return batch

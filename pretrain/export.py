@@ -1,0 +1,68 @@
+"""Export the contextual embeddings of a pretrained encoder as a feature store any parser reads.
+
+The output store has the streams `audio` and `visual` (N, 10, H) — the encoder's contextual embeddings — and
+`motion` carried over from the input store as it is, for the same videos in the same order.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avvp.console import progress
+from avvp.errors import StoreError
+from avvp.store import StoreWriter, iter_store, store_info
+from pretrain.modeling import STREAMS, load_encoder
+
+
+def export_embeddings(
+    encoder: str | os.PathLike,
+    features: str | os.PathLike,
+    out: str | os.PathLike,
+    overwrite: bool = False,
+    batch_size: int = 256,
+    dtype: str | None = None,
+    device: str | torch.device | None = None,
+    show_progress: bool = True,
+) -> Path:
+    """Run the encoder over every video of `features`, writing the embedding store `out` chunk by chunk.
+
+    dtype: of the output streams; None keeps the input store's motion dtype (so motion is carried over exactly).
+    """
+    model = load_encoder(encoder)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device)
+    info = store_info(features)
+    widths = model.config.stream_sizes()
+    for name, width in widths.items():
+        if name not in info["streams"]:
+            raise StoreError(f"{features}: no stream {name!r}; the encoder reads {', '.join(STREAMS)}")
+        if info["streams"][name]["shape"][-1] != width:
+            raise StoreError(
+                f"{features}: stream {name!r} has width {info['streams'][name]['shape'][-1]}; "
+                f"the encoder {encoder} expects {width}"
+            )
+    dtype = dtype or info["streams"]["motion"]["dtype"]
+    hidden = model.config.hidden_size
+    attrs = {"encoder": str(encoder), "features": str(features), "embedding": "avvp-pretrain contextual snippets"}
+    out_widths = {"audio": hidden, "visual": hidden, "motion": widths["motion"]}
+    with (
+        StoreWriter(out, out_widths, dtype=dtype, source=str(features), attrs=attrs, overwrite=overwrite) as writer,
+        progress(disable=not show_progress) as bar,
+    ):
+        task = bar.add_task("export", total=info["videos"])
+        for video_ids, streams in iter_store(features, STREAMS, chunk_size=batch_size, widths=widths):
+            inputs = [torch.from_numpy(np.asarray(streams[name], dtype=np.float32)).to(device) for name in STREAMS]
+            with torch.inference_mode():
+                output = model(*inputs)
+            writer.append(
+                video_ids,
+                audio=output.audio.float().cpu().numpy(),
+                visual=output.visual.float().cpu().numpy(),
+                motion=streams["motion"],
+            )
+            bar.update(task, advance=len(video_ids))
+    return Path(out)

@@ -1,0 +1,159 @@
+"""The audio-visual grounding (AVG) losses on contextual snippet embeddings.
+
+With the embeddings normalised to unit length, s_ij the cosine similarity of anchor snippet i (one modality) and
+snippet j (the same or the other modality) of one video, and G_ij the grounding label (1 when i and j are in the
+same component of the video's similarity graph):
+
+    l_ij = G_ij * [p - s_ij]+ + (1 - G_ij) * [s_ij - n]+          (margins p and n; 0.7 both in the authors' release)
+
+over all ten anchors of every video at once. The modality pairs per variant (VARIANTS): `uni` audio-audio and
+visual-visual, `cross` audio-visual and visual-audio, `multi` all four.
+
+Decisions:
+- The diagonal of a same-modality pair (i = j, a snippet with itself) is left out: s_ii = 1 and G_ii = 1 always,
+  so its term is a constant 0 that would only dilute the mean. The cross-modal diagonal (audio and visual of the
+  same second) is a real pair and counts (grounded, since a snippet is in its own component).
+- Normalisation: the mean over every counted (video, modality pair, i, j); per video 180 pairs for `uni`
+  (2 x 10 x 9), 200 for `cross` (2 x 10 x 10), 380 for `multi`.
+- In-batch negatives (optional) are a separate term: every snippet of every other video in the (global) batch is
+  a negative for each local anchor, [s - n]+, over the same modality pairs, averaged over those pairs. The
+  training loss is the sum of the two terms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from avvp.errors import ConfigError
+
+VARIANTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "uni": (("audio", "audio"), ("visual", "visual")),
+    "cross": (("audio", "visual"), ("visual", "audio")),
+    "multi": (("audio", "audio"), ("visual", "visual"), ("audio", "visual"), ("visual", "audio")),
+}
+"""variant -> the (anchor modality, other modality) pairs its loss sums over."""
+
+
+def check_variant(variant: str) -> str:
+    if variant not in VARIANTS:
+        raise ConfigError(f"--variant {variant!r}: expected one of {', '.join(VARIANTS)}")
+    return variant
+
+
+def pair_similarity(audio: torch.Tensor, visual: torch.Tensor, variant: str) -> torch.Tensor:
+    """(B, P, T, T) cosine similarity of anchor snippet i and snippet j for each of the variant's P modality pairs."""
+    # audio (B, T, H)   visual (B, T, H)
+    unit = {"audio": F.normalize(audio.float(), dim=-1), "visual": F.normalize(visual.float(), dim=-1)}
+    return torch.stack([unit[x] @ unit[y].transpose(1, 2) for x, y in VARIANTS[check_variant(variant)]], dim=1)
+
+
+def pair_mask(variant: str, snippets: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """(P, T, T) bool: the counted pairs (everything but a snippet with itself within one modality)."""
+    off_diagonal = ~torch.eye(snippets, dtype=torch.bool, device=device)
+    everything = torch.ones(snippets, snippets, dtype=torch.bool, device=device)
+    return torch.stack([off_diagonal if x == y else everything for x, y in VARIANTS[check_variant(variant)]])
+
+
+def hinge(similarity: torch.Tensor, grounded: torch.Tensor, pos_margin: float, neg_margin: float) -> torch.Tensor:
+    """G [p - s]+ + (1 - G) [s - n]+, elementwise."""
+    return torch.where(grounded, F.relu(pos_margin - similarity), F.relu(similarity - neg_margin))
+
+
+def avg_loss(
+    audio: torch.Tensor,
+    visual: torch.Tensor,
+    grounded: torch.Tensor,
+    variant: str,
+    pos_margin: float = 0.7,
+    neg_margin: float = 0.7,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """The AVG hinge loss over all anchors; `reduction="none"` gives each video's mean (B,).
+
+    audio, visual (B, T, H) contextual embeddings; grounded (B, T, T) bool labels G.
+    """
+    similarity = pair_similarity(audio, visual, variant)  # (B, P, T, T)
+    terms = hinge(similarity, grounded[:, None].bool(), pos_margin, neg_margin)  # (B, P, T, T)
+    mask = pair_mask(variant, audio.shape[1], audio.device)  # (P, T, T)
+    per_video = (terms * mask).sum(dim=(1, 2, 3)) / mask.sum().clamp(min=1)  # (B,)
+    return per_video if reduction == "none" else per_video.mean()
+
+
+def in_batch_negative_loss(
+    audio: torch.Tensor,
+    visual: torch.Tensor,
+    video_index: torch.Tensor,
+    variant: str,
+    neg_margin: float = 0.7,
+    gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Mean of [s - n]+ between each local anchor snippet and every snippet of every other video in the batch.
+
+    `video_index` (B,) identifies each video (a video seen twice in a batch is never its own negative). `gather`
+    returns a tensor concatenated over all processes, keeping the gradient of the local part (identity when None).
+    """
+    gather = gather or (lambda tensor: tensor)
+    modality = {"audio": 0, "visual": 1}
+    unit = F.normalize(torch.stack([audio.float(), visual.float()], dim=1), dim=-1)  # (B, 2, T, H)
+    candidates = gather(unit)  # (G, 2, T, H), all processes
+    other = video_index[:, None] != gather(video_index)[None, :]  # (B, G): pairs of different videos
+    total = unit.new_zeros(())
+    for x, y in VARIANTS[check_variant(variant)]:
+        similarity = torch.einsum("bih,gjh->bgij", unit[:, modality[x]], candidates[:, modality[y]])  # (B, G, T, T)
+        total = total + (F.relu(similarity - neg_margin) * other[:, :, None, None]).sum()
+    pairs = other.sum() * audio.shape[1] ** 2 * len(VARIANTS[variant])
+    return total / pairs.clamp(min=1)
+
+
+def grounding_counts(
+    audio: torch.Tensor,
+    visual: torch.Tensor,
+    grounded: torch.Tensor,
+    variant: str,
+    pos_margin: float = 0.7,
+    neg_margin: float = 0.7,
+) -> torch.Tensor:
+    """(B, 4) per video: grounded pairs with s >= p, grounded pairs, other pairs with s <= n, other pairs.
+
+    The grounding accuracy is the share of the variant's counted pairs on the right side of their margin.
+    """
+    similarity = pair_similarity(audio, visual, variant)  # (B, P, T, T)
+    positive = grounded[:, None].bool() & pair_mask(variant, audio.shape[1], audio.device)  # (B, P, T, T)
+    negative = ~grounded[:, None].bool() & pair_mask(variant, audio.shape[1], audio.device)
+    counts = [positive & (similarity >= pos_margin), positive, negative & (similarity <= neg_margin), negative]
+    return torch.stack([c.sum(dim=(1, 2, 3)) for c in counts], dim=1).float()
+
+
+def accuracy_from_counts(counts: torch.Tensor) -> dict[str, float]:
+    """Grounding accuracy (all pairs, grounded pairs, other pairs) from summed `grounding_counts`."""
+    right_pos, pos, right_neg, neg = (float(c) for c in counts.sum(dim=0))
+
+    def share(right: float, total: float) -> float:
+        return right / total if total else float("nan")
+
+    return {
+        "accuracy": share(right_pos + right_neg, pos + neg),
+        "positive_accuracy": share(right_pos, pos),
+        "negative_accuracy": share(right_neg, neg),
+    }
+
+
+def pretrain_losses(
+    audio: torch.Tensor,
+    visual: torch.Tensor,
+    grounded: torch.Tensor,
+    video_index: torch.Tensor,
+    variant: str,
+    pos_margin: float,
+    neg_margin: float,
+    in_batch_negatives: bool = False,
+    gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """The named loss terms of one batch: `avg`, and `in_batch_negative` when asked for; the loop sums them."""
+    terms = {"avg": avg_loss(audio, visual, grounded, variant, pos_margin, neg_margin)}
+    if in_batch_negatives:
+        terms["in_batch_negative"] = in_batch_negative_loss(audio, visual, video_index, variant, neg_margin, gather)
+    return terms

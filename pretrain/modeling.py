@@ -1,0 +1,216 @@
+"""The UNITER-style audio-visual encoder: a transformers config/model pair around a BERT encoder.
+
+Each stream (audio, visual, motion) is projected to the hidden size (Linear -> LayerNorm); the three ten-snippet
+streams form one 30-token sequence fed to `BertModel` through `inputs_embeds`, with `token_type_ids` = modality
+(0 audio, 1 visual, 2 motion) and `position_ids` = snippet index (0..9), so time and modality are embedded as
+UNITER embeds image regions. The model returns the contextual embedding of every snippet of every stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from huggingface_hub.dataclasses import strict
+from torch import nn
+from transformers import BertConfig, BertModel, PreTrainedConfig, PreTrainedModel
+from transformers.utils import logging as hf_logging
+
+from avvp.classes import NUM_SNIPPETS
+from avvp.errors import AvvpError
+from avvp.store import RAW_WIDTHS
+
+STREAMS = ("audio", "visual", "motion")
+"""The input streams in token-type order: token type k is STREAMS[k]."""
+
+
+@strict
+class AVEncoderConfig(PreTrainedConfig):
+    """Everything needed to rebuild the encoder; saved as config.json by `save_pretrained`."""
+
+    model_type = "avvp_av_encoder"
+
+    audio_size: int = RAW_WIDTHS["audio"]
+    visual_size: int = RAW_WIDTHS["visual"]
+    motion_size: int = RAW_WIDTHS["motion"]
+    hidden_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    intermediate_size: int = 1024
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float | int = 0.1
+    attention_probs_dropout_prob: float | int = 0.1
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+
+    def stream_sizes(self) -> dict[str, int]:
+        """Input width of each stream."""
+        return {"audio": self.audio_size, "visual": self.visual_size, "motion": self.motion_size}
+
+    def bert_config(self) -> BertConfig:
+        """The BERT encoder's config: three token types (modalities), ten positions (snippets), no vocabulary."""
+        return BertConfig(
+            vocab_size=1,  # inputs always come as inputs_embeds; the word embeddings are dropped
+            pad_token_id=None,
+            hidden_size=self.hidden_size,
+            num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads,
+            intermediate_size=self.intermediate_size,
+            hidden_act=self.hidden_act,
+            hidden_dropout_prob=self.hidden_dropout_prob,
+            attention_probs_dropout_prob=self.attention_probs_dropout_prob,
+            max_position_embeddings=NUM_SNIPPETS,
+            type_vocab_size=len(STREAMS),
+            layer_norm_eps=self.layer_norm_eps,
+            initializer_range=self.initializer_range,
+        )
+
+
+class AVEncoderOutput(NamedTuple):
+    """Contextual snippet embeddings, each (B, 10, H); unpacks as `audio, visual, motion = encoder(...)`."""
+
+    audio: torch.Tensor
+    visual: torch.Tensor
+    motion: torch.Tensor
+
+
+class StreamProjection(nn.Module):
+    """Linear -> LayerNorm from a stream's feature width to the hidden size (UNITER's region embedding)."""
+
+    def __init__(self, in_features: int, hidden_size: int, eps: float):
+        super().__init__()
+        self.linear = nn.Linear(in_features, hidden_size)
+        self.norm = nn.LayerNorm(hidden_size, eps=eps)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.linear(features))
+
+
+class AVEncoderModel(PreTrainedModel):
+    """Audio, visual and motion snippets of a video in, their contextual embeddings (B, 10, H) each out."""
+
+    config_class = AVEncoderConfig
+    config: AVEncoderConfig
+    base_model_prefix = "av_encoder"
+    main_input_name = "audio"
+    _supports_sdpa = True
+
+    def __init__(self, config: AVEncoderConfig):
+        super().__init__(config)
+        self.projections = nn.ModuleDict(
+            {
+                name: StreamProjection(width, config.hidden_size, config.layer_norm_eps)
+                for name, width in config.stream_sizes().items()
+            }
+        )
+        self.bert = BertModel(config.bert_config(), add_pooling_layer=False)
+        # No token ids ever reach the encoder; an unused parameter would also stall DDP.
+        self.bert.embeddings.word_embeddings = None
+        self.post_init()
+
+    def get_input_embeddings(self) -> None:
+        return None
+
+    def forward(self, audio: torch.Tensor, visual: torch.Tensor, motion: torch.Tensor) -> AVEncoderOutput:
+        # audio (B, T, 128)   visual (B, T, 2048)   motion (B, T, 512); T = 10 snippets
+        batch, snippets = audio.shape[:2]
+        if snippets != NUM_SNIPPETS or visual.shape[:2] != audio.shape[:2] or motion.shape[:2] != audio.shape[:2]:
+            raise ValueError(
+                f"expected (B, {NUM_SNIPPETS}, width) streams; got audio {tuple(audio.shape)}, "
+                f"visual {tuple(visual.shape)}, motion {tuple(motion.shape)}"
+            )
+        tokens = torch.cat(
+            [self.projections[name](x) for name, x in zip(STREAMS, (audio, visual, motion), strict=True)], dim=1
+        )  # (B, 30, H): audio snippets 0..9, visual 0..9, motion 0..9
+        modality = torch.arange(len(STREAMS), device=tokens.device).repeat_interleave(NUM_SNIPPETS)  # (30,) 0,..,2
+        snippet = torch.arange(NUM_SNIPPETS, device=tokens.device).repeat(len(STREAMS))  # (30,) 0..9 three times
+        hidden = self.bert(
+            inputs_embeds=tokens,
+            token_type_ids=modality.expand(batch, -1),
+            position_ids=snippet.expand(batch, -1),
+        ).last_hidden_state  # (B, 30, H)
+        return AVEncoderOutput(*hidden.split(NUM_SNIPPETS, dim=1))
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load reports and progress bars (our own errors say what went wrong)."""
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def save_encoder(model: AVEncoderModel, path: str | os.PathLike) -> Path:
+    """`save_pretrained` (config.json + model.safetensors), quietly."""
+    with quiet_transformers():
+        model.save_pretrained(path)
+    return Path(path)
+
+
+def load_encoder(path: str | os.PathLike) -> AVEncoderModel:
+    """Load a pretrained encoder directory (config.json + model.safetensors) in eval mode on the CPU.
+
+    A missing, corrupt or foreign directory (another model type, missing or extra weights, wrong shapes) is an
+    AvvpError in one line naming the directory.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise AvvpError(f"{path}: no such encoder directory; expected the --out folder of avvp-pretrain")
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise AvvpError(f"{path}: no config.json; not an encoder saved by avvp-pretrain")
+    try:
+        model_type = json.loads(config_file.read_text()).get("model_type")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        raise AvvpError(f"{config_file}: not a valid JSON config") from None
+    if model_type != AVEncoderConfig.model_type:
+        raise AvvpError(
+            f"{config_file}: model type {model_type!r}; "
+            f"expected {AVEncoderConfig.model_type!r} (an avvp-pretrain encoder)"
+        )
+    if not (path / "model.safetensors").is_file():
+        raise AvvpError(f"{path}: no model.safetensors; the pretraining run did not finish")
+    try:
+        with quiet_transformers():
+            model, info = AVEncoderModel.from_pretrained(
+                path, local_files_only=True, output_loading_info=True, ignore_mismatched_sizes=True
+            )
+    except Exception as error:  # transformers raises OSError, ValueError, RuntimeError, safetensors errors, ...
+        reason = " ".join(str(error).split())[:200]
+        raise AvvpError(f"{path}: cannot load the encoder ({type(error).__name__}: {reason})") from None
+    if info["mismatched_keys"]:
+        key, stored, expected = sorted(info["mismatched_keys"])[0]
+        raise AvvpError(
+            f"{path}: weights do not match config.json ({key} is {tuple(stored)} in model.safetensors, "
+            f"{tuple(expected)} by config.json; {len(info['mismatched_keys'])} tensors differ)"
+        )
+    for kind in ("missing_keys", "unexpected_keys"):
+        if info[kind]:
+            keys = sorted(info[kind])
+            shown = ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+            raise AvvpError(f"{path}: weights do not match config.json ({kind.replace('_', ' ')}: {shown})")
+    if info["error_msgs"]:
+        raise AvvpError(f"{path}: cannot load the encoder ({' '.join(str(info['error_msgs'][0]).split())[:200]})")
+    return model.eval()
+
+
+def weights_checksum(model: nn.Module) -> str:
+    """SHA-256 of every parameter's bytes in name order: equal checksums mean identical weights."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,234 @@
+"""Pretraining runs end to end: train, resume, export, bad input, and a real two-process Accelerate run."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from accelerate.state import AcceleratorState
+
+from avvp.avg_labels import write_avg_labels
+from avvp.store import read_store, write_store
+from pretrain import load_encoder
+from pretrain.cli import main
+from pretrain.modeling import weights_checksum
+
+WIDTHS = {"audio": 16, "visual": 24, "motion": 8}
+BIN = Path(sys.executable).parent
+
+
+def make_corpus(folder: Path, videos: int = 96, seed: int = 0, widths=WIDTHS) -> tuple[Path, Path]:
+    """A small store whose snippets come in 1-3 segments, each from one of 6 shared prototypes, and its labels."""
+    rng = np.random.default_rng(seed)
+    segments = np.stack([np.searchsorted(np.sort(rng.choice(9, rng.integers(0, 3), replace=False)) + 1,
+                                         np.arange(10), side="right") for _ in range(videos)])  # fmt: skip
+    classes = rng.integers(0, 6, size=(videos, 3))
+    snippet_class = np.take_along_axis(classes, segments, axis=1)  # (N, 10)
+    streams = {}
+    for name, width in widths.items():
+        prototypes = rng.normal(size=(6, width))
+        streams[name] = (prototypes[snippet_class] + 0.3 * rng.normal(size=(videos, 10, width))).astype(np.float32)
+    ids = [f"v{i:04d}" for i in range(videos)]
+    folder.mkdir(parents=True, exist_ok=True)
+    features = write_store(folder / "pre.h5", ids, streams, dtype="float32", source="test")
+    labels = write_avg_labels(folder / "avg.h5", ids, segments.astype(np.int8))
+    return features, labels
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(autouse=True)
+def one_thread_fresh_accelerate_state():
+    """One intra-op thread (tiny models gain nothing from more, and lose much on a busy machine); each test
+    starts without the Accelerate state a previous in-process run left."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def run_cli(*args) -> None:
+    """avvp-pretrain in this process (run_app included); SystemExit only on failure."""
+    old = sys.argv
+    sys.argv = ["avvp-pretrain", *map(str, args)]
+    try:
+        main()
+    except SystemExit as exit_info:
+        if exit_info.code not in (0, None):
+            raise
+    finally:
+        sys.argv = old
+
+
+def fails_with(capsys, *args) -> str:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(*args)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def tiny_args(features, labels, out, *extra):
+    return ["--preset", "tiny", "--features", features, "--labels", labels, "--out", out, "--hidden-size", 32,
+            "--batch-size", 8, "--seed", 3, *extra]  # fmt: skip
+
+
+def test_train_then_export(corpus, tmp_path):
+    features, labels = corpus
+    out = tmp_path / "run"
+    run_cli(*tiny_args(features, labels, out, "--variant", "uni", "--save-every", 4))
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "metrics.json", "log.jsonl", "pretrain_config.json"} <= names
+    assert not [n for n in names if n.startswith(".")]  # no temporary leftovers
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["variant"] == "uni" and len(metrics["epochs"]) == 2
+    steps_per_epoch = -(-86 // 8)  # 96 videos, 10 held out, batches of 8
+    assert metrics["steps"] == 2 * steps_per_epoch
+    assert set(metrics["untrained"]) == {"val_loss", "val_accuracy", "val_positive_accuracy", "val_negative_accuracy"}
+    assert metrics["epochs"][-1]["lr"] == pytest.approx(0.0, abs=1e-9)  # decayed to zero
+    assert metrics["videos_per_second"] > 0
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [10, 20] and all(np.isfinite(r["train_loss"]) for r in log)
+    assert len(list((out / "checkpoints").glob("step_*"))) == 2  # only the latest kept
+    encoder = load_encoder(out)
+    assert encoder.config.stream_sizes() == WIDTHS and encoder.config.hidden_size == 32
+    assert metrics["process_weight_checksums"] == [weights_checksum(encoder)]
+
+    exported = tmp_path / "pre-emb.h5"
+    run_cli("export", "--encoder", out, "--features", features, "--out", exported, "--batch-size", 40)
+    store = read_store(exported)
+    source = read_store(features)
+    assert store.video_ids == source.video_ids
+    assert store.widths == {"audio": 32, "visual": 32, "motion": 8}
+    assert store.attrs["schema"] == 1 and store.attrs["source"] == str(features)
+    assert np.array_equal(store["motion"], source["motion"])  # carried over as is (float32 in, float32 out)
+    with torch.no_grad():
+        expected = encoder(*(torch.from_numpy(source[name][:5]) for name in ("audio", "visual", "motion")))
+    np.testing.assert_allclose(store["visual"][:5], expected.visual.numpy(), rtol=1e-5, atol=1e-5)
+    # Export refuses to replace its output unless asked to.
+    with pytest.raises(SystemExit):
+        run_cli("export", "--encoder", out, "--features", features, "--out", exported)
+    run_cli("export", "--encoder", out, "--features", features, "--out", exported, "--overwrite", "--dtype", "float16")
+    assert read_store(exported, dtype="float16")["audio"].dtype == np.float16
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_resume_continues_exactly(corpus, tmp_path, monkeypatch):
+    features, labels = corpus
+    args = ["--variant", "cross", "--save-every", 5, "--epochs", 2, "--in-batch-negatives"]
+    run_cli(*tiny_args(features, labels, tmp_path / "whole", *args))
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+    import pretrain.train as train_module
+
+    real_losses, calls = train_module.pretrain_losses, []
+
+    def crash_at_step_17(*a, **k):
+        calls.append(1)
+        if len(calls) == 17:  # after the checkpoint at step 15 (epoch 2, batch 4 of 11)
+            raise Interrupted
+        return real_losses(*a, **k)
+
+    monkeypatch.setattr(train_module, "pretrain_losses", crash_at_step_17)
+    with pytest.raises(Interrupted):
+        run_cli(*tiny_args(features, labels, tmp_path / "cut", *args))
+    assert not (tmp_path / "cut" / "model.safetensors").exists()
+    monkeypatch.setattr(train_module, "pretrain_losses", real_losses)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    run_cli(*tiny_args(features, labels, tmp_path / "cut", *args, "--resume"))
+
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    resumed = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert resumed["process_weight_checksums"] == whole["process_weight_checksums"]
+    assert resumed["epochs"][-1]["val_loss"] == pytest.approx(whole["epochs"][-1]["val_loss"])
+    assert resumed["untrained"] == whole["untrained"]
+
+
+def test_bad_input(corpus, tmp_path, capsys):
+    features, labels = corpus
+    ids = [f"v{i:04d}" for i in range(96)]
+    fewer = write_avg_labels(tmp_path / "fewer.h5", ids[:90], np.zeros((90, 10), np.int8))
+    err = fails_with(capsys, *tiny_args(features, fewer, tmp_path / "a"))
+    assert "labels for 90 videos; the feature store has 96" in err and str(fewer) in err
+    other = write_avg_labels(tmp_path / "other.h5", ids[:50] + ["x"] + ids[51:], np.zeros((96, 10), np.int8))
+    err = fails_with(capsys, *tiny_args(features, other, tmp_path / "a"))
+    assert "video ids differ from the feature store's at position 50 ('x' vs 'v0050')" in err
+    err = fails_with(capsys, *tiny_args(features, labels, tmp_path / "a", "--variant", "both"))
+    assert err == "error: --variant 'both': expected one of uni, cross, multi"
+    err = fails_with(capsys, *tiny_args(features, labels, tmp_path / "a", "--heads", 3))
+    assert "not a multiple of --heads 3" in err
+    assert fails_with(capsys, "--features", features, "--labels", labels).startswith("error: missing --out")
+    assert not (tmp_path / "a").exists()  # nothing written for bad input
+
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("x")
+    assert "already exists; pass --overwrite" in fails_with(capsys, *tiny_args(features, labels, taken))
+    assert "nothing to resume" in fails_with(capsys, *tiny_args(features, labels, taken, "--resume"))
+
+    err = fails_with(capsys, "export", "--encoder", taken, "--features", features, "--out", tmp_path / "e.h5")
+    assert err == f"error: {taken}: no config.json; not an encoder saved by avvp-pretrain"
+    assert not (tmp_path / "e.h5").exists()
+
+
+def test_resume_refuses_other_settings_and_export_other_widths(corpus, tmp_path, capsys):
+    features, labels = corpus
+    out = tmp_path / "run"
+    run_cli(*tiny_args(features, labels, out, "--epochs", 1, "--max-steps", 3))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    err = fails_with(
+        capsys, *tiny_args(features, labels, out, "--epochs", 1, "--max-steps", 3, "--lr", 0.1, "--resume")
+    )
+    assert "--resume: --lr is 0.1 here but 0.001" in err
+    wide, _ = make_corpus(tmp_path / "wide", videos=4, widths={"audio": 16, "visual": 30, "motion": 8})
+    err = fails_with(capsys, "export", "--encoder", out, "--features", wide, "--out", tmp_path / "e.h5")
+    assert f"stream 'visual' has width 30; the encoder {out} expects 24" in err
+    assert not (tmp_path / "e.h5").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_agree(corpus, tmp_path):
+    """A real two-process CPU run through `accelerate launch`: it finishes, both ranks hold the same weights.
+
+    Accelerate 1.x starts a single process for `accelerate launch --cpu --num_processes 2` (its multi-CPU path
+    goes through mpirun; huggingface/accelerate#2741), so the two CPU processes come from the torch.distributed
+    launcher behind `--multi_gpu`, kept on the CPU by ACCELERATE_USE_CPU (what `--cpu` sets); they join with gloo.
+    """
+    features, labels = corpus
+    out = tmp_path / "run2"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1"}
+    run_args = tiny_args(features, labels, out, "--epochs", 1, "--in-batch-negatives", "--grad-accum", 2)
+    command = [
+        BIN / "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", free_port(),
+        BIN / "avvp-pretrain", *run_args,
+    ]  # fmt: skip
+    result = subprocess.run([str(c) for c in command], env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["processes"] == 2
+    first, second = metrics["process_weight_checksums"]
+    assert first == second
+    # 86 training videos in global batches of 2 x 8 -> 6 batches per process, 3 optimizer steps of 2 batches.
+    assert metrics["steps"] == 3
+    assert metrics["final"]["train_in_batch_negative"] > 0
+    assert weights_checksum(load_encoder(out)) == first
