@@ -91,8 +91,9 @@ class PatternSampler:
         # coverage (C, 11) counts per class; smoothed toward the all-class histogram so rare classes are sane.
         coverage = np.asarray(coverage, dtype=np.float64)
         pooled = coverage.sum(0) / max(coverage.sum(), 1)
-        smoothed = coverage + smoothing * pooled
+        smoothed = np.concatenate([coverage + smoothing * pooled, pooled[None]])  # last row: any class
         smoothed[:, 0] = 0
+        self.any_class = len(coverage)
         self.coverage_cdf = np.cumsum(smoothed / smoothed.sum(1, keepdims=True), axis=1)  # (C, 11)
         codes = np.array([code for code, _ in patterns], dtype=np.int64)
         counts = np.array([count for _, count in patterns], dtype=np.float64)
@@ -107,7 +108,7 @@ class PatternSampler:
                 self.by_coverage[k] = (runs, np.arange(1, len(runs) + 1) / len(runs))
 
     def sample(self, rng: np.random.Generator, classes: np.ndarray) -> np.ndarray:
-        """One pattern per entry of `classes` (M,): (M, 10) bool."""
+        """One pattern per entry of `classes` (M,) (a class index, or `any_class`): (M, 10) bool."""
         cdf = self.coverage_cdf[classes]  # (M, 11)
         coverage = np.minimum((rng.random(len(classes))[:, None] >= cdf).sum(1), NUM_SNIPPETS)
         coverage = np.maximum(coverage, 1)
@@ -191,28 +192,27 @@ class EventModel:
         visual[video_index, class_index] = visual_rows & ((kind == 1) | (kind == 2))[:, None]
         return audio, visual
 
-    def extra_events(
-        self, rng: np.random.Generator, n: int, classes: np.ndarray, count_p: tuple[float, ...], both_p: float
+    def unlabelled_events(
+        self, rng: np.random.Generator, n: int, weights: np.ndarray, count_p: tuple[float, ...], both_p: float
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Events of classes drawn uniformly from `classes`, 0..len(count_p)-1 per video: (n, K, 10) audio, visual.
+        """Unlabelled events over K classes drawn by `weights` (K,): audio, visual (n, K, 10) bool.
 
-        A drawn class is heard and seen with probability `both_p`, else heard only or seen only (even odds).
+        A video has i such classes with probability count_p[i]; each is heard and seen with probability
+        `both_p`, else heard only or seen only (even odds); its timing follows LLP's patterns of any class.
         """
         count = (rng.random(n)[:, None] >= np.cumsum(count_p)).sum(1)
-        keys = rng.random((n, len(classes)))
-        rank = np.argsort(np.argsort(keys, axis=1), axis=1)
-        chosen = rank < count[:, None]  # (n, K)
-        video_index, column = np.nonzero(chosen)
-        pooled = np.zeros(len(column), dtype=np.int64)  # class 0's figures stand for "any class"
-        audio_rows = self.audio_patterns.sample(rng, pooled)
-        visual_rows = self.visual_patterns.sample(rng, pooled)
+        keys = np.log(weights) + rng.gumbel(size=(n, len(weights)))  # Gumbel top-k: without replacement
+        rank = np.argsort(np.argsort(-keys, axis=1), axis=1)
+        video_index, column = np.nonzero(rank < count[:, None])
+        audio_rows = self.audio_patterns.sample(rng, np.full(len(column), self.audio_patterns.any_class))
+        visual_rows = self.visual_patterns.sample(rng, np.full(len(column), self.visual_patterns.any_class))
         u = rng.random(len(column))
         heard = (u < both_p) | (u >= both_p + (1 - both_p) / 2)
         seen = u < both_p + (1 - both_p) / 2
         visual_rows = np.where(
             (u < both_p)[:, None] & (rng.random(len(column)) < 0.6)[:, None], audio_rows, visual_rows
         )
-        audio = np.zeros((n, len(classes), NUM_SNIPPETS), dtype=bool)
+        audio = np.zeros((n, len(weights), NUM_SNIPPETS), dtype=bool)
         visual = np.zeros_like(audio)
         audio[video_index, column] = audio_rows & heard[:, None]
         visual[video_index, column] = visual_rows & seen[:, None]
@@ -222,13 +222,35 @@ class EventModel:
 # ------------------------------------------------------------------------------------------- features
 
 
+@dataclass(frozen=True)
+class FeatureParams:
+    """Strengths of the parts of the feature model, in latent units (a class prototype has norm 1)."""
+
+    variation: tuple[float, float, float] = (0.7, 0.6, 0.8)
+    """Per-video variation of an event around its class prototype: audio, visual, motion."""
+    gain_sigma: float = 0.35
+    """Log-normal spread of an event's strength in a video (audio and visual drawn apart)."""
+    snippet_jitter: float = 0.1
+    """Relative change of an event's strength from snippet to snippet."""
+    background: tuple[float, float, float] = (0.9, 1.1, 0.8)
+    """Norm of the per-video background (scene, ambience): audio, visual, motion."""
+    drift: float = 0.25
+    """Slow change of the background over the snippets (AR(1), coefficient 0.85)."""
+    noise: tuple[float, float, float] = (0.3, 0.2, 0.35)
+    """Snippet noise, weakly correlated over time (AR(1), coefficient 0.3): audio, visual, motion."""
+    silent_videos: float = 0.2
+    """Share of videos that are silent where no event is heard."""
+    audio_noise: float = 0.08
+    """Per-dimension noise of the audio features."""
+    visual_noise: float = 0.04
+    """Per-dimension noise of the visual features (frame noise left after averaging 8 frames)."""
+
+
 @dataclass
 class FeatureModel:
     """Fixed random parts of the feature model (prototypes, maps), all drawn from the seed."""
 
-    audio_prototypes: np.ndarray  # (LATENT_CLASSES, LATENT_DIM) unit rows
-    visual_prototypes: np.ndarray
-    motion_prototypes: np.ndarray
+    prototypes: np.ndarray  # (3, LATENT_CLASSES, LATENT_DIM) unit rows: audio, visual, motion
     audio_map: np.ndarray  # (LATENT_DIM, 128)
     audio_offset: np.ndarray  # (128,)
     visual_map: np.ndarray  # (LATENT_DIM, 2048)
@@ -236,9 +258,10 @@ class FeatureModel:
     motion_map: np.ndarray  # (LATENT_DIM, 512)
     motion_bias: np.ndarray  # (512,)
     silence: np.ndarray  # (LATENT_DIM,) the latent of a silent snippet
+    params: FeatureParams
 
     @classmethod
-    def create(cls, seed: int) -> FeatureModel:
+    def create(cls, seed: int, params: FeatureParams | None = None) -> FeatureModel:
         rng = np.random.default_rng([seed, 0])
         group = np.full(LATENT_CLASSES, -1)
         for g, names in enumerate(CLASS_GROUPS):
@@ -253,61 +276,61 @@ class FeatureModel:
             mixed = np.where(group[:, None] >= 0, np.sqrt(share) * centres[group] + np.sqrt(1 - share) * own, own)
             return _unit(mixed)
 
+        f32 = np.float32
         return cls(
-            audio_prototypes=prototypes(0.45),
-            visual_prototypes=prototypes(0.35),
-            motion_prototypes=prototypes(0.5),
-            audio_map=rng.standard_normal((LATENT_DIM, 128)) * 0.9,
-            audio_offset=rng.normal(0.0, 0.35, 128) + rng.choice([-1.0, 1.0], 128) * 1.1,
-            visual_map=rng.standard_normal((LATENT_DIM, 2048)) * 0.32,
-            visual_bias=rng.normal(-0.05, 0.25, 2048),
-            motion_map=rng.standard_normal((LATENT_DIM, 512)) * 0.5,
-            motion_bias=rng.normal(-0.2, 0.3, 512),
-            silence=_unit(rng.standard_normal(LATENT_DIM)) * 1.5,
+            prototypes=np.stack([prototypes(0.45), prototypes(0.35), prototypes(0.5)]).astype(f32),
+            audio_map=(rng.standard_normal((LATENT_DIM, 128)) * 0.9).astype(f32),
+            audio_offset=(rng.normal(0.0, 0.35, 128) + rng.choice([-1.0, 1.0], 128) * 2.5).astype(f32),
+            visual_map=(rng.standard_normal((LATENT_DIM, 2048)) * 0.32).astype(f32),
+            visual_bias=rng.normal(-0.05, 0.25, 2048).astype(f32),
+            motion_map=(rng.standard_normal((LATENT_DIM, 512)) * 0.5).astype(f32),
+            motion_bias=rng.normal(-0.2, 0.3, 512).astype(f32),
+            silence=(_unit(rng.standard_normal(LATENT_DIM)) * 1.5).astype(f32),
+            params=params or FeatureParams(),
         )
+
+    def latent(self, rng: np.random.Generator, audio_on: np.ndarray, visual_on: np.ndarray) -> np.ndarray:
+        """Latent snippets (3, n, 10, LATENT_DIM) of audio, visual, motion from events (n, K, 10) bool."""
+        p = self.params
+        n, k, _ = audio_on.shape
+        scale = np.float32(1 / np.sqrt(LATENT_DIM))
+        # one instance of each class present in a video: its prototype plus a per-video variation, at a gain
+        video, cls = np.nonzero(audio_on.any(-1) | visual_on.any(-1))  # (P,) pairs
+        variation = rng.standard_normal((3, len(video), LATENT_DIM), dtype=np.float32) * scale
+        variation *= np.asarray(p.variation, dtype=np.float32)[:, None, None]
+        instance = _unit(self.prototypes[:, cls] + variation)  # (3, P, L)
+        gain = rng.lognormal(0.0, p.gain_sigma, (2, len(video))).astype(np.float32)[
+            [0, 1, 1]
+        ]  # motion moves with visual
+        on = np.stack([audio_on[video, cls], visual_on[video, cls]]).astype(np.float32)[[0, 1, 1]]  # (3, P, 10)
+        on *= 1 + p.snippet_jitter * rng.standard_normal(on.shape, dtype=np.float32)
+        latent = np.zeros((3, n, NUM_SNIPPETS, LATENT_DIM), dtype=np.float32)
+        np.add.at(latent, (slice(None), video), (gain[..., None] * on)[..., None] * instance[:, :, None, :])
+        # per-video background (scene, ambience) drifting slowly, and snippet noise weakly correlated in time
+        latent += rng.standard_normal((3, n, 1, LATENT_DIM), dtype=np.float32) * (
+            scale * np.asarray(p.background, dtype=np.float32)[:, None, None, None]
+        )
+        latent += _ar1(rng, latent.shape, rho=0.85) * (scale * p.drift)
+        latent += _ar1(rng, latent.shape, rho=0.3) * (
+            scale * np.asarray(p.noise, dtype=np.float32)[:, None, None, None]
+        )
+        # silence: in some videos, the snippets where nothing is heard carry no sound at all
+        silent = (rng.random(n) < p.silent_videos)[:, None] & ~audio_on.any(1)  # (n, 10)
+        quiet = self.silence + rng.standard_normal((n, NUM_SNIPPETS, LATENT_DIM), dtype=np.float32) * (0.03 * scale)
+        latent[0] = np.where(silent[..., None], quiet, latent[0])
+        return latent
 
     def render(self, rng: np.random.Generator, audio_on: np.ndarray, visual_on: np.ndarray) -> dict[str, np.ndarray]:
         """Features of n videos from their events over the latent classes: audio_on, visual_on (n, K, 10) bool."""
-        n, k, _ = audio_on.shape
-        L = LATENT_DIM
-        # one instance of each class per video: prototype + per-video variation, at a per-video gain
-        variation = rng.standard_normal((3, n, k, L)) / np.sqrt(L)
-        gain = rng.lognormal(0.0, 0.35, (2, n, k, 1))
-        audio_instance = _unit(self.audio_prototypes[:k] + 0.7 * variation[0]) * gain[0]  # (n, K, L)
-        visual_instance = _unit(self.visual_prototypes[:k] + 0.6 * variation[1]) * gain[1]
-        motion_instance = _unit(self.motion_prototypes[:k] + 0.8 * variation[2]) * gain[1]
-
-        audio_latent = np.einsum("nkt,nkl->ntl", audio_on.astype(np.float64), audio_instance)  # (n, 10, L)
-        visual_latent = np.einsum("nkt,nkl->ntl", visual_on.astype(np.float64), visual_instance)
-        motion_latent = np.einsum("nkt,nkl->ntl", visual_on.astype(np.float64), motion_instance)
-
-        # per-video background (scene, ambience) that drifts slowly, and time-correlated snippet noise
-        background = rng.standard_normal((3, n, 1, L)) / np.sqrt(L) * np.array([0.9, 1.1, 0.8])[:, None, None, None]
-        drift = _ar1(rng, (3, n, NUM_SNIPPETS, L), rho=0.85) / np.sqrt(L) * 0.25
-        noise = (
-            _ar1(rng, (3, n, NUM_SNIPPETS, L), rho=0.3) / np.sqrt(L) * np.array([0.3, 0.2, 0.35])[:, None, None, None]
-        )
-        audio_latent = audio_latent + background[0] + drift[0] + noise[0]
-        visual_latent = visual_latent + background[1] + drift[1] + noise[1]
-        motion_latent = motion_latent + background[2] + drift[2] + noise[2]
-
-        # silence: in some videos, snippets where nothing is heard carry no sound at all
-        silent_video = rng.random(n) < 0.2
-        silent = silent_video[:, None] & ~audio_on.any(1)  # (n, 10)
-        quiet = self.silence + rng.standard_normal((n, NUM_SNIPPETS, L)) / np.sqrt(L) * 0.03
-        audio_latent = np.where(silent[..., None], quiet, audio_latent)
-
-        audio = self.audio_offset + audio_latent @ self.audio_map  # (n, 10, 128)
-        audio += rng.standard_normal(audio.shape) * 0.08
-        # a second of video: 8 frames, each with its own noise; stored as their mean (as the LLP release)
-        frames = 8
-        visual_pre = visual_latent @ self.visual_map + self.visual_bias  # (n, 10, 2048)
-        visual = np.zeros_like(visual_pre)
-        for _ in range(frames):
-            visual += np.maximum(visual_pre + rng.standard_normal(visual_pre.shape, dtype=np.float32) * 0.12, 0)
-        visual /= frames
-        motion = np.maximum(motion_latent @ self.motion_map + self.motion_bias, 0)
-        motion += np.abs(rng.standard_normal(motion.shape, dtype=np.float32)) * 0.02
+        p = self.params
+        audio_latent, visual_latent, motion_latent = self.latent(rng, audio_on, visual_on)
+        audio = self.audio_offset + _project(audio_latent, self.audio_map)  # (n, 10, 128), VGGish-like: centred, offset
+        audio += rng.standard_normal(audio.shape, dtype=np.float32) * p.audio_noise
+        # ResNet-like: the mean over 8 frames of a ReLU, smooth in expectation, hence a softplus; plus frame noise
+        visual = _softplus(_project(visual_latent, self.visual_map) + self.visual_bias, 0.15)  # (n, 10, 2048)
+        visual += rng.standard_normal(visual.shape, dtype=np.float32) * p.visual_noise
+        np.maximum(visual, 0, out=visual)
+        motion = _softplus(_project(motion_latent, self.motion_map) + self.motion_bias, 0.1)  # (n, 10, 512)
         return {"audio": audio, "visual": visual, "motion": motion}
 
 
@@ -315,14 +338,23 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
+def _project(latent: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(n, 10, L) @ (L, W) as one matrix product (a stacked matmul would call BLAS once per video)."""
+    n, t, dim = latent.shape
+    return (latent.reshape(n * t, dim) @ weights).reshape(n, t, weights.shape[1])
+
+
+def _softplus(x: np.ndarray, temperature: float) -> np.ndarray:
+    """A smooth ReLU: temperature * log(1 + exp(x / temperature)), computed stably."""
+    return np.maximum(x, 0) + temperature * np.log1p(np.exp(-np.abs(x) / temperature))
+
+
 def _ar1(rng: np.random.Generator, shape: tuple[int, ...], rho: float) -> np.ndarray:
-    """Unit-variance noise correlated over axis -2 (snippets) with coefficient rho."""
-    white = rng.standard_normal(shape)
-    out = np.empty(shape)
-    out[..., 0, :] = white[..., 0, :]
-    scale = np.sqrt(1 - rho**2)
+    """Unit-variance float32 noise correlated over axis -2 (snippets) with coefficient rho."""
+    out = rng.standard_normal(shape, dtype=np.float32)
+    scale = np.float32(np.sqrt(1 - rho**2))
     for t in range(1, shape[-2]):
-        out[..., t, :] = rho * out[..., t - 1, :] + scale * white[..., t, :]
+        out[..., t, :] = rho * out[..., t - 1, :] + scale * out[..., t, :]
     return out
 
 
@@ -397,8 +429,10 @@ def _with_distractors(
     rng: np.random.Generator, events: EventModel, audio: np.ndarray, visual: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Extend (n, 25, 10) events to all latent classes with unlabelled distractor events: (n, 60, 10)."""
-    extra = np.arange(NUM_CLASSES, LATENT_CLASSES)
-    extra_audio, extra_visual = events.extra_events(rng, len(audio), extra, count_p=(0.45, 0.4, 0.15), both_p=0.3)
+    weights = np.ones(LATENT_CLASSES - NUM_CLASSES)
+    extra_audio, extra_visual = events.unlabelled_events(
+        rng, len(audio), weights, count_p=(0.45, 0.4, 0.15), both_p=0.3
+    )
     return np.concatenate([audio, extra_audio], axis=1), np.concatenate([visual, extra_visual], axis=1)
 
 
@@ -482,9 +516,14 @@ def synthesize(
 
     _write_corpus(files["llp"], layout.video_ids, llp_events, model, seed, 3, source, attrs, overwrite, progress)
 
+    # AudioSet-like: half the class mass on the LLP classes (as frequent as in LLP), half on the others (Zipf)
+    llp_count = np.asarray(events.stats["train_class_count"], dtype=np.float64) + 1
+    zipf = 1 / np.arange(1, LATENT_CLASSES - NUM_CLASSES + 1) ** 0.8
+    pretrain_weights = np.concatenate([llp_count / llp_count.sum(), zipf / zipf.sum()])
+
     def pretrain_events(rng: np.random.Generator, rows: slice) -> tuple[np.ndarray, np.ndarray]:
         n = rows.stop - rows.start
-        return events.extra_events(rng, n, np.arange(LATENT_CLASSES), count_p=(0.0, 0.45, 0.4, 0.15), both_p=0.7)
+        return events.unlabelled_events(rng, n, pretrain_weights, count_p=(0.0, 0.45, 0.4, 0.15), both_p=0.7)
 
     _write_corpus(
         files["pretrain"],
