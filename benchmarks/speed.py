@@ -12,6 +12,7 @@ import time
 
 SECTIONS = {
     "evaluate": "benchmarks.bench_metrics",
+    "grounding": "benchmarks.bench_grounding",
 }
 """Section name -> module with a `run()` function."""
 
