@@ -12,6 +12,12 @@ from pathlib import Path
 from avvp.errors import AvvpError
 
 
+def _current_umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
     """Refuse to replace an existing output unless asked to; create the parent folder."""
     path = Path(path)
@@ -28,6 +34,8 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    # mkstemp makes the file private (0600); give it the mode a plain open() would.
+    os.chmod(tmp_path, 0o666 & ~_current_umask())
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -41,6 +49,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     """Yield a temporary folder beside `path`; it replaces `path` only if the block succeeds."""
     path = check_writable(path, overwrite)
     tmp_path = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp_path, 0o777 & ~_current_umask())
     try:
         yield tmp_path
         if path.exists():
