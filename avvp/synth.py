@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import string
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -144,8 +146,9 @@ class EventModel:
         self.audio_patterns = PatternSampler(stats["coverage"]["audio"], stats["patterns"]["audio"])
         self.visual_patterns = PatternSampler(stats["coverage"]["visual"], stats["patterns"]["visual"])
         relation = stats["both_relation"]
-        counts = np.array([relation[k] for k in ("equal", "visual_superset", "audio_superset", "other")], float)
-        self.relation_cdf = np.cumsum(counts / counts.sum())
+        # (11, 4): odds of equal, visual superset, audio superset, other, by the number of snippets heard
+        counts = np.stack([relation[k] for k in ("equal", "visual_superset", "audio_superset", "other")], axis=1)
+        self.relation_cdf = _cdf_rows(counts.astype(np.float64), smoothing=1.0)
         self.label_sets = stats["label_sets"]
 
     def weak_labels(self, rng: np.random.Generator, n: int, group: str = "train") -> np.ndarray:
@@ -178,19 +181,35 @@ class EventModel:
         kind = _draw(rng, self.modality_cdf[class_index])  # 0 heard only, 1 seen only, 2 both, 3 neither
         audio_rows = self.audio_patterns.sample(rng, class_index)
         visual_rows = self.visual_patterns.sample(rng, class_index)
-        relation = (rng.random(len(class_index))[:, None] >= self.relation_cdf).sum(1)
-        joint = np.select(
-            [relation[:, None] == 0, relation[:, None] == 1, relation[:, None] == 2],
-            [audio_rows, audio_rows | visual_rows, audio_rows & visual_rows],
-            visual_rows,
-        )
-        joint = np.where(joint.any(1, keepdims=True), joint, audio_rows)
-        visual_rows = np.where((kind == 2)[:, None], joint, visual_rows)
+        both = np.flatnonzero(kind == 2)
+        visual_rows[both] = self.related_visual(rng, audio_rows[both], class_index[both])
         audio = np.zeros(weak.shape + (NUM_SNIPPETS,), dtype=bool)
         visual = np.zeros_like(audio)
         audio[video_index, class_index] = audio_rows & ((kind == 0) | (kind == 2))[:, None]
         visual[video_index, class_index] = visual_rows & ((kind == 1) | (kind == 2))[:, None]
         return audio, visual
+
+    def related_visual(
+        self, rng: np.random.Generator, audio_rows: np.ndarray, classes: np.ndarray, tries: int = 12
+    ) -> np.ndarray:
+        """Visual patterns (M, 10) for classes heard and seen, related to their audio patterns as in LLP.
+
+        The relation (equal, visual strictly containing audio, audio strictly containing visual, or
+        overlapping otherwise) is drawn with LLP's odds for that many snippets heard; the visual pattern
+        is the first of `tries` draws from the class's visual patterns that satisfies it (the audio
+        pattern itself when none does).
+        """
+        relation = _draw(rng, self.relation_cdf[audio_rows.sum(-1)])  # (M,)
+        candidates = np.stack([self.visual_patterns.sample(rng, classes) for _ in range(tries)])  # (tries, M, 10)
+        union = candidates | audio_rows
+        equal = (candidates == audio_rows).all(-1)
+        visual_covers = (union == candidates).all(-1) & ~equal
+        audio_covers = (union == audio_rows).all(-1) & ~equal
+        overlapping = (candidates & audio_rows).any(-1) & ~equal & ~visual_covers & ~audio_covers
+        fits = np.choose(relation, [equal, visual_covers, audio_covers, overlapping])  # (tries, M)
+        first = fits.argmax(0)
+        chosen = candidates[first, np.arange(len(classes))]
+        return np.where(fits.any(0)[:, None] & (relation != 0)[:, None], chosen, audio_rows)
 
     def unlabelled_events(
         self, rng: np.random.Generator, n: int, weights: np.ndarray, count_p: tuple[float, ...], both_p: float
@@ -441,22 +460,19 @@ def _write_corpus(
     video_ids: list[str],
     events_of_chunk: Callable[[np.random.Generator, slice], tuple[np.ndarray, np.ndarray]],
     model: FeatureModel,
-    seed: int,
-    tag: int,
+    seed: tuple[int, int],
     source: str,
     attrs: dict,
-    overwrite: bool,
-    on_progress: Callable[[int], None] | None,
+    on_progress: Callable[[int], None],
 ) -> None:
-    with StoreWriter(path, RAW_WIDTHS, dtype="float16", source=source, attrs=attrs, overwrite=overwrite) as writer:
+    """Render and write a feature store chunk by chunk; chunk i draws from the generator seeded (*seed, i)."""
+    with StoreWriter(path, RAW_WIDTHS, dtype="float16", source=source, attrs=attrs) as writer:
         for index, start in enumerate(range(0, len(video_ids), CHUNK_VIDEOS)):
             rows = slice(start, min(start + CHUNK_VIDEOS, len(video_ids)))
-            rng = np.random.default_rng([seed, tag, index])
+            rng = np.random.default_rng([*seed, index])
             audio_on, visual_on = events_of_chunk(rng, rows)
-            features = model.render(rng, audio_on, visual_on)
-            writer.append(video_ids[rows], **features)
-            if on_progress is not None:
-                on_progress(rows.stop - rows.start)
+            writer.append(video_ids[rows], **model.render(rng, audio_on, visual_on))
+            on_progress(rows.stop - rows.start)
 
 
 def output_paths(out: Path) -> dict[str, Path]:
@@ -483,14 +499,14 @@ def synthesize(
     """
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    sizes = PRESETS[preset]
+    events = EventModel(llp_stats())
+    layout = llp_layout(sizes, seed, events, Path(annotations) if annotations is not None else None)
     out = Path(out)
     files = output_paths(out)
     for path in files.values():  # refuse before writing anything
         check_writable(path, overwrite)
-    sizes = PRESETS[preset]
-    events = EventModel(llp_stats())
     model = FeatureModel.create(seed)
-    layout = llp_layout(sizes, seed, events, Path(annotations) if annotations is not None else None)
     pretrain_ids = random_video_ids(np.random.default_rng([seed, 2]), sizes.pretrain, taken=set(layout.video_ids))
     total = len(layout.video_ids) + len(pretrain_ids)
     done = 0
@@ -501,20 +517,8 @@ def synthesize(
         if on_progress is not None:
             on_progress(done, total)
 
-    for name in SPLITS:
-        rows = layout.split_slice(name)
-        write_weak_labels(files[name], WeakLabels(layout.video_ids[rows], layout.weak[rows]), overwrite=overwrite)
-    evaluated = slice(layout.split_slice("val").start, len(layout.video_ids))
-    write_events(files["eval_audio"], layout.video_ids[evaluated], layout.audio[evaluated], overwrite=overwrite)
-    write_events(files["eval_visual"], layout.video_ids[evaluated], layout.visual[evaluated], overwrite=overwrite)
-
-    source = "LLP-sim" + (f" (annotations {annotations})" if annotations is not None else "")
-    attrs = {"preset": preset, "seed": seed, "latent_classes": LATENT_CLASSES}
-
     def llp_events(rng: np.random.Generator, rows: slice) -> tuple[np.ndarray, np.ndarray]:
         return _with_distractors(rng, events, layout.audio[rows], layout.visual[rows])
-
-    _write_corpus(files["llp"], layout.video_ids, llp_events, model, seed, 3, source, attrs, overwrite, progress)
 
     # AudioSet-like: half the class mass on the LLP classes (as frequent as in LLP), half on the others (Zipf)
     llp_count = np.asarray(events.stats["train_class_count"], dtype=np.float64) + 1
@@ -525,18 +529,24 @@ def synthesize(
         n = rows.stop - rows.start
         return events.unlabelled_events(rng, n, pretrain_weights, count_p=(0.0, 0.45, 0.4, 0.15), both_p=0.7)
 
-    _write_corpus(
-        files["pretrain"],
-        pretrain_ids,
-        pretrain_events,
-        model,
-        seed,
-        4,
-        source + " pretrain",
-        attrs,
-        overwrite,
-        progress,
-    )
+    source = "LLP-sim" + (f" (annotations {annotations})" if annotations is not None else "")
+    attrs = {"preset": preset, "seed": seed, "latent_classes": LATENT_CLASSES}
+    # Everything is written into a staging folder beside the outputs and moved into place at the end, so a
+    # failure leaves no partial corpus behind.
+    with tempfile.TemporaryDirectory(prefix=".synth.", suffix=".tmp", dir=out) as staging:
+        staged = output_paths(Path(staging))
+        for name in SPLITS:
+            rows = layout.split_slice(name)
+            write_weak_labels(staged[name], WeakLabels(layout.video_ids[rows], layout.weak[rows]))
+        evaluated = slice(layout.split_slice("val").start, len(layout.video_ids))
+        write_events(staged["eval_audio"], layout.video_ids[evaluated], layout.audio[evaluated])
+        write_events(staged["eval_visual"], layout.video_ids[evaluated], layout.visual[evaluated])
+        _write_corpus(staged["llp"], layout.video_ids, llp_events, model, (seed, 3), source, attrs, progress)
+        _write_corpus(
+            staged["pretrain"], pretrain_ids, pretrain_events, model, (seed, 4), f"{source} pretrain", attrs, progress
+        )
+        for name, path in staged.items():
+            os.replace(path, files[name])
     return {
         "out": str(out),
         "preset": preset,

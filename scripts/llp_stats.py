@@ -4,12 +4,12 @@
     .venv/bin/python scripts/llp_stats.py --annotations DIR --out avvp/data/llp_stats.json
 
 Reads the five public LLP annotation files and writes small aggregate figures (counts and histograms,
-never the annotations themselves): class frequency among train videos, labels per video and how classes combine (train, and val+test
-whose labels were refined by the dense annotation), per class the
-share of weak labels heard only / seen only / both / neither (from the dense val+test labels), per class
-and modality the histogram of positive snippets, the global histogram of 10-snippet event patterns per
-modality, how the audio and visual patterns of a class heard and seen relate, event durations and events
-per video per modality.
+never the annotations themselves): class frequency among train videos; labels per video and how classes
+combine, for train and for val+test (whose labels were refined by the dense annotation); per class the
+share of weak labels heard only / seen only / both / neither (from the dense val+test labels); per class
+and modality the histogram of positive snippets; the histogram of 10-snippet event patterns per
+modality; how the audio and visual patterns of a class heard and seen relate, by snippets heard; event
+durations and events per video per modality.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ def compute_stats(annotations: Path) -> dict:
     equal = (audio_both == visual_both).all(-1)
     visual_covers = ((audio_both | visual_both) == visual_both).all(-1)
     audio_covers = ((audio_both | visual_both) == audio_both).all(-1)
+    coverage = audio_both.sum(-1)
 
     def patterns(dense: np.ndarray, present: np.ndarray) -> list[list[int]]:
         codes = dense[present] @ BIT_WEIGHTS
@@ -98,11 +99,11 @@ def compute_stats(annotations: Path) -> dict:
             "visual": [histogram(visual[:, c].sum(-1)[seen[:, c]], NUM_SNIPPETS + 1) for c in range(len(CLASSES))],
         },
         "patterns": {"audio": patterns(audio, heard), "visual": patterns(visual, seen)},
-        "both_relation": {
-            "equal": int(equal.sum()),
-            "visual_superset": int((visual_covers & ~equal).sum()),
-            "audio_superset": int((audio_covers & ~equal).sum()),
-            "other": int((~visual_covers & ~audio_covers).sum()),
+        "both_relation": {  # by the number of snippets heard (0..10)
+            "equal": histogram(coverage[equal], NUM_SNIPPETS + 1),
+            "visual_superset": histogram(coverage[visual_covers & ~equal], NUM_SNIPPETS + 1),
+            "audio_superset": histogram(coverage[audio_covers & ~equal], NUM_SNIPPETS + 1),
+            "other": histogram(coverage[~visual_covers & ~audio_covers], NUM_SNIPPETS + 1),
         },
         "event_duration": {
             "audio": histogram(run_lengths(audio), NUM_SNIPPETS + 1),

@@ -14,6 +14,7 @@ from avvp.annotations import (
 )
 from avvp.baselines import REFERENCES, reference_predictions, reference_scores
 from avvp.classes import CLASS_INDEX, NUM_CLASSES, NUM_SNIPPETS
+from avvp.errors import AnnotationError
 from avvp.stats import COLUMNS, class_modality_counts, format_counts, plot_counts
 from avvp.store import RAW_WIDTHS, read_store, store_info
 from avvp.synth import PRESETS, output_paths, synthesize
@@ -129,6 +130,14 @@ def test_annotations_mode_keeps_ids_labels_and_events(fake_annotations, tmp_path
             assert (sim.dense.audio == real.dense.audio).all() and (sim.dense.visual == real.dense.visual).all()
         ids += real.video_ids
     assert read_store(tmp_path / "sim" / "llp.h5", streams=("audio",)).video_ids == ids
+
+
+def test_bad_annotations_leave_no_output(fake_annotations, tmp_path):
+    with open(fake_annotations / "AVVP_eval_visual.csv", "a") as handle:
+        handle.write("00BDwKBD5i8_0_10\t3\t11\tDog\n")
+    with pytest.raises(AnnotationError, match=r"AVVP_eval_visual.csv:\d+: offset '11'"):
+        synthesize(tmp_path / "sim", preset="tiny", annotations=fake_annotations)
+    assert not (tmp_path / "sim").exists()
 
 
 def test_reference_predictions(tiny_llp):
