@@ -13,8 +13,9 @@ prototype in a small latent space; related classes (instruments, engines, voices
 event in a video is its class prototype plus a per-video variation, at a per-video gain; a video has a
 background that drifts slowly over its snippets; distractor events of the non-LLP classes appear
 unlabelled; some videos are silent where nothing is heard; snippet noise is correlated over time. Fixed
-random maps take the latent to VGGish-like audio (128, centred, a large shared offset), and to
-non-negative ResNet-like visual (2048, the mean of 8 noisy frames) and R(2+1)D-like motion (512).
+random maps take the latent to VGGish-like audio (128, signed, a large shared offset), and to
+non-negative ResNet-like visual (2048; smoothly rectified, as a mean of 8 frames' ReLU features is) and
+R(2+1)D-like motion (512).
 Consecutive snippets of one content are nearly parallel; different content is not.
 
 Everything is drawn from generators seeded by (seed, purpose, chunk), so a seed gives byte-identical files.
@@ -46,7 +47,6 @@ LATENT_CLASSES = 60
 LATENT_DIM = 96
 CHUNK_VIDEOS = 1024
 """Videos rendered per chunk: memory stays bounded for any corpus size."""
-BIT_WEIGHTS = 1 << np.arange(NUM_SNIPPETS)
 ID_ALPHABET = np.array(list(string.ascii_letters + string.digits + "_-"))
 LLP_FILE = "llp.h5"
 PRETRAIN_FILE = "pretrain.h5"
@@ -99,7 +99,7 @@ class PatternSampler:
         self.coverage_cdf = np.cumsum(smoothed / smoothed.sum(1, keepdims=True), axis=1)  # (C, 11)
         codes = np.array([code for code, _ in patterns], dtype=np.int64)
         counts = np.array([count for _, count in patterns], dtype=np.float64)
-        popcount = ((codes[:, None] >> np.arange(NUM_SNIPPETS)) & 1).sum(1)
+        popcount = _decode(codes).sum(1)
         self.by_coverage = {}
         for k in range(1, NUM_SNIPPETS + 1):
             keep = popcount == k
@@ -111,21 +111,30 @@ class PatternSampler:
 
     def sample(self, rng: np.random.Generator, classes: np.ndarray) -> np.ndarray:
         """One pattern per entry of `classes` (M,) (a class index, or `any_class`): (M, 10) bool."""
-        cdf = self.coverage_cdf[classes]  # (M, 11)
-        coverage = np.minimum((rng.random(len(classes))[:, None] >= cdf).sum(1), NUM_SNIPPETS)
-        coverage = np.maximum(coverage, 1)
+        coverage = np.maximum(_draw(rng, self.coverage_cdf[classes]), 1)  # (M,) snippets covered
         pick = rng.random(len(classes))
         codes = np.zeros(len(classes), dtype=np.int64)
         for k, (table, cdf_k) in self.by_coverage.items():
             rows = coverage == k
             codes[rows] = table[np.minimum(np.searchsorted(cdf_k, pick[rows], side="right"), len(table) - 1)]
-        return ((codes[:, None] >> np.arange(NUM_SNIPPETS)) & 1).astype(bool)
+        return _decode(codes)
+
+
+def _decode(codes: np.ndarray) -> np.ndarray:
+    """Pattern integers (M,) to (M, 10) bool: snippet t is bit t."""
+    return ((codes[:, None] >> np.arange(NUM_SNIPPETS)) & 1).astype(bool)
 
 
 def _cdf_rows(counts: np.ndarray, smoothing: float = 5.0) -> np.ndarray:
     counts = np.asarray(counts, dtype=np.float64)
     counts = counts + smoothing * counts.sum(0) / max(counts.sum(), 1)
     return np.cumsum(counts / counts.sum(-1, keepdims=True), axis=-1)
+
+
+def _repeat_cdf(counts, n: int) -> np.ndarray:
+    """The CDF of a histogram (K,), repeated for n draws: (n, K)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    return np.broadcast_to(np.cumsum(counts / counts.sum()), (n, len(counts)))
 
 
 def _draw(rng: np.random.Generator, cdf: np.ndarray) -> np.ndarray:
@@ -158,8 +167,7 @@ class EventModel:
         multi-label videos), then each further class by its co-occurrence with those already drawn.
         """
         sets = self.label_sets[group]
-        per_video = np.asarray(sets["labels_per_video"], dtype=np.float64)
-        count = np.maximum(_draw(rng, np.broadcast_to(np.cumsum(per_video / per_video.sum()), (n, len(per_video)))), 1)
+        count = np.maximum(_draw(rng, _repeat_cdf(sets["labels_per_video"], n)), 1)  # (n,) labels per video
         single = np.asarray(sets["single_class_count"], dtype=np.float64) + 0.5
         multi = np.asarray(sets["multi_class_count"], dtype=np.float64) + 0.5
         cooccurrence = np.asarray(sets["cooccurrence"], dtype=np.float64)
@@ -219,7 +227,7 @@ class EventModel:
         A video has i such classes with probability count_p[i]; each is heard and seen with probability
         `both_p`, else heard only or seen only (even odds); its timing follows LLP's patterns of any class.
         """
-        count = (rng.random(n)[:, None] >= np.cumsum(count_p)).sum(1)
+        count = _draw(rng, _repeat_cdf(count_p, n))  # (n,)
         keys = np.log(weights) + rng.gumbel(size=(n, len(weights)))  # Gumbel top-k: without replacement
         rank = np.argsort(np.argsort(-keys, axis=1), axis=1)
         video_index, column = np.nonzero(rank < count[:, None])
@@ -228,8 +236,9 @@ class EventModel:
         u = rng.random(len(column))
         heard = (u < both_p) | (u >= both_p + (1 - both_p) / 2)
         seen = u < both_p + (1 - both_p) / 2
-        visual_rows = np.where(
-            (u < both_p)[:, None] & (rng.random(len(column)) < 0.6)[:, None], audio_rows, visual_rows
+        both = np.flatnonzero(heard & seen)
+        visual_rows[both] = self.related_visual(
+            rng, audio_rows[both], np.full(len(both), self.visual_patterns.any_class)
         )
         audio = np.zeros((n, len(weights), NUM_SNIPPETS), dtype=bool)
         visual = np.zeros_like(audio)
@@ -318,9 +327,8 @@ class FeatureModel:
         variation = rng.standard_normal((3, len(video), LATENT_DIM), dtype=np.float32) * scale
         variation *= np.asarray(p.variation, dtype=np.float32)[:, None, None]
         instance = _unit(self.prototypes[:, cls] + variation)  # (3, P, L)
-        gain = rng.lognormal(0.0, p.gain_sigma, (2, len(video))).astype(np.float32)[
-            [0, 1, 1]
-        ]  # motion moves with visual
+        gain = rng.lognormal(0.0, p.gain_sigma, (2, len(video))).astype(np.float32)
+        gain = gain[[0, 1, 1]]  # (3, P): motion moves with the visual event
         on = np.stack([audio_on[video, cls], visual_on[video, cls]]).astype(np.float32)[[0, 1, 1]]  # (3, P, 10)
         on *= 1 + p.snippet_jitter * rng.standard_normal(on.shape, dtype=np.float32)
         latent = np.zeros((3, n, NUM_SNIPPETS, LATENT_DIM), dtype=np.float32)
