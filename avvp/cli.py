@@ -105,10 +105,12 @@ def synth(
     out: Path = typer.Option(..., help="Folder to write llp.h5, pretrain.h5 and the five LLP annotation files into."),
     preset: str = typer.Option("demo", help="Size: tiny (240 + 200 videos), demo (2,000 + 3,000), paper (LLP-sized)."),
     annotations: Path | None = typer.Option(
-        None, help="Folder of real LLP annotation files: keep their ids, weak labels and val/test events."
+        None,
+        help="Folder of real LLP annotation files: keep their ids, weak labels and val/test events "
+        "(the first videos of each split, as many as the preset has; paper takes them all).",
     ),
     seed: int = typer.Option(0, help="Random seed; the same seed gives byte-identical files."),
-    overwrite: bool = typer.Option(False, help="Replace files already in --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace files already in --out."),
 ) -> None:
     """Generate an LLP-sim corpus (synthetic features in the LLP layout) for a preset."""
     from avvp.console import progress
