@@ -1,0 +1,105 @@
+"""`avvp-finetune`: train a parser (the default command), `evaluate` a saved run, `import-han` official weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from avvp.console import run_app
+from avvp.errors import ConfigError
+
+app = typer.Typer(
+    help="Train and evaluate the AVVP event parsers (HAN, Base, +GCAA, +Adv+Skip, +Adv+Skip+GCAA) on weak labels.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback(invoke_without_command=True)
+def finetune(
+    ctx: typer.Context,
+    model: str = typer.Option("base-adv-skip-gcaa", help="Parser: han, base, base-gcaa, base-adv-skip, ..."),
+    features: Path | None = typer.Option(None, help="Feature store (llp.h5 or exported embeddings)."),
+    annotations: Path | None = typer.Option(None, help="Folder with the LLP annotation files (AVVP_*.csv)."),
+    out: Path | None = typer.Option(None, help="Run directory to create (runs/NAME)."),
+    preset: str = typer.Option("paper", help="tiny (seconds), demo (minutes on a CPU) or paper (the full schedule)."),
+    epochs: int | None = typer.Option(None, help="Epochs [recipe/preset]."),
+    batch_size: int | None = typer.Option(None, help="Videos per batch [64; HAN 16]."),
+    lr: float | None = typer.Option(None, help="Adam learning rate [3e-4]."),
+    seed: int = typer.Option(0, help="Seed; CPU runs with one seed repeat exactly."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in --out."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Train a parser with weak labels, select it on validation Type@AV, score the test split once."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from avvp.metrics import format_table
+    from finetune.config import make_config
+    from finetune.train import train
+
+    missing = [
+        flag for flag, value in (("--features", features), ("--annotations", annotations), ("--out", out)) if not value
+    ]
+    if missing:
+        raise ConfigError(f"missing {', '.join(missing)}; see avvp-finetune --help")
+    cfg = make_config(
+        model,
+        preset,
+        features=str(features),
+        annotations=str(annotations),
+        out=str(out),
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+    )
+    run = train(cfg, resume=resume, overwrite=overwrite, show_progress=not quiet)
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    print(f"{cfg.model}: best epoch {metrics['best_epoch']} by {metrics['selection']}")
+    print(f"test ({metrics['test_videos']} videos):")
+    print(format_table(metrics["test"]))
+    print(f"run directory: {run}")
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Option(..., help="Run directory (config.json + model.safetensors)."),
+    split: str = typer.Option("test", help="val or test."),
+    features: Path | None = typer.Option(None, help="Feature store [the one the run was trained on]."),
+    annotations: Path | None = typer.Option(None, help="Annotation folder [the run's]."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Re-score a saved run on the val or test split with the official LLP evaluation."""
+    from avvp.metrics import format_table
+    from finetune.evaluate import evaluate_run
+
+    scores = evaluate_run(run, split, features, annotations)
+    if as_json:
+        print(json.dumps({"run": str(run), "split": split, **scores}, indent=2))
+    else:
+        print(f"{run} on {split}:")
+        print(format_table(scores))
+
+
+@app.command("import-han")
+def import_han(
+    checkpoint: Path = typer.Argument(..., help="State dict saved by the HAN reference release (MMIL_Net.pt)."),
+    out: Path = typer.Option(..., help="Run directory to create (e.g. runs/han-official)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
+) -> None:
+    """Turn the official HAN weights into a run directory of our `han` (for evaluate and avvp parse)."""
+    from finetune.import_han import import_han as convert
+
+    print(f"wrote {convert(checkpoint, out, overwrite)}")
+
+
+def main() -> None:
+    run_app(app)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""The finetuning configuration: one dataclass, the training recipes and the presets that fill it.
+
+A config is resolved in three layers: the model's recipe (the paper's, or HAN's own for `han`), then the
+preset (`tiny`, `demo`, `paper`), then whatever the caller sets explicitly. The run directory stores the
+result as `config.json`, from which the model is rebuilt alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from avvp.errors import ConfigError
+from finetune.models import REGISTRY
+
+RECIPES: dict[str, dict] = {
+    "paper": dict(epochs=40, batch_size=64, lr=3e-4, lr_step=5, lr_gamma=0.5, lambda_guided=0.6),
+    # HAN's release: lr x0.1 every 10 epochs, batch 16, and its three BCE terms weighed equally.
+    "han": dict(epochs=40, batch_size=16, lr=3e-4, lr_step=10, lr_gamma=0.1, lambda_guided=1.0),
+}
+"""Training recipes; `han` uses the HAN recipe, every other model the paper's."""
+PRESETS: dict[str, dict] = {
+    "tiny": dict(epochs=2, d_model=64, ff_dim=64),
+    "demo": dict(epochs=20, batch_size=16, d_model=128, ff_dim=128),
+    "paper": {},
+}
+"""Presets over the recipe: tiny (tests, seconds); demo (minutes on 2 CPU cores: the first 20 epochs of the
+recipe's schedule, a narrower model, and batch 16 so that LLP-sim demo's 1,400 train videos still give many
+optimizer steps per epoch); paper (the recipe and sizes as published)."""
+MIXED_PRECISION = ("auto", "no", "bf16")
+
+
+def accelerate_precision(mode: str) -> str:
+    """Accelerate's mixed-precision argument for a config's `mixed_precision`: auto means bf16 on a capable GPU."""
+    if mode == "auto":
+        import torch
+
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return mode
+
+
+def recipe_name(model: str) -> str:
+    return "han" if model == "han" else "paper"
+
+
+def unknown_model_message(model: str) -> str:
+    return f"unknown model {model!r}; choose one of {', '.join(REGISTRY)}"
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything a finetuning run needs; `config.json` of a run directory."""
+
+    model: str = "base-adv-skip-gcaa"
+    """Parser variant, one of finetune.models.REGISTRY."""
+    features: str = ""
+    """Feature store (HDF5) holding the train, val and test videos."""
+    annotations: str = ""
+    """Folder with the LLP annotation files (AVVP_*.csv)."""
+    out: str = ""
+    """Run directory."""
+    preset: str = "paper"
+    """Preset the schedule came from: tiny, demo or paper."""
+    epochs: int = 40
+    """Training epochs."""
+    batch_size: int = 64
+    """Videos per training batch (over all processes)."""
+    lr: float = 3e-4
+    """Adam learning rate of the parser."""
+    lr_step: int = 5
+    """Epochs between learning-rate decays."""
+    lr_gamma: float = 0.5
+    """Learning-rate factor at each decay."""
+    lambda_guided: float = 0.6
+    """Weight of the modality-guided loss L_g."""
+    lambda_adv: float = 0.4
+    """Weight of the modality-discriminator loss (reversed for the encoder); used by `adv` variants only."""
+    audio_smoothing: float = 0.0
+    """Label smoothing (toward 0.5) of the audio targets of L_g."""
+    visual_smoothing: float = 0.1
+    """Label smoothing (toward 0.5) of the visual targets of L_g."""
+    d_model: int = 512
+    """Width of the projected snippet features and of the attention layers."""
+    heads: int = 1
+    """Attention heads."""
+    ff_dim: int = 512
+    """Width of the feed-forward blocks."""
+    dropout: float = 0.1
+    """Dropout in the attention and feed-forward blocks."""
+    seed: int = 0
+    """Seed of initialisation, dropout and batch order; CPU runs with one seed repeat exactly."""
+    mixed_precision: str = "auto"
+    """auto (bf16 on a GPU that supports it, else full precision), no, or bf16."""
+    input_widths: dict[str, int] = field(default_factory=dict)
+    """Width of each input stream, read from the feature store at the start of training."""
+    frontend: str = ""
+    """Where the frontend module came from (e.g. a pretrained encoder's directory); empty: raw features."""
+    frontend_lr: float | None = None
+    """Learning rate of the frontend's parameters; default lr / 10."""
+    imported_from: str = ""
+    """The file the weights were converted from, for runs not trained here (import-han)."""
+
+    def __post_init__(self):
+        if self.model not in REGISTRY:
+            raise ConfigError(unknown_model_message(self.model))
+        if self.preset not in PRESETS:
+            raise ConfigError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ConfigError(f"mixed_precision {self.mixed_precision!r}; choose one of {', '.join(MIXED_PRECISION)}")
+        for name in ("epochs", "batch_size", "lr_step", "d_model", "heads", "ff_dim"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0 or (self.frontend_lr is not None and self.frontend_lr <= 0):
+            raise ConfigError(f"learning rates must be positive, got lr {self.lr}, frontend_lr {self.frontend_lr}")
+        if not 0 < self.lr_gamma <= 1:
+            raise ConfigError(f"lr_gamma must be in (0, 1], got {self.lr_gamma}")
+        for name in ("audio_smoothing", "visual_smoothing", "dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.d_model % self.heads:
+            raise ConfigError(f"d_model {self.d_model} is not divisible by heads {self.heads}")
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write as JSON (atomically)."""
+        from avvp.io import atomic_path
+
+        with atomic_path(path, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> FinetuneConfig:
+        """Read a `config.json`; unknown or malformed fields are a one-line error naming the file."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such file; expected the config.json of a finetuning run")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{path}: not valid JSON ({error})") from None
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known) if isinstance(data, dict) else None
+        if unknown is None or unknown:
+            raise ConfigError(f"{path}: not a finetuning config (unknown fields: {', '.join(unknown or ['?'])})")
+        try:
+            return cls(**data)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error}") from None
+
+
+def make_config(model: str, preset: str = "paper", **overrides) -> FinetuneConfig:
+    """Resolve a config: the model's recipe, then the preset, then `overrides` (None values are ignored)."""
+    if model not in REGISTRY:
+        raise ConfigError(unknown_model_message(model))
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    values = {**RECIPES[recipe_name(model)], **PRESETS[preset]}
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    known = {f.name for f in fields(FinetuneConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
+    return FinetuneConfig(model=model, preset=preset, **values)

@@ -1,0 +1,129 @@
+"""Whole splits as in-memory tensors, served in batches of a seeded permutation (no per-video reads or copies)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
+
+from avvp.annotations import SPLIT_FILES, DenseLabels, load_split
+from avvp.errors import StoreError
+from avvp.store import read_store, read_video_ids, store_info
+
+
+@dataclass(eq=False)
+class SplitData(Dataset):
+    """One split's streams and weak labels as contiguous tensors; a batch is one fancy index per tensor."""
+
+    name: str
+    video_ids: list[str]
+    features: dict[str, torch.Tensor]
+    """stream -> (N, 10, W) float32."""
+    labels: torch.Tensor
+    """(N, 25) float32 weak labels (zeros where there are none, e.g. for parsing)."""
+    dense: DenseLabels | None = None
+    """Snippet-level ground truth (val and test)."""
+
+    def __len__(self) -> int:
+        return len(self.video_ids)
+
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        # DataLoader hands the whole batch's indices at once (torch >= 2.2).
+        index = torch.as_tensor(indices, dtype=torch.long)  # (B,)
+        return {**{name: t[index] for name, t in self.features.items()}, "labels": self.labels[index], "index": index}
+
+    @property
+    def widths(self) -> dict[str, int]:
+        return {name: int(t.shape[-1]) for name, t in self.features.items()}
+
+
+def check_streams(features: str | os.PathLike, streams: Sequence[str], model: str) -> None:
+    """Fail in one line when the store lacks a stream the model reads."""
+    available = store_info(features)["streams"]
+    missing = [name for name in streams if name not in available]
+    if missing:
+        raise StoreError(
+            f"{features}: model {model!r} needs stream(s) {', '.join(streams)}; the store lacks {', '.join(missing)} "
+            f"(it has {', '.join(available) or 'no streams'})"
+        )
+
+
+def load_split_data(
+    features: str | os.PathLike, annotations: str | os.PathLike, split: str, streams: Sequence[str]
+) -> SplitData:
+    """Read a split's weak (and, for val/test, dense) labels and its videos' streams from the store."""
+    labels = load_split(annotations, split)
+    stored = set(read_video_ids(features))
+    missing = [video_id for video_id in labels.video_ids if video_id not in stored]
+    if missing:
+        shown = ", ".join(repr(v) for v in missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise StoreError(
+            f"{features}: {len(missing)} of the {len(labels.video_ids)} videos of "
+            f"{Path(annotations) / SPLIT_FILES[split]} are not in the store ({shown}); "
+            "the features and the annotations must describe the same videos"
+        )
+    store = read_store(features, streams=streams, video_ids=labels.video_ids)
+    return SplitData(
+        name=split,
+        video_ids=labels.video_ids,
+        features={name: torch.from_numpy(store[name]) for name in streams},
+        labels=torch.from_numpy(labels.weak.labels).float(),
+        dense=labels.dense,
+    )
+
+
+def load_store_data(features: str | os.PathLike, streams: Sequence[str], video_ids: Sequence[str] | None) -> SplitData:
+    """Videos of a store without annotations (for parsing): all of them, or `video_ids` in that order."""
+    store = read_store(features, streams=streams, video_ids=video_ids)
+    return SplitData(
+        name="videos",
+        video_ids=store.video_ids,
+        features={name: torch.from_numpy(store[name]) for name in streams},
+        labels=torch.zeros(len(store.video_ids), 25),
+    )
+
+
+class EpochPermutation(Sampler[int]):
+    """The videos of an epoch in a permutation drawn from (seed, epoch), or in order; resume-exact by construction."""
+
+    def __init__(self, size: int, shuffle: bool, seed: int = 0):
+        self.size, self.shuffle, self.seed = size, shuffle, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def order(self) -> torch.Tensor:
+        """(N,) the epoch's video order."""
+        if not self.shuffle:
+            return torch.arange(self.size)
+        return torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order().tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class PermutationBatches(BatchSampler):
+    """Consecutive slices of the epoch's order (whole batches at once, not index by index)."""
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for chunk in self.sampler.order().split(self.batch_size):
+            if len(chunk) == self.batch_size or not self.drop_last:
+                yield chunk.tolist()
+
+
+def _already_batched(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return batch
+
+
+def make_loader(data: SplitData, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
+    """A DataLoader over `data` that Accelerate can shard; call `set_epoch(epoch)` on it before each epoch."""
+    batches = PermutationBatches(EpochPermutation(len(data), shuffle, seed), batch_size, drop_last=False)
+    return DataLoader(data, batch_sampler=batches, collate_fn=_already_batched)

@@ -1,0 +1,135 @@
+"""Predicting with a parser, scoring predictions with the official LLP evaluation, and re-scoring saved runs."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import nn
+from torch.utils.data import DataLoader
+
+from avvp.annotations import DenseLabels
+from avvp.errors import ConfigError
+from avvp.metrics import evaluate, gate_predictions
+from finetune.config import FinetuneConfig, accelerate_precision
+from finetune.data import check_streams, load_split_data, make_loader
+from finetune.models import STREAMS, FinetuneModel, build_parser
+
+EVAL_SPLITS = ("val", "test")
+EVAL_BATCH_SIZE = 512
+
+
+@dataclass
+class Predictions:
+    """A parser's probabilities for a list of videos."""
+
+    video_ids: list[str]
+    video_prob: np.ndarray
+    """(N, 25) joint video-level probabilities."""
+    audio_prob: np.ndarray
+    """(N, 25, 10) audio snippet probabilities."""
+    visual_prob: np.ndarray
+    """(N, 25, 10) visual snippet probabilities."""
+
+    def gated(self, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+        """Official inference: (audio, visual) predictions (N, 25, 10) bool."""
+        return gate_predictions(self.video_prob, self.audio_prob, self.visual_prob, threshold)
+
+    def dense(self, threshold: float = 0.5) -> DenseLabels:
+        audio, visual = self.gated(threshold)
+        return DenseLabels(video_ids=list(self.video_ids), audio=audio, visual=visual)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: DataLoader, accelerator: Accelerator, video_ids: list[str]) -> Predictions:
+    """Run the model over a (prepared) loader; results are gathered from every process, in `video_ids` order."""
+    model.eval()
+    n = len(video_ids)
+    video_prob = np.zeros((n, 25), dtype=np.float32)
+    snippet_prob = np.zeros((n, 10, 2, 25), dtype=np.float32)
+    for batch in loader:
+        output = model({name: batch[name] for name in STREAMS})
+        index, video, snippet = accelerator.gather_for_metrics(
+            (batch["index"], output.video_prob.float(), output.snippet_prob.float())
+        )
+        index = index.cpu().numpy()
+        video_prob[index] = video.cpu().numpy()
+        snippet_prob[index] = snippet.cpu().numpy()
+    return Predictions(
+        video_ids=list(video_ids),
+        video_prob=video_prob,
+        audio_prob=snippet_prob[:, :, 0].transpose(0, 2, 1),  # (N, 25, 10)
+        visual_prob=snippet_prob[:, :, 1].transpose(0, 2, 1),
+    )
+
+
+def score(predictions: Predictions, truth: DenseLabels) -> dict[str, dict[str, float]]:
+    """The ten numbers ({segment, event} x {audio, visual, av, type_av, event_av}) of gated predictions."""
+    return evaluate(predictions.dense(), truth)
+
+
+def check_weights(model: nn.Module, weights: dict[str, torch.Tensor], what: str) -> None:
+    """Fail in one line, listing missing/unexpected keys and shape mismatches, unless `weights` fit `model`."""
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in weights.items()}
+    problems = []
+    for label, names in (
+        ("missing", [k for k in expected if k not in found]),
+        ("unexpected", [k for k in found if k not in expected]),
+        (
+            "shape mismatch",
+            [f"{k} {found[k]} vs {expected[k]}" for k in expected if k in found and found[k] != expected[k]],
+        ),
+    ):
+        if names:
+            problems.append(f"{label} ({len(names)}): " + ", ".join(names[:6]) + (", ..." if len(names) > 6 else ""))
+    if problems:
+        raise ConfigError(f"{what}; " + "; ".join(problems))
+
+
+def load_run(run: str | os.PathLike) -> tuple[FinetuneConfig, FinetuneModel]:
+    """Rebuild a run's model from its config.json and load model.safetensors into it (on CPU, eval mode)."""
+    run = Path(run)
+    cfg = FinetuneConfig.load(run / "config.json")
+    if cfg.frontend:
+        raise ConfigError(f"{run}: trained with a frontend ({cfg.frontend}), which this command cannot rebuild")
+    if not cfg.input_widths:
+        raise ConfigError(f"{run}/config.json: no input_widths; the run never started training")
+    model = FinetuneModel(build_parser(cfg.model, cfg.input_widths, cfg.d_model, cfg.heads, cfg.ff_dim, cfg.dropout))
+    path = run / "model.safetensors"
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file; the run has not finished (see --resume)")
+    try:
+        weights = load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise ConfigError(f"{path}: not a readable safetensors file ({error})") from None
+    check_weights(model, weights, f"{path} does not fit the {cfg.model!r} model of {run / 'config.json'}")
+    model.load_state_dict(weights)
+    return cfg, model.eval()
+
+
+def evaluate_run(
+    run: str | os.PathLike,
+    split: str = "test",
+    features: str | os.PathLike | None = None,
+    annotations: str | os.PathLike | None = None,
+) -> dict[str, dict[str, float]]:
+    """Re-score a saved run on val or test; the store and annotations default to those it was trained on."""
+    if split not in EVAL_SPLITS:
+        raise ConfigError(f"--split {split!r}: only val and test have snippet-level annotations")
+    cfg, model = load_run(run)
+    features = features or cfg.features
+    annotations = annotations or cfg.annotations
+    if not features or not annotations:
+        raise ConfigError(f"{run}: the run records no feature store or annotations; pass --features and --annotations")
+    check_streams(features, STREAMS, cfg.model)
+    data = load_split_data(features, annotations, split, STREAMS)
+    accelerator = Accelerator(mixed_precision=accelerate_precision(cfg.mixed_precision))
+    model, loader = accelerator.prepare(model, make_loader(data, EVAL_BATCH_SIZE, shuffle=False))
+    return score(predict(model, loader, accelerator, data.video_ids), data.dense)

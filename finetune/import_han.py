@@ -1,0 +1,126 @@
+"""Convert a state dict saved by the HAN reference release (`MMIL_Net.pt`) into a run directory of our `han`.
+
+Reference names (Tian et al., AVVP-ECCV20, `nets/net_audiovisual.py`): `fc_a`, `fc_v`, `fc_st`, `fc_fusion`
+(input projections), `fc_prob`, `fc_frame_att`, `fc_av_att` (MMIL head), and the hybrid attention layer
+`hat_encoder.layers.0.{self_attn,cm_attn}` (`nn.MultiheadAttention`: packed `in_proj_weight` = [q; k; v])
+with `linear1`, `linear2`, `norm1`, `norm2`. The release also saves modules its forward pass never uses
+(`audio_encoder`, `visual_encoder`, `cmt_encoder`, `hat_encoder.norm1/norm2`); they are ignored. The
+reference applies `fc_v` to 80 frames and averages each 8 after; our store holds the averaged frames, which
+gives the same result since a linear map commutes with the mean.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from avvp.errors import ConfigError
+from avvp.io import atomic_dir
+from finetune.config import FinetuneConfig
+from finetune.evaluate import check_weights
+from finetune.models import FinetuneModel, build_parser
+
+LINEAR_NAMES = {
+    "fc_a": "parser.inputs.audio_proj",
+    "fc_v": "parser.inputs.visual_proj",
+    "fc_st": "parser.inputs.motion_proj",
+    "fc_fusion": "parser.inputs.fuse",
+    "fc_prob": "parser.head.prob",
+    "fc_frame_att": "parser.head.temporal_att",
+    "fc_av_att": "parser.head.modality_att",
+    "hat_encoder.layers.0.linear1": "parser.layer.linear1",
+    "hat_encoder.layers.0.linear2": "parser.layer.linear2",
+    "hat_encoder.layers.0.norm1": "parser.layer.norm1",
+    "hat_encoder.layers.0.norm2": "parser.layer.norm2",
+    "hat_encoder.layers.0.self_attn.out_proj": "parser.layer.self_attn.out_proj",
+    "hat_encoder.layers.0.cm_attn.out_proj": "parser.layer.cm_attn.out_proj",
+}
+"""Reference module -> our module, for modules with `weight` and `bias`."""
+PACKED_ATTENTION = {
+    "hat_encoder.layers.0.self_attn": "parser.layer.self_attn",
+    "hat_encoder.layers.0.cm_attn": "parser.layer.cm_attn",
+}
+"""Reference `nn.MultiheadAttention` -> our `Attention`, whose q/k/v projections are the packed thirds."""
+UNUSED_PREFIXES = ("audio_encoder.", "visual_encoder.", "cmt_encoder.", "hat_encoder.norm1.", "hat_encoder.norm2.")
+
+
+def reference_keys() -> list[str]:
+    """Every key the conversion reads from a reference state dict."""
+    keys = [f"{name}.{p}" for name in LINEAR_NAMES for p in ("weight", "bias")]
+    return keys + [f"{name}.{p}" for name in PACKED_ATTENTION for p in ("in_proj_weight", "in_proj_bias")]
+
+
+def read_reference(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load a reference checkpoint with `weights_only=True` (a plain state dict; a `module.` prefix is dropped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"{path}: not a loadable PyTorch state dict ({first_line})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(f"{path}: expected a state dict of tensors (torch.save(model.state_dict()))")
+    if state and all(key.startswith("module.") for key in state):
+        state = {key.removeprefix("module."): value for key, value in state.items()}
+    return state
+
+
+def convert_reference(state: dict[str, torch.Tensor], source: str = "state dict") -> dict[str, torch.Tensor]:
+    """Reference state dict -> our `FinetuneModel` state dict; missing or unexpected keys are a one-line error."""
+    wanted = reference_keys()
+    missing = [key for key in wanted if key not in state]
+    unexpected = [key for key in state if key not in wanted and not key.startswith(UNUSED_PREFIXES)]
+    if missing or unexpected:
+        parts = [
+            f"{label} ({len(keys)}): " + ", ".join(keys[:6]) + (", ..." if len(keys) > 6 else "")
+            for label, keys in (("missing", missing), ("unexpected", unexpected))
+            if keys
+        ]
+        raise ConfigError(f"{source} is not a HAN reference state dict; " + "; ".join(parts))
+    converted = {}
+    for reference, ours in LINEAR_NAMES.items():
+        for p in ("weight", "bias"):
+            converted[f"{ours}.{p}"] = state[f"{reference}.{p}"]
+    for reference, ours in PACKED_ATTENTION.items():
+        weight, bias = state[f"{reference}.in_proj_weight"], state[f"{reference}.in_proj_bias"]
+        if weight.ndim != 2 or weight.shape[0] % 3 or bias.shape != (weight.shape[0],):
+            raise ConfigError(
+                f"{source}: {reference}.in_proj_weight/bias have shapes {tuple(weight.shape)}/{tuple(bias.shape)}; "
+                "expected (3D, D) and (3D,)"
+            )
+        for name, w, b in zip(("q_proj", "k_proj", "v_proj"), weight.chunk(3), bias.chunk(3), strict=True):
+            converted[f"{ours}.{name}.weight"], converted[f"{ours}.{name}.bias"] = w, b
+    return {key: value.detach().float().contiguous() for key, value in converted.items()}
+
+
+def import_han(checkpoint: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write a run directory (config.json, model.safetensors) of our `han` holding the reference weights."""
+    checkpoint = Path(checkpoint)
+    state = read_reference(checkpoint)
+    weights = convert_reference(state, source=str(checkpoint))
+    d_model, audio_width = weights["parser.inputs.audio_proj.weight"].shape
+    cfg = FinetuneConfig(
+        model="han",
+        out=str(out),
+        d_model=int(d_model),
+        ff_dim=int(weights["parser.layer.linear1.weight"].shape[0]),
+        heads=1,
+        input_widths={
+            "audio": int(audio_width),
+            "visual": int(weights["parser.inputs.visual_proj.weight"].shape[1]),
+            "motion": int(weights["parser.inputs.motion_proj.weight"].shape[1]),
+        },
+        imported_from=str(checkpoint.resolve()),
+    )
+    model = FinetuneModel(build_parser(cfg.model, cfg.input_widths, cfg.d_model, cfg.heads, cfg.ff_dim, cfg.dropout))
+    check_weights(model, weights, f"{checkpoint} does not fit a HAN of its own sizes")
+    with atomic_dir(out, overwrite) as tmp:
+        cfg.save(tmp / "config.json")
+        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    return Path(out)

@@ -1,0 +1,66 @@
+"""The parser family: one registry of named variants, the shared parts, and the model wrapper.
+
+`han` is the Hybrid Attention Network; every other name is `Base` with a combination of the switches
+`adv`, `skip`, `gcaa` (written in that order: `base-adv-skip-gcaa`). The paper's rows are `PAPER_ROWS`.
+"""
+
+from __future__ import annotations
+
+from itertools import product
+
+import torch
+from torch import nn
+
+from finetune.models.base import Base
+from finetune.models.han import HAN
+from finetune.models.mmil import STREAMS, ParserOutput
+
+
+def _base_name(adv: bool, skip: bool, gcaa: bool) -> str:
+    return "-".join(["base"] + [name for name, on in (("adv", adv), ("skip", skip), ("gcaa", gcaa)) if on])
+
+
+REGISTRY: dict[str, dict] = {"han": {"arch": "han"}} | {
+    _base_name(adv, skip, gcaa): {"arch": "base", "adv": adv, "skip": skip, "gcaa": gcaa}
+    for adv, skip, gcaa in product((False, True), repeat=3)
+}
+"""Variant name -> architecture and switches."""
+PAPER_ROWS = ("han", "base", "base-gcaa", "base-adv-skip", "base-adv-skip-gcaa")
+"""The rows of the paper's tables that involve no pretraining, in table order."""
+
+
+def has_discriminator(name: str) -> bool:
+    """Whether the variant trains a modality discriminator (and so has the adversarial loss term)."""
+    return bool(REGISTRY[name].get("adv"))
+
+
+def build_parser(
+    name: str, widths: dict[str, int], d_model: int = 512, heads: int = 1, ff_dim: int = 512, dropout: float = 0.1
+) -> nn.Module:
+    """A registered parser for inputs of the given widths, e.g. {"audio": 128, "visual": 2048, "motion": 512}."""
+    spec = dict(REGISTRY[name])
+    arch = spec.pop("arch")
+    sizes = dict(d_model=d_model, heads=heads, ff_dim=ff_dim, dropout=dropout)
+    return HAN(widths, **sizes) if arch == "han" else Base(widths, **sizes, **spec)
+
+
+class FinetuneModel(nn.Module):
+    """A parser, optionally behind a frontend.
+
+    The frontend (e.g. a pretrained encoder trained end to end) is any module that maps the batch's raw
+    streams {"audio", "visual", "motion"} to the feature dict the parser reads (same keys, its own widths);
+    the training loop gives its parameters their own learning rate.
+    """
+
+    def __init__(self, parser: nn.Module, frontend: nn.Module | None = None):
+        super().__init__()
+        self.parser = parser
+        self.frontend = frontend
+
+    def forward(self, features: dict[str, torch.Tensor], adv_strength: float = 0.0) -> ParserOutput:
+        if self.frontend is not None:
+            features = self.frontend(features)
+        return self.parser(features, adv_strength)
+
+
+__all__ = ["PAPER_ROWS", "REGISTRY", "STREAMS", "FinetuneModel", "ParserOutput", "build_parser", "has_discriminator"]

@@ -1,0 +1,213 @@
+"""`avvp-finetune` end to end on LLP-sim tiny: the paper's rows, resume, evaluate, `avvp parse`, bad input."""
+
+import contextlib
+import io
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from avvp.annotations import load_split, read_predictions
+from avvp.metrics import LEVELS, SCORE_NAMES
+from avvp.store import read_store, write_store
+from finetune.config import make_config
+from finetune.evaluate import evaluate_run, load_run
+from finetune.models import PAPER_ROWS, has_discriminator
+from finetune.train import train
+
+
+def run_cli(main, *args: str) -> tuple[int, str, str]:
+    """Run a console entry point in this process: (exit status, stdout, stderr)."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    argv = sys.argv
+    sys.argv = ["prog", *map(str, args)]
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                main()
+                code = 0
+            except SystemExit as exit:
+                code = exit.code or 0
+    finally:
+        sys.argv = argv
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
+def finetune_cli(*args: str) -> tuple[int, str, str]:
+    from finetune.cli import main
+
+    return run_cli(main, *args)
+
+
+def assert_one_line_error(result: tuple[int, str, str], *fragments: str) -> None:
+    code, _, stderr = result
+    lines = stderr.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("error: "), stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def paper_runs(tiny_llp, tmp_path_factory):
+    """Each of the paper's five rows trained by the CLI on LLP-sim tiny: {model: (run dir, CLI result)}."""
+    root = tmp_path_factory.mktemp("finetune_runs")
+    runs = {}
+    for model in PAPER_ROWS:
+        out = root / model
+        result = finetune_cli(
+            "--model", model, "--features", tiny_llp / "llp.h5", "--annotations", tiny_llp,
+            "--out", out, "--preset", "tiny", "--quiet",
+        )  # fmt: skip
+        runs[model] = (out, result)
+    return runs
+
+
+@pytest.mark.parametrize("model", PAPER_ROWS)
+def test_paper_row_trains_end_to_end(paper_runs, tiny_llp, model):
+    out, (code, stdout, stderr) = paper_runs[model]
+    assert code == 0, stderr
+    assert "Type@AV" in stdout and str(out) in stdout
+    for name in ("config.json", "model.safetensors", "metrics.json", "pred_audio.csv", "pred_visual.csv", "state"):
+        assert (out / name).exists(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    cfg = make_config(model, "tiny")
+    assert len(metrics["epochs"]) == cfg.epochs and metrics["best_epoch"] in range(1, cfg.epochs + 1)
+    for scores in (metrics["test"], metrics["val"], *(epoch["val"] for epoch in metrics["epochs"])):
+        assert set(scores) == set(LEVELS) and all(set(scores[level]) == set(SCORE_NAMES) for level in LEVELS)
+        assert all(0 <= scores[level][name] <= 100 for level in LEVELS for name in SCORE_NAMES)
+    terms = {"loss", "wsl", "guided"} | ({"adv", "disc_acc"} if has_discriminator(model) else set())
+    assert all(set(epoch["train"]) == terms for epoch in metrics["epochs"])
+    # config.json alone rebuilds the model; the predictions are in the LLP eval format.
+    loaded_cfg, _ = load_run(out)
+    assert loaded_cfg.model == model and loaded_cfg.input_widths == {"audio": 128, "visual": 2048, "motion": 512}
+    test_ids = load_split(tiny_llp, "test").video_ids
+    read_predictions(out / "pred_audio.csv", out / "pred_visual.csv", test_ids)
+
+
+def test_evaluate_rescores_the_saved_run(paper_runs):
+    out, _ = paper_runs["base-adv-skip-gcaa"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    scores = evaluate_run(out, "test")
+    for level in LEVELS:
+        for name in SCORE_NAMES:
+            assert scores[level][name] == pytest.approx(metrics["test"][level][name], abs=1e-9)
+    code, stdout, stderr = finetune_cli("evaluate", "--run", out, "--split", "val", "--json")
+    assert code == 0, stderr
+    assert json.loads(stdout)["segment"] == pytest.approx(metrics["val"]["segment"], abs=1e-9)
+
+
+def test_resume_equals_uninterrupted(paper_runs, tiny_llp, tmp_path):
+    uninterrupted, _ = paper_runs["base-adv-skip"]
+    cfg = make_config(
+        "base-adv-skip", "tiny", features=str(tiny_llp / "llp.h5"), annotations=str(tiny_llp), out=str(tmp_path / "r")
+    )
+    train(cfg, stop_after_epoch=1, show_progress=False)
+    assert (tmp_path / "r" / "state").is_dir() and not (tmp_path / "r" / "metrics.json").exists()
+    assert_one_line_error(
+        finetune_cli(
+            "--model", "base-adv-skip", "--features", tiny_llp / "llp.h5", "--annotations", tiny_llp,
+            "--out", tmp_path / "r", "--preset", "tiny", "--epochs", "3", "--resume",
+        ),
+        "--resume needs the saved settings", "epochs 3 (saved 2)",
+    )  # fmt: skip
+    train(cfg, resume=True, show_progress=False)
+    expected, resumed = load_file(uninterrupted / "model.safetensors"), load_file(tmp_path / "r" / "model.safetensors")
+    assert expected.keys() == resumed.keys()
+    assert all((expected[key] == resumed[key]).all() for key in expected)
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text()) == json.loads(
+        (uninterrupted / "metrics.json").read_text()
+    )
+    assert (tmp_path / "r" / "pred_audio.csv").read_text() == (uninterrupted / "pred_audio.csv").read_text()
+
+
+def test_avvp_parse_writes_events_csv_and_timelines(paper_runs, tiny_llp, tmp_path):
+    from avvp.cli import main
+
+    out, _ = paper_runs["han"]
+    videos = load_split(tiny_llp, "test").video_ids[:3]
+    code, stdout, stderr = run_cli(
+        main, "parse", "--run", out, "--features", tiny_llp / "llp.h5", "--videos", ",".join(videos),
+        "--out", tmp_path / "events.json", "--csv", tmp_path / "csv", "--plot", tmp_path / "plots",
+    )  # fmt: skip
+    assert code == 0, stderr
+    events = json.loads((tmp_path / "events.json").read_text())["videos"]
+    assert list(events) == videos
+    for items in events.values():
+        for event in items:
+            assert event["modality"] in ("audio", "visual", "audio-visual")
+            assert 0 <= event["onset"] < event["offset"] <= 10 and 0.5 <= event["probability"] <= 1
+    # The CSVs hold the same audio and visual events; audio-visual events are where both are on.
+    pred = read_predictions(tmp_path / "csv" / "pred_audio.csv", tmp_path / "csv" / "pred_visual.csv", videos)
+    from avvp.classes import CLASS_INDEX
+
+    for modality, dense in (("audio", pred.audio), ("visual", pred.visual), ("audio-visual", pred.audio_visual)):
+        rebuilt = np.zeros_like(dense)
+        for video_index, video_id in enumerate(videos):
+            for event in events[video_id]:
+                if event["modality"] == modality:
+                    rebuilt[video_index, CLASS_INDEX[event["class"]], event["onset"] : event["offset"]] = True
+        assert (rebuilt == dense).all(), modality
+    assert all((tmp_path / "plots" / f"{video}.png").stat().st_size > 1000 for video in videos)
+
+
+# --- bad input: each a one-line error, no traceback, no partial output ---
+
+
+def test_unknown_model_lists_the_valid_ones(tmp_path, tiny_llp):
+    result = finetune_cli(
+        "--model", "base-gcca", "--features", tiny_llp / "llp.h5", "--annotations", tiny_llp, "--out", tmp_path / "x"
+    )
+    assert_one_line_error(result, "unknown model 'base-gcca'", "han, base, base-gcaa", "base-adv-skip-gcaa")
+    assert not (tmp_path / "x").exists()
+
+
+def _copy_store(source, target, streams, drop: int = 0):
+    store = read_store(source, streams=streams, dtype="float16")
+    keep = slice(drop, None)
+    write_store(target, store.video_ids[keep], {name: store[name][keep] for name in streams})
+
+
+def test_store_without_a_needed_stream(tmp_path, tiny_llp):
+    _copy_store(tiny_llp / "llp.h5", tmp_path / "av.h5", ("audio", "visual"))
+    result = finetune_cli(
+        "--model", "han", "--features", tmp_path / "av.h5", "--annotations", tiny_llp,
+        "--out", tmp_path / "run", "--preset", "tiny",
+    )  # fmt: skip
+    assert_one_line_error(result, "av.h5", "needs stream(s) audio, visual, motion", "lacks motion")
+    assert not (tmp_path / "run").exists()
+
+
+def test_store_ids_that_do_not_match_the_annotations(tmp_path, tiny_llp):
+    streams = ("audio", "visual", "motion")
+    first_ids = read_store(tiny_llp / "llp.h5", streams=("audio",)).video_ids[:2]
+    _copy_store(tiny_llp / "llp.h5", tmp_path / "part.h5", streams, drop=2)
+    result = finetune_cli(
+        "--model", "base", "--features", tmp_path / "part.h5", "--annotations", tiny_llp,
+        "--out", tmp_path / "run", "--preset", "tiny",
+    )  # fmt: skip
+    assert_one_line_error(result, "part.h5", "are not in the store", repr(first_ids[0]))
+    assert not (tmp_path / "run").exists()
+
+
+def test_existing_out_without_overwrite(paper_runs, tiny_llp):
+    out, _ = paper_runs["base"]
+    before = (out / "model.safetensors").read_bytes()
+    result = finetune_cli(
+        "--model", "base", "--features", tiny_llp / "llp.h5", "--annotations", tiny_llp,
+        "--out", out, "--preset", "tiny",
+    )  # fmt: skip
+    assert_one_line_error(result, str(out), "already exists", "--overwrite")
+    assert (out / "model.safetensors").read_bytes() == before
+
+
+def test_config_that_does_not_match_the_weights(paper_runs, tmp_path):
+    out, _ = paper_runs["base-gcaa"]
+    run = tmp_path / "edited"
+    shutil.copytree(out, run, ignore=shutil.ignore_patterns("state"))
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "model": "base", "ff_dim": 32}))
+    result = finetune_cli("evaluate", "--run", run)
+    assert_one_line_error(result, "model.safetensors does not fit", "unexpected", "context_q", "shape mismatch")
