@@ -46,23 +46,21 @@ def make_corpus(root: Path, num_videos: int, seed: int = 0) -> tuple[Path, Path]
     """
     rng = np.random.default_rng(seed)
     video_ids = [f"bench{i:06d}_0_10" for i in range(num_videos)]
-    frames = rng.standard_normal((num_videos, NUM_SNIPPETS * FRAMES_PER_SECOND, RAW_WIDTHS["visual"]), np.float32)
     streams = {
-        "audio": rng.standard_normal((num_videos, NUM_SNIPPETS, RAW_WIDTHS["audio"]), np.float32),
-        "visual": frames.reshape(num_videos, NUM_SNIPPETS, FRAMES_PER_SECOND, -1).mean(axis=2),
-        "motion": rng.standard_normal((num_videos, NUM_SNIPPETS, RAW_WIDTHS["motion"]), np.float32),
+        name: rng.standard_normal((num_videos, NUM_SNIPPETS, width), np.float32) for name, width in RAW_WIDTHS.items()
     }
+    npy_root = root / "feats"
+    for folder in NPY_FOLDERS.values():
+        (npy_root / folder).mkdir(parents=True)
+    for index, video_id in enumerate(video_ids):
+        frames = rng.standard_normal((NUM_SNIPPETS * FRAMES_PER_SECOND, RAW_WIDTHS["visual"]), np.float32)
+        streams["visual"][index] = frames.reshape(NUM_SNIPPETS, FRAMES_PER_SECOND, -1).mean(axis=1)
+        for name, folder in NPY_FOLDERS.items():
+            np.save(npy_root / folder / f"{video_id}.npy", frames if name == "visual" else streams[name][index])
     labels = rng.random((num_videos, NUM_CLASSES)) < 0.08
     labels[np.arange(num_videos), rng.integers(0, NUM_CLASSES, num_videos)] = True
     write_weak_labels(root / "AVVP_train.csv", WeakLabels(video_ids=video_ids, labels=labels))
-    store = write_store(root / "llp.h5", video_ids, streams, dtype="float32")
-    npy_root = root / "feats"
-    for name, folder in NPY_FOLDERS.items():
-        (npy_root / folder).mkdir(parents=True)
-        arrays = frames if name == "visual" else streams[name]
-        for video_id, array in zip(video_ids, arrays, strict=True):
-            np.save(npy_root / folder / f"{video_id}.npy", array)
-    return store, npy_root
+    return write_store(root / "llp.h5", video_ids, streams, dtype="float32"), npy_root
 
 
 class NpyVideos(Dataset):

@@ -13,6 +13,7 @@ import time
 SECTIONS = {
     "evaluate": "benchmarks.bench_metrics",
     "grounding": "benchmarks.bench_grounding",
+    "finetune": "benchmarks.bench_finetune",
 }
 """Section name -> module with a `run()` function."""
 

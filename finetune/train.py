@@ -151,6 +151,8 @@ def train(
     it must have an `output_widths` dict (the parser's input widths); record its origin in `cfg.frontend`.
     `stop_after_epoch`: stop as if interrupted once that epoch's state is saved (for testing `resume`).
     """
+    if (frontend is None) != (not cfg.frontend):
+        raise ConfigError("pass a frontend module exactly when cfg.frontend records where it came from")
     out = _check_run_dir(cfg, resume, overwrite)
     check_streams(cfg.features, STREAMS, cfg.model)
     splits = {name: load_split_data(cfg.features, cfg.annotations, name, STREAMS) for name in ("train", "val", "test")}

@@ -8,15 +8,17 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from avvp.annotations import load_split, read_predictions
+from avvp.errors import ConfigError
 from avvp.metrics import LEVELS, SCORE_NAMES
-from avvp.store import read_store, write_store
+from avvp.store import RAW_WIDTHS, read_store, write_store
 from finetune.config import make_config
 from finetune.evaluate import evaluate_run, load_run
-from finetune.models import PAPER_ROWS, has_discriminator
-from finetune.train import train
+from finetune.models import PAPER_ROWS, FinetuneModel, build_parser, has_discriminator
+from finetune.train import _param_groups, train
 
 
 def run_cli(main, *args: str) -> tuple[int, str, str]:
@@ -211,3 +213,33 @@ def test_config_that_does_not_match_the_weights(paper_runs, tmp_path):
     (run / "config.json").write_text(json.dumps({**config, "model": "base", "ff_dim": 32}))
     result = finetune_cli("evaluate", "--run", run)
     assert_one_line_error(result, "model.safetensors does not fit", "unexpected", "context_q", "shape mismatch")
+
+
+class LinearFrontend(torch.nn.Module):
+    """A stand-in for a pretrained encoder trained end to end: one linear map per stream."""
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        self.proj = torch.nn.ModuleDict({name: torch.nn.Linear(w, width) for name, w in RAW_WIDTHS.items()})
+        self.output_widths = {name: width for name in RAW_WIDTHS}
+
+    def forward(self, features):
+        return {name: self.proj[name](features[name]) for name in self.proj}
+
+
+def test_frontend_slot_trains_with_its_own_learning_rate(tiny_llp, tmp_path):
+    torch.manual_seed(0)
+    frontend = LinearFrontend()
+    initial = {k: v.clone() for k, v in frontend.state_dict().items()}
+    cfg = make_config(
+        "base", "tiny", features=str(tiny_llp / "llp.h5"), annotations=str(tiny_llp), out=str(tmp_path / "e2e"),
+        frontend="test:LinearFrontend",
+    )  # fmt: skip
+    groups = _param_groups(FinetuneModel(build_parser("base", frontend.output_widths), frontend), cfg)
+    assert [g["lr"] for g in groups] == [cfg.lr, cfg.lr / 10]
+    train(cfg, frontend=frontend, show_progress=False)
+    weights = load_file(tmp_path / "e2e" / "model.safetensors")
+    assert all(not torch.equal(weights[f"frontend.{k}"], v) for k, v in initial.items())
+    assert json.loads((tmp_path / "e2e" / "config.json").read_text())["input_widths"] == frontend.output_widths
+    with pytest.raises(ConfigError, match="trained with a frontend"):
+        load_run(tmp_path / "e2e")
