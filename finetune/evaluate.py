@@ -18,8 +18,8 @@ from avvp.annotations import DenseLabels
 from avvp.errors import ConfigError
 from avvp.metrics import evaluate, gate_predictions
 from finetune.config import FinetuneConfig, accelerate_precision
-from finetune.data import check_streams, load_split_data, make_loader
-from finetune.models import STREAMS, FinetuneModel, build_parser
+from finetune.data import SplitData, check_streams, load_split_data, make_loader
+from finetune.models import STREAMS, FinetuneModel, build_model
 
 EVAL_SPLITS = ("val", "test")
 EVAL_BATCH_SIZE = 512
@@ -78,19 +78,22 @@ def check_weights(model: nn.Module, weights: dict[str, torch.Tensor], what: str)
     """Fail in one line, listing missing/unexpected keys and shape mismatches, unless `weights` fit `model`."""
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in weights.items()}
-    problems = []
-    for label, names in (
-        ("missing", [k for k in expected if k not in found]),
-        ("unexpected", [k for k in found if k not in expected]),
-        (
-            "shape mismatch",
-            [f"{k} {found[k]} vs {expected[k]}" for k in expected if k in found and found[k] != expected[k]],
-        ),
-    ):
-        if names:
-            problems.append(f"{label} ({len(names)}): " + ", ".join(names[:6]) + (", ..." if len(names) > 6 else ""))
+    problems = listing(
+        missing=[k for k in expected if k not in found],
+        unexpected=[k for k in found if k not in expected],
+        shape_mismatch=[f"{k} {found[k]} vs {expected[k]}" for k in expected if k in found and found[k] != expected[k]],
+    )
     if problems:
-        raise ConfigError(f"{what}; " + "; ".join(problems))
+        raise ConfigError(f"{what}; {problems}")
+
+
+def listing(**groups: list[str]) -> str:
+    """'missing (2): a, b; unexpected (1): c' for the non-empty groups (underscores read as spaces), at most 6 each."""
+    return "; ".join(
+        f"{label.replace('_', ' ')} ({len(names)}): " + ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+        for label, names in groups.items()
+        if names
+    )
 
 
 def load_run(run: str | os.PathLike) -> tuple[FinetuneConfig, FinetuneModel]:
@@ -101,7 +104,7 @@ def load_run(run: str | os.PathLike) -> tuple[FinetuneConfig, FinetuneModel]:
         raise ConfigError(f"{run}: trained with a frontend ({cfg.frontend}), which this command cannot rebuild")
     if not cfg.input_widths:
         raise ConfigError(f"{run}/config.json: no input_widths; the run never started training")
-    model = FinetuneModel(build_parser(cfg.model, cfg.input_widths, cfg.d_model, cfg.heads, cfg.ff_dim, cfg.dropout))
+    model = build_model(cfg)
     path = run / "model.safetensors"
     if not path.is_file():
         raise ConfigError(f"{path}: no such file; the run has not finished (see --resume)")
@@ -130,6 +133,11 @@ def evaluate_run(
         raise ConfigError(f"{run}: the run records no feature store or annotations; pass --features and --annotations")
     check_streams(features, STREAMS, cfg.model)
     data = load_split_data(features, annotations, split, STREAMS)
+    return score(predict_data(model, cfg, data), data.dense)
+
+
+def predict_data(model: nn.Module, cfg: FinetuneConfig, data: SplitData) -> Predictions:
+    """A loaded model's predictions for in-memory videos, on whatever device Accelerate picks."""
     accelerator = Accelerator(mixed_precision=accelerate_precision(cfg.mixed_precision))
     model, loader = accelerator.prepare(model, make_loader(data, EVAL_BATCH_SIZE, shuffle=False))
-    return score(predict(model, loader, accelerator, data.video_ids), data.dense)
+    return predict(model, loader, accelerator, data.video_ids)

@@ -21,8 +21,8 @@ from safetensors.torch import save_file
 from avvp.errors import ConfigError
 from avvp.io import atomic_dir
 from finetune.config import FinetuneConfig
-from finetune.evaluate import check_weights
-from finetune.models import FinetuneModel, build_parser
+from finetune.evaluate import check_weights, listing
+from finetune.models import build_model
 
 LINEAR_NAMES = {
     "fc_a": "parser.inputs.audio_proj",
@@ -77,12 +77,8 @@ def convert_reference(state: dict[str, torch.Tensor], source: str = "state dict"
     missing = [key for key in wanted if key not in state]
     unexpected = [key for key in state if key not in wanted and not key.startswith(UNUSED_PREFIXES)]
     if missing or unexpected:
-        parts = [
-            f"{label} ({len(keys)}): " + ", ".join(keys[:6]) + (", ..." if len(keys) > 6 else "")
-            for label, keys in (("missing", missing), ("unexpected", unexpected))
-            if keys
-        ]
-        raise ConfigError(f"{source} is not a HAN reference state dict; " + "; ".join(parts))
+        problems = listing(missing=missing, unexpected=unexpected)
+        raise ConfigError(f"{source} is not a HAN reference state dict; {problems}")
     converted = {}
     for reference, ours in LINEAR_NAMES.items():
         for p in ("weight", "bias"):
@@ -118,8 +114,7 @@ def import_han(checkpoint: str | os.PathLike, out: str | os.PathLike, overwrite:
         },
         imported_from=str(checkpoint.resolve()),
     )
-    model = FinetuneModel(build_parser(cfg.model, cfg.input_widths, cfg.d_model, cfg.heads, cfg.ff_dim, cfg.dropout))
-    check_weights(model, weights, f"{checkpoint} does not fit a HAN of its own sizes")
+    check_weights(build_model(cfg), weights, f"{checkpoint} does not fit a HAN of its own sizes")
     with atomic_dir(out, overwrite) as tmp:
         cfg.save(tmp / "config.json")
         save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})

@@ -14,15 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from accelerate import Accelerator
 
 from avvp.annotations import dense_to_rows, runs_of, write_events
 from avvp.classes import CLASS_INDEX, CLASSES, NUM_SNIPPETS
 from avvp.errors import ConfigError
 from avvp.io import atomic_path, check_writable
-from finetune.config import accelerate_precision
-from finetune.data import check_streams, load_store_data, make_loader
-from finetune.evaluate import EVAL_BATCH_SIZE, Predictions, load_run, predict
+from finetune.data import check_streams, load_store_data
+from finetune.evaluate import Predictions, load_run, predict_data
 from finetune.models import STREAMS
 
 MODALITY_NAMES = ("audio", "visual", "audio-visual")
@@ -37,9 +35,7 @@ def predict_videos(
     data = load_store_data(features, STREAMS, video_ids)
     if data.widths != cfg.input_widths:
         raise ConfigError(f"{features}: stream widths {data.widths} differ from the run's {cfg.input_widths}")
-    accelerator = Accelerator(mixed_precision=accelerate_precision(cfg.mixed_precision))
-    model, loader = accelerator.prepare(model, make_loader(data, EVAL_BATCH_SIZE, shuffle=False))
-    return predict(model, loader, accelerator, data.video_ids)
+    return predict_data(model, cfg, data)
 
 
 def video_events(predictions: Predictions) -> dict[str, list[dict]]:
@@ -82,8 +78,10 @@ def plot_timeline(path: Path, video_id: str, predictions: Predictions, index: in
     events = (audio[index], visual[index])
     # The classes predicted for the video; if none, the three most likely ones.
     shown = np.flatnonzero(predictions.video_prob[index] >= 0.5)
+    title = video_id
     if len(shown) == 0:
         shown = np.sort(np.argsort(predictions.video_prob[index])[-3:])
+        title += " (no class predicted; the three most likely)"
     height = 1.0 + 0.3 * len(shown)
     figure, axes = plt.subplots(2, 1, figsize=(7, 0.6 + 2 * height), sharex=True, constrained_layout=True)
     for axis, title, prob, on in zip(axes, ("Audio", "Visual"), probs, events, strict=True):
@@ -100,7 +98,7 @@ def plot_timeline(path: Path, video_id: str, predictions: Predictions, index: in
         axis.set_xticks(range(NUM_SNIPPETS + 1))
         axis.grid(axis="x", color="white", linewidth=0.5)
     axes[-1].set_xlabel("seconds")
-    figure.suptitle(video_id, fontsize=10)
+    figure.suptitle(title, fontsize=10)
     figure.colorbar(image, ax=axes, shrink=0.6, label="probability")
     with atomic_path(path, overwrite=True) as tmp:
         figure.savefig(tmp, format="png", dpi=110)

@@ -33,7 +33,7 @@ from finetune.config import FinetuneConfig, accelerate_precision
 from finetune.data import check_streams, load_split_data, make_loader
 from finetune.evaluate import EVAL_BATCH_SIZE, predict, score
 from finetune.losses import parser_loss
-from finetune.models import STREAMS, FinetuneModel, build_parser
+from finetune.models import STREAMS, FinetuneModel, build_model
 from finetune.models.discriminator import reversal_strength
 
 STATE_DIR = "state"
@@ -169,9 +169,7 @@ def train(
     accelerator.wait_for_everyone()
     set_seed(cfg.seed)
 
-    model = FinetuneModel(
-        build_parser(cfg.model, widths, cfg.d_model, cfg.heads, cfg.ff_dim, cfg.dropout), frontend=frontend
-    )
+    model = build_model(cfg, frontend)
     optimizer = torch.optim.Adam(_param_groups(model, cfg))
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
     train_loader = make_loader(splits["train"], cfg.batch_size, shuffle=True, seed=cfg.seed)

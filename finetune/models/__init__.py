@@ -44,6 +44,12 @@ def build_parser(
     return HAN(widths, **sizes) if arch == "han" else Base(widths, **sizes, **spec)
 
 
+def build_model(cfg, frontend: nn.Module | None = None) -> FinetuneModel:
+    """The model a finetuning config describes (`cfg.model`, `cfg.input_widths`, sizes), with an optional frontend."""
+    parser = build_parser(cfg.model, cfg.input_widths, cfg.d_model, cfg.heads, cfg.ff_dim, cfg.dropout)
+    return FinetuneModel(parser, frontend)
+
+
 class FinetuneModel(nn.Module):
     """A parser, optionally behind a frontend.
 
@@ -63,4 +69,13 @@ class FinetuneModel(nn.Module):
         return self.parser(features, adv_strength)
 
 
-__all__ = ["PAPER_ROWS", "REGISTRY", "STREAMS", "FinetuneModel", "ParserOutput", "build_parser", "has_discriminator"]
+__all__ = [
+    "PAPER_ROWS",
+    "REGISTRY",
+    "STREAMS",
+    "FinetuneModel",
+    "ParserOutput",
+    "build_model",
+    "build_parser",
+    "has_discriminator",
+]
