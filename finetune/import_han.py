@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -62,8 +63,12 @@ def read_reference(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"{path}: not a loadable PyTorch state dict ({first_line})") from None
+        # torch's message is a paragraph; its "WeightsUnpickler error:" part says what was refused.
+        reason = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. |\n|$)", str(error))
+        reason = reason.group(1) if reason else (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ConfigError(
+            f"{path}: not a loadable PyTorch state dict (torch.load with weights_only=True: {reason})"
+        ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConfigError(f"{path}: expected a state dict of tensors (torch.save(model.state_dict()))")
     if state and all(key.startswith("module.") for key in state):
