@@ -44,10 +44,33 @@ def load_corpus(features: str | os.PathLike, labels: str | os.PathLike) -> Pretr
     )
 
 
+def feature_statistics(
+    corpus: PretrainCorpus, rows: np.ndarray, chunk: int = 4096
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per-feature mean and std of each stream over the given videos' snippets (float64 sums, chunk by chunk).
+
+    A feature constant over these videos gets a thousandth of the stream's typical std, so it stays finite.
+    """
+    rows = torch.as_tensor(rows, dtype=torch.long)
+    statistics = {}
+    for name, stream in corpus.streams.items():
+        total = torch.zeros(stream.shape[-1], dtype=torch.float64)
+        squares = torch.zeros_like(total)
+        for part in rows.split(chunk):
+            snippets = stream[part].reshape(-1, stream.shape[-1]).double()  # (n * 10, W)
+            total += snippets.sum(dim=0)
+            squares += snippets.square().sum(dim=0)
+        count = len(rows) * stream.shape[1]
+        mean = total / count
+        std = (squares / count - mean.square()).clamp(min=0).sqrt()
+        std = std.clamp(min=1e-3 * float(std.mean()) + 1e-12)
+        statistics[name] = (mean.float(), std.float())
+    return statistics
+
+
 def split_rows(count: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A seeded random held-out share of the corpus: (train rows, validation rows), each sorted."""
-    n_val = int(round(count * val_fraction)) if val_fraction > 0 else 0
-    n_val = max(n_val, 1) if val_fraction > 0 else 0
+    n_val = max(1, round(count * val_fraction)) if val_fraction > 0 else 0
     if count - n_val < 1:
         raise AvvpError(f"{count} video(s) in the corpus: too few to hold out {val_fraction:.0%} for validation")
     order = np.random.default_rng(seed).permutation(count)

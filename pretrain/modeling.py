@@ -20,6 +20,7 @@ import torch
 from huggingface_hub.dataclasses import strict
 from torch import nn
 from transformers import BertConfig, BertModel, PreTrainedConfig, PreTrainedModel
+from transformers import initialization as init
 from transformers.utils import logging as hf_logging
 
 from avvp.classes import NUM_SNIPPETS
@@ -81,15 +82,23 @@ class AVEncoderOutput(NamedTuple):
 
 
 class StreamProjection(nn.Module):
-    """Linear -> LayerNorm from a stream's feature width to the hidden size (UNITER's region embedding)."""
+    """Standardise -> Linear -> LayerNorm from a stream's feature width to the hidden size (UNITER's region
+    embedding, after per-feature standardisation).
+
+    `mean` and `std` are the pretraining corpus's per-feature statistics (saved with the weights). The raw
+    streams share a large common component (ResNet and VGGish features of any two snippets have cosines near 1),
+    which drowns the differences the AVG loss must separate unless it is taken out first.
+    """
 
     def __init__(self, in_features: int, hidden_size: int, eps: float):
         super().__init__()
+        self.register_buffer("mean", torch.zeros(in_features))
+        self.register_buffer("std", torch.ones(in_features))
         self.linear = nn.Linear(in_features, hidden_size)
         self.norm = nn.LayerNorm(hidden_size, eps=eps)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.linear(features))
+        return self.norm(self.linear((features - self.mean) / self.std))
 
 
 class AVEncoderModel(PreTrainedModel):
@@ -114,8 +123,21 @@ class AVEncoderModel(PreTrainedModel):
         self.bert.embeddings.word_embeddings = None
         self.post_init()
 
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, StreamProjection):
+            init.zeros_(module.mean)
+            init.ones_(module.std)
+
     def get_input_embeddings(self) -> None:
         return None
+
+    @torch.no_grad()
+    def set_input_statistics(self, statistics: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Standardise each stream with per-feature (mean, std), each (W,): `pretrain.data.feature_statistics`."""
+        for name, (mean, std) in statistics.items():
+            self.projections[name].mean.copy_(mean)
+            self.projections[name].std.copy_(std)
 
     def forward(self, audio: torch.Tensor, visual: torch.Tensor, motion: torch.Tensor) -> AVEncoderOutput:
         # audio (B, T, 128)   visual (B, T, 2048)   motion (B, T, 512); T = 10 snippets

@@ -27,7 +27,7 @@ from avvp.console import progress as progress_bar
 from avvp.errors import AvvpError, ConfigError
 from avvp.io import atomic_path
 from pretrain.config import PretrainConfig
-from pretrain.data import CorpusRows, keep_batch, load_corpus, split_rows
+from pretrain.data import CorpusRows, feature_statistics, keep_batch, load_corpus, split_rows
 from pretrain.losses import accuracy_from_counts, avg_loss, grounding_counts, pretrain_losses
 from pretrain.modeling import AVEncoderConfig, AVEncoderModel, save_encoder, weights_checksum
 
@@ -211,6 +211,7 @@ def train(cfg: PretrainConfig) -> Path:
     set_seed(cfg.seed)
 
     model = AVEncoderModel(encoder_config(cfg, corpus.widths))
+    model.set_input_statistics(feature_statistics(corpus, train_rows))
     optimizer = torch.optim.AdamW(parameter_groups(model, cfg.weight_decay), lr=cfg.lr)
     # Loaders draw from their own generators, so that starting an epoch (or resuming) leaves the global RNG,
     # which dropout uses, exactly where the checkpoint found it.
@@ -353,6 +354,7 @@ def finish_run_dir(
     metrics = {
         "variant": cfg.variant,
         "processes": processes,
+        "threads_per_process": torch.get_num_threads(),
         "steps": progress.step,
         "videos_trained": progress.videos,
         "train_seconds": round(progress.train_seconds, 3),

@@ -192,4 +192,9 @@ def test_grounding_accuracy_hand_worked():
     # v-v: grounded (0,1) x2 s=.8 right; others (0,2), (1,2) x2 each right.
     assert counts.tolist() == [[2.0, 4.0, 6.0, 8.0]]
     accuracy = accuracy_from_counts(counts)
-    assert accuracy == {"accuracy": 8 / 12, "positive_accuracy": 0.5, "negative_accuracy": 0.75}
+    assert accuracy == {
+        "accuracy": 8 / 12,
+        "positive_accuracy": 0.5,
+        "negative_accuracy": 0.75,
+        "balanced_accuracy": 0.625,
+    }

@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -10,6 +11,7 @@ from safetensors.torch import load_file, save_file
 from avvp.errors import AvvpError
 from pretrain import AVEncoderConfig, AVEncoderModel, load_encoder, save_encoder
 from pretrain.config import PRESETS, PretrainConfig
+from pretrain.data import PretrainCorpus, feature_statistics
 from pretrain.modeling import weights_checksum
 
 WIDTHS = {"audio": 12, "visual": 20, "motion": 8}
@@ -32,6 +34,7 @@ def inputs(batch=3, seed=0):
 def saved_encoder(tmp_path_factory):
     torch.manual_seed(0)
     model = AVEncoderModel(tiny_config()).eval()
+    model.set_input_statistics({name: (torch.randn(width), torch.rand(width) + 0.5) for name, width in WIDTHS.items()})
     path = tmp_path_factory.mktemp("encoder") / "run"
     save_encoder(model, path)
     return model, path
@@ -85,6 +88,7 @@ def test_save_pretrained_from_pretrained_identical(saved_encoder):
     assert (config["audio_size"], config["visual_size"], config["motion_size"]) == (12, 20, 8)
     loaded = load_encoder(path)
     assert not loaded.training
+    assert torch.equal(loaded.projections["visual"].std, model.projections["visual"].std)  # statistics saved too
     assert weights_checksum(loaded) == weights_checksum(model)
     with torch.no_grad():
         for a, b in zip(model(*inputs()), loaded(*inputs()), strict=True):
@@ -152,3 +156,27 @@ def test_load_encoder_errors(tmp_path, saved_encoder):
         with pytest.raises(AvvpError, match=message) as error:
             load_encoder(path)
         assert "\n" not in str(error.value) and str(path) in str(error.value)
+
+
+def test_feature_statistics_match_numpy():
+    generator = torch.Generator().manual_seed(0)
+    streams = {"audio": 5 + 3 * torch.randn(40, 10, 6, generator=generator), "visual": torch.randn(40, 10, 4)}
+    streams["visual"][:, :, 2] = 7.0  # a feature constant over the corpus
+    corpus = PretrainCorpus([f"v{i}" for i in range(40)], streams, torch.ones(40, 10, 10, dtype=torch.bool))
+    rows = np.arange(3, 37)
+    statistics = feature_statistics(corpus, rows, chunk=5)
+    for name, (mean, std) in statistics.items():
+        snippets = streams[name][rows].reshape(-1, streams[name].shape[-1]).double().numpy()
+        np.testing.assert_allclose(mean.numpy(), snippets.mean(0), rtol=1e-5, atol=1e-5)
+        expected = snippets.std(0)
+        if name == "visual":
+            expected[2] = 1e-3 * expected.mean()
+        np.testing.assert_allclose(std.numpy(), expected, rtol=1e-4, atol=1e-7)
+    # The encoder standardises with them: shifting and scaling a stream together with its statistics changes nothing.
+    model = AVEncoderModel(tiny_config()).eval()
+    audio, visual, motion = inputs()
+    with torch.no_grad():
+        base = model(audio, visual, motion)
+        model.set_input_statistics({"audio": (torch.full((12,), 4.0), torch.full((12,), 2.0))})
+        moved = model(audio * 2 + 4, visual, motion)
+    assert torch.allclose(base.audio, moved.audio, atol=1e-5)

@@ -95,7 +95,13 @@ def test_train_then_export(corpus, tmp_path):
     assert metrics["variant"] == "uni" and len(metrics["epochs"]) == 2
     steps_per_epoch = -(-86 // 8)  # 96 videos, 10 held out, batches of 8
     assert metrics["steps"] == 2 * steps_per_epoch
-    assert set(metrics["untrained"]) == {"val_loss", "val_accuracy", "val_positive_accuracy", "val_negative_accuracy"}
+    assert set(metrics["untrained"]) == {
+        "val_loss",
+        "val_accuracy",
+        "val_positive_accuracy",
+        "val_negative_accuracy",
+        "val_balanced_accuracy",
+    }
     assert metrics["epochs"][-1]["lr"] == pytest.approx(0.0, abs=1e-9)  # decayed to zero
     assert metrics["videos_per_second"] > 0
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
