@@ -14,6 +14,7 @@ SECTIONS = {
     "evaluate": "benchmarks.bench_metrics",
     "grounding": "benchmarks.bench_grounding",
     "finetune": "benchmarks.bench_finetune",
+    "pretrain": "benchmarks.bench_pretrain",
 }
 """Section name -> module with a `run()` function."""
 
