@@ -26,7 +26,7 @@ def finetune(
     annotations: Path | None = typer.Option(None, help="Folder with the LLP annotation files (AVVP_*.csv)."),
     out: Path | None = typer.Option(None, help="Run directory to create (runs/NAME)."),
     preset: str = typer.Option("paper", help="tiny (seconds), demo (minutes on a CPU) or paper (the full schedule)."),
-    epochs: int | None = typer.Option(None, help="Epochs [recipe/preset]."),
+    epochs: int | None = typer.Option(None, help="Epochs (default: the recipe's 40, or the preset's)."),
     batch_size: int | None = typer.Option(None, help="Videos per batch [64; HAN 16]."),
     lr: float | None = typer.Option(None, help="Adam learning rate [3e-4]."),
     seed: int = typer.Option(0, help="Seed; CPU runs with one seed repeat exactly."),
