@@ -21,7 +21,10 @@ app = typer.Typer(
 @app.callback(invoke_without_command=True)
 def finetune(
     ctx: typer.Context,
-    model: str = typer.Option("base-adv-skip-gcaa", help="Parser: han, base, base-gcaa, base-adv-skip, ..."),
+    model: str | None = typer.Option(
+        None,
+        help="Parser: han, base, base-gcaa, base-adv-skip, base-adv-skip-gcaa (default), mmil (default with --e2e).",
+    ),
     features: Path | None = typer.Option(None, help="Feature store (llp.h5 or exported embeddings)."),
     annotations: Path | None = typer.Option(None, help="Folder with the LLP annotation files (AVVP_*.csv)."),
     out: Path | None = typer.Option(None, help="Run directory to create (runs/NAME)."),
@@ -32,6 +35,9 @@ def finetune(
     seed: int = typer.Option(0, help="Seed; CPU runs with one seed repeat exactly."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in --out."),
+    e2e: bool = typer.Option(False, "--e2e", help="Train the pretrained --encoder jointly with the parser."),
+    encoder: Path | None = typer.Option(None, help="Pretrained encoder directory (the --out of avvp-pretrain)."),
+    encoder_lr: float | None = typer.Option(None, help="Learning rate of the encoder with --e2e [lr / 10]."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train a parser with weak labels, select it on validation Type@AV, score the test split once."""
@@ -46,8 +52,20 @@ def finetune(
     ]
     if missing:
         raise ConfigError(f"missing {', '.join(missing)}; see avvp-finetune --help")
+    if e2e and encoder is None:
+        raise ConfigError("--e2e needs --encoder DIR (a pretrained encoder from avvp-pretrain)")
+    if encoder is not None and not e2e:
+        raise ConfigError(
+            "--encoder is used with --e2e; for a frozen encoder, export its embeddings (avvp-pretrain export) "
+            "and pass the exported store as --features"
+        )
+    frontend, frontend_config = None, {}
+    if e2e:
+        from finetune.frontend import load_frontend
+
+        frontend, frontend_config = load_frontend(encoder, features)
     cfg = make_config(
-        model,
+        model or ("mmil" if e2e else "base-adv-skip-gcaa"),
         preset,
         features=str(features),
         annotations=str(annotations),
@@ -56,10 +74,14 @@ def finetune(
         batch_size=batch_size,
         lr=lr,
         seed=seed,
+        frontend=str(encoder.resolve()) if e2e else None,
+        frontend_lr=encoder_lr,
+        frontend_config=frontend_config or None,
     )
-    run = train(cfg, resume=resume, overwrite=overwrite, show_progress=not quiet)
+    run = train(cfg, resume=resume, overwrite=overwrite, frontend=frontend, show_progress=not quiet)
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
-    print(f"{cfg.model}: best epoch {metrics['best_epoch']} by {metrics['selection']}")
+    origin = f" on the encoder {cfg.frontend} (end to end)" if cfg.frontend else ""
+    print(f"{cfg.model}{origin}: best epoch {metrics['best_epoch']} by {metrics['selection']}")
     print(f"test ({metrics['test_videos']} videos):")
     print(format_table(metrics["test"]))
     print(f"run directory: {run}")

@@ -99,6 +99,8 @@ class FinetuneConfig:
     """Where the frontend module came from (e.g. a pretrained encoder's directory); empty: raw features."""
     frontend_lr: float | None = None
     """Learning rate of the frontend's parameters; default lr / 10."""
+    frontend_config: dict = field(default_factory=dict)
+    """The frontend encoder's own config (rebuilds its architecture; its weights are in model.safetensors)."""
     imported_from: str = ""
     """The file the weights were converted from, for runs not trained here (import-han)."""
 

@@ -19,6 +19,7 @@ from avvp.errors import ConfigError
 from avvp.metrics import evaluate, gate_predictions
 from finetune.config import FinetuneConfig, accelerate_precision
 from finetune.data import SplitData, check_streams, load_split_data, make_loader
+from finetune.frontend import frontend_from_config
 from finetune.models import STREAMS, FinetuneModel, build_model
 
 EVAL_SPLITS = ("val", "test")
@@ -100,11 +101,14 @@ def load_run(run: str | os.PathLike) -> tuple[FinetuneConfig, FinetuneModel]:
     """Rebuild a run's model from its config.json and load model.safetensors into it (on CPU, eval mode)."""
     run = Path(run)
     cfg = FinetuneConfig.load(run / "config.json")
-    if cfg.frontend:
-        raise ConfigError(f"{run}: trained with a frontend ({cfg.frontend}), which this command cannot rebuild")
     if not cfg.input_widths:
         raise ConfigError(f"{run}/config.json: no input_widths; the run never started training")
-    model = build_model(cfg)
+    frontend = None
+    if cfg.frontend:
+        if not cfg.frontend_config:
+            raise ConfigError(f"{run}/config.json: a frontend ({cfg.frontend}) but no frontend_config to rebuild it")
+        frontend = frontend_from_config(cfg.frontend_config)
+    model = build_model(cfg, frontend)
     path = run / "model.safetensors"
     if not path.is_file():
         raise ConfigError(f"{path}: no such file; the run has not finished (see --resume)")
@@ -133,11 +137,17 @@ def evaluate_run(
         raise ConfigError(f"{run}: the run records no feature store or annotations; pass --features and --annotations")
     check_streams(features, STREAMS, cfg.model)
     data = load_split_data(features, annotations, split, STREAMS)
-    return score(predict_data(model, cfg, data), data.dense)
+    return score(predict_data(model, cfg, data, features), data.dense)
 
 
-def predict_data(model: nn.Module, cfg: FinetuneConfig, data: SplitData) -> Predictions:
+def predict_data(
+    model: FinetuneModel, cfg: FinetuneConfig, data: SplitData, features: str | os.PathLike = "the store"
+) -> Predictions:
     """A loaded model's predictions for in-memory videos, on whatever device Accelerate picks."""
+    # With a frontend (--e2e) the store feeds the encoder; otherwise it feeds the parser directly.
+    expected = model.frontend.input_widths if model.frontend is not None else cfg.input_widths
+    if data.widths != expected:
+        raise ConfigError(f"{features}: stream widths {data.widths} differ from the run's {expected}")
     accelerator = Accelerator(mixed_precision=accelerate_precision(cfg.mixed_precision))
     model, loader = accelerator.prepare(model, make_loader(data, EVAL_BATCH_SIZE, shuffle=False))
     return predict(model, loader, accelerator, data.video_ids)

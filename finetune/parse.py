@@ -17,7 +17,6 @@ import numpy as np
 
 from avvp.annotations import dense_to_rows, runs_of, write_events
 from avvp.classes import CLASS_INDEX, CLASSES, NUM_SNIPPETS
-from avvp.errors import ConfigError
 from avvp.io import atomic_path, check_writable
 from finetune.data import check_streams, load_store_data
 from finetune.evaluate import Predictions, load_run, predict_data
@@ -33,9 +32,7 @@ def predict_videos(
     cfg, model = load_run(run)
     check_streams(features, STREAMS, cfg.model)
     data = load_store_data(features, STREAMS, video_ids)
-    if data.widths != cfg.input_widths:
-        raise ConfigError(f"{features}: stream widths {data.widths} differ from the run's {cfg.input_widths}")
-    return predict_data(model, cfg, data)
+    return predict_data(model, cfg, data, features)
 
 
 def video_events(predictions: Predictions) -> dict[str, list[dict]]:

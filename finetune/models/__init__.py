@@ -1,7 +1,8 @@
 """The parser family: one registry of named variants, the shared parts, and the model wrapper.
 
-`han` is the Hybrid Attention Network; every other name is `Base` with a combination of the switches
-`adv`, `skip`, `gcaa` (written in that order: `base-adv-skip-gcaa`). The paper's rows are `PAPER_ROWS`.
+`han` is the Hybrid Attention Network; `mmil` the MMIL head alone (the default head on a pretrained encoder
+trained end to end); every other name is `Base` with a combination of the switches `adv`, `skip`, `gcaa`
+(written in that order: `base-adv-skip-gcaa`). The paper's rows are `PAPER_ROWS`.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from torch import nn
 
 from finetune.models.base import Base
 from finetune.models.han import HAN
-from finetune.models.mmil import STREAMS, ParserOutput
+from finetune.models.mmil import STREAMS, MMILParser, ParserOutput
 
 
 def _base_name(adv: bool, skip: bool, gcaa: bool) -> str:
     return "-".join(["base"] + [name for name, on in (("adv", adv), ("skip", skip), ("gcaa", gcaa)) if on])
 
 
-REGISTRY: dict[str, dict] = {"han": {"arch": "han"}} | {
+REGISTRY: dict[str, dict] = {"han": {"arch": "han"}, "mmil": {"arch": "mmil"}} | {
     _base_name(adv, skip, gcaa): {"arch": "base", "adv": adv, "skip": skip, "gcaa": gcaa}
     for adv, skip, gcaa in product((False, True), repeat=3)
 }
@@ -41,7 +42,11 @@ def build_parser(
     spec = dict(REGISTRY[name])
     arch = spec.pop("arch")
     sizes = dict(d_model=d_model, heads=heads, ff_dim=ff_dim, dropout=dropout)
-    return HAN(widths, **sizes) if arch == "han" else Base(widths, **sizes, **spec)
+    if arch == "han":
+        return HAN(widths, **sizes)
+    if arch == "mmil":
+        return MMILParser(widths, d_model=d_model)
+    return Base(widths, **sizes, **spec)
 
 
 def build_model(cfg, frontend: nn.Module | None = None) -> FinetuneModel:

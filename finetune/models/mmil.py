@@ -72,3 +72,17 @@ class MMILHead(nn.Module):
             visual_prob=attended[:, :, 1].sum(dim=1),  # (B, C)
             snippet_prob=snippet_prob,
         )
+
+
+class MMILParser(nn.Module):
+    """Input projections and the MMIL head alone, no attention: the default head on a pretrained encoder (--e2e),
+    whose contextual embeddings already mix time and modality."""
+
+    def __init__(self, widths: dict[str, int], d_model: int = 512, **unused):
+        super().__init__()
+        self.inputs = InputProjection(widths, d_model)
+        self.head = MMILHead(d_model)
+
+    def forward(self, features: dict[str, torch.Tensor], adv_strength: float = 0.0) -> ParserOutput:
+        audio, visual = self.inputs(features)  # (B, T, D) each
+        return self.head(torch.stack([audio, visual], dim=2))  # (B, T, 2, D)
