@@ -21,10 +21,14 @@ def _base_name(adv: bool, skip: bool, gcaa: bool) -> str:
     return "-".join(["base"] + [name for name, on in (("adv", adv), ("skip", skip), ("gcaa", gcaa)) if on])
 
 
-REGISTRY: dict[str, dict] = {"han": {"arch": "han"}, "mmil": {"arch": "mmil"}} | {
-    _base_name(adv, skip, gcaa): {"arch": "base", "adv": adv, "skip": skip, "gcaa": gcaa}
-    for adv, skip, gcaa in product((False, True), repeat=3)
-}
+REGISTRY: dict[str, dict] = (
+    {"han": {"arch": "han"}}
+    | {
+        _base_name(adv, skip, gcaa): {"arch": "base", "adv": adv, "skip": skip, "gcaa": gcaa}
+        for adv, skip, gcaa in product((False, True), repeat=3)
+    }
+    | {"mmil": {"arch": "mmil"}}
+)
 """Variant name -> architecture and switches."""
 PAPER_ROWS = ("han", "base", "base-gcaa", "base-adv-skip", "base-adv-skip-gcaa")
 """The rows of the paper's tables that involve no pretraining, in table order."""
