@@ -195,6 +195,31 @@ def baselines(
         print(format_table(table) + "\n")
 
 
+bench_app = typer.Typer(
+    help="Benchmarks: the paper's tables (tables) and the speed report (speed).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(bench_app, name="bench")
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+@bench_app.command("tables", context_settings=PASS_THROUGH)
+def bench_tables(ctx: typer.Context) -> None:
+    """Reproduce the paper's Tables 1 and 2 (python -m benchmarks.tables; --help for its options)."""
+    from benchmarks.tables import main as tables_main
+
+    tables_main(ctx.args)
+
+
+@bench_app.command("speed", context_settings=PASS_THROUGH)
+def bench_speed(ctx: typer.Context) -> None:
+    """The speed report of every stage (python -m benchmarks.speed; --help for its options)."""
+    from benchmarks.speed import main as speed_main
+
+    raise typer.Exit(speed_main(ctx.args))
+
+
 def main() -> None:
     run_app(app)
 

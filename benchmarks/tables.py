@@ -1,0 +1,443 @@
+"""Reproduce the paper's Table 1 (segment level) and Table 2 (event level): every row, from scratch, cached.
+
+    python -m benchmarks.tables --preset demo --seeds 3 --out results/          # LLP-sim demo, generated here
+    python -m benchmarks.tables --preset paper --data DIR --annotations DIR --seeds 3 --out results/
+    avvp bench tables ...                                                        # the same command
+
+Every stage runs as its own command line (`avvp data synth`, `avvp-groundtruth build`, `avvp-pretrain`,
+`avvp-pretrain export`, `avvp-finetune`), in a folder of `OUT/cache/` named by a hash of its command and the
+contents of its input files: grounding runs once, each pretraining variant once, each (row, seed) once, and a
+rerun or an added seed redoes only what changed. Writes `OUT/tables.md`, `OUT/tables.json` and
+`OUT/per_class_f1.png` (the paper's Figure 4: per-class F1 of the best non-pretrained and the best
+pretrained row, audio and visual).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avvp.annotations import load_split, read_predictions
+from avvp.baselines import reference_predictions
+from avvp.classes import CLASSES
+from avvp.errors import AvvpError, ConfigError
+from avvp.io import atomic_path
+from avvp.metrics import LEVELS, SCORE_NAMES, SCORE_TITLES, evaluate, per_class_f1
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the paper's tables."""
+
+    name: str
+    model: str | None
+    """Parser variant (finetune.models.REGISTRY); None for the reference rows."""
+    source: str
+    """raw (LLP features), frozen (exported pretrained embeddings), e2e (encoder trained with the parser), reference."""
+    variant: str | None = None
+    """Pretraining variant (uni, cross, multi) for the pretrained rows."""
+
+
+ROWS = (
+    Row("HAN", "han", "raw"),
+    Row("Base", "base", "raw"),
+    Row("Base+GCAA", "base-gcaa", "raw"),
+    Row("Base+Adv+Skip", "base-adv-skip", "raw"),
+    Row("Base+Adv+Skip+GCAA", "base-adv-skip-gcaa", "raw"),
+    Row("Pretrained", "base-adv-skip-gcaa", "frozen", "multi"),
+    Row("Pretrain E2E (uni)", "mmil", "e2e", "uni"),
+    Row("Pretrain E2E (cross)", "mmil", "e2e", "cross"),
+    Row("Pretrain E2E (multi)", "mmil", "e2e", "multi"),
+    Row("Weak-label oracle (reference)", None, "reference", "weak-oracle"),
+    Row("Predict nothing (reference)", None, "reference", "nothing"),
+)
+ROW_NAMES = {row.name: row for row in ROWS}
+
+PAPER = {
+    # HAN on LLP as published by Tian et al. (ECCV 2020), the figures the paper's HAN row reproduces.
+    "HAN": {
+        "segment": {"audio": 60.1, "visual": 52.9, "av": 48.9, "type_av": 54.0, "event_av": 55.4},
+        "event": {"audio": 51.3, "visual": 48.9, "av": 43.0, "type_av": 47.7, "event_av": 48.0},
+    },
+}
+"""Published figures shown beside ours; a row without an entry shows '—' (not yet transcribed)."""
+
+PRESET_SETTINGS = {
+    "tiny": {"synth": "tiny", "grounding": []},
+    "demo": {"synth": "demo", "grounding": []},
+    "paper": {"synth": "paper", "grounding": []},
+}
+"""Per preset: the LLP-sim preset generated when no --data is given, and extra `avvp-groundtruth build` options."""
+
+
+def console_script(name: str) -> str:
+    """Path of one of avvp's console scripts, preferring the running interpreter's environment."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise AvvpError(f"command {name!r} not found; install avvp (bash scripts/setup.sh)")
+    return found
+
+
+class StageCache:
+    """Runs stages in folders named by a hash of their command and the contents of their inputs."""
+
+    def __init__(self, root: Path, verbose: bool = True):
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.verbose = verbose
+        self._hashes_path = root / "file_hashes.json"
+        self._hashes: dict[str, str] = json.loads(self._hashes_path.read_text()) if self._hashes_path.exists() else {}
+        self.timings: dict[str, float] = {}
+        self.cached: list[str] = []
+        self.ran: list[str] = []
+
+    def fingerprint(self, path: Path) -> str:
+        """Content hash of a file, or of every file in a folder (names and contents)."""
+        path = Path(path)
+        if path.is_dir():
+            digest = hashlib.sha256()
+            for child in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
+                digest.update(str(child.relative_to(path)).encode())
+                digest.update(self.fingerprint(child).encode())
+            return digest.hexdigest()
+        if not path.is_file():
+            raise AvvpError(f"{path}: stage input not found")
+        stat = path.stat()
+        # Hashing a multi-GB store takes seconds; a file unchanged in size and modification time keeps its hash.
+        memo_key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        if memo_key not in self._hashes:
+            digest = hashlib.blake2b(digest_size=20)
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 22), b""):
+                    digest.update(block)
+            self._hashes[memo_key] = digest.hexdigest()
+            with atomic_path(self._hashes_path, overwrite=True) as tmp:
+                tmp.write_text(json.dumps(self._hashes, indent=0))
+        return self._hashes[memo_key]
+
+    def run(self, name: str, argv: list[str], inputs: dict[str, Path]) -> Path:
+        """Run `argv` (with '{out}' standing for the stage folder) unless an identical stage already finished."""
+        recipe = {
+            "argv": [Path(argv[0]).name, *argv[1:]],
+            "inputs": {key: self.fingerprint(path) for key, path in sorted(inputs.items())},
+        }
+        key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+        folder = self.root / f"{name}-{key}"
+        marker = folder / ".done.json"
+        if marker.exists():
+            self.cached.append(name)
+            self.timings[name] = json.loads(marker.read_text())["seconds"]
+            return folder
+        if folder.exists():
+            shutil.rmtree(folder)  # an interrupted earlier attempt
+        folder.mkdir(parents=True)
+        command = [part.replace("{out}", str(folder)) for part in argv]
+        if self.verbose:
+            print(
+                f"[run]    {name}: {' '.join(Path(command[0]).name if i == 0 else c for i, c in enumerate(command))}",
+                flush=True,
+            )
+        start = time.perf_counter()
+        log_path = folder / ".log"
+        with open(log_path, "w") as log:
+            env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="120")
+            result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        seconds = time.perf_counter() - start
+        if result.returncode != 0:
+            tail = log_path.read_text().strip().splitlines()[-15:]
+            raise AvvpError(f"stage {name} failed (exit {result.returncode}); log {log_path}:\n" + "\n".join(tail))
+        marker.write_text(json.dumps({"recipe": recipe, "seconds": seconds}, indent=2))
+        self.timings[name] = seconds
+        self.ran.append(name)
+        if self.verbose:
+            print(f"[done]   {name} in {seconds:.0f} s", flush=True)
+        return folder
+
+
+def prepare_data(cache: StageCache, preset: str, data: Path | None, annotations: Path | None) -> tuple[Path, Path]:
+    """The folder with llp.h5 and pretrain.h5, and the annotation folder (LLP-sim generated when no data is given)."""
+    if data is None:
+        folder = cache.run(
+            "data",
+            [
+                console_script("avvp"),
+                "data",
+                "synth",
+                "--preset",
+                PRESET_SETTINGS[preset]["synth"],
+                "--seed",
+                "0",
+                "--out",
+                "{out}/llp-sim",
+                "--overwrite",
+            ],
+            {},
+        )
+        data = folder / "llp-sim"
+    for name in ("llp.h5", "pretrain.h5"):
+        if not (data / name).is_file():
+            raise AvvpError(f"{data}: no {name}; expected a folder with llp.h5 and pretrain.h5 (avvp data import-han)")
+    return data, annotations or data
+
+
+def run_tables(
+    preset: str,
+    seeds: int,
+    out: Path,
+    data: Path | None = None,
+    annotations: Path | None = None,
+    rows: list[str] | None = None,
+    verbose: bool = True,
+) -> dict:
+    """Run (or fetch from the cache) every stage the chosen rows need, then score and write the tables."""
+    if preset not in PRESET_SETTINGS:
+        raise ConfigError(f"--preset {preset!r}; choose one of {', '.join(PRESET_SETTINGS)}")
+    if seeds < 1:
+        raise ConfigError(f"--seeds {seeds}: need at least one seed")
+    unknown = [name for name in rows or [] if name not in ROW_NAMES]
+    if unknown:
+        raise ConfigError(f"unknown row(s) {', '.join(unknown)}; choose from {', '.join(ROW_NAMES)}")
+    chosen = [ROW_NAMES[name] for name in rows] if rows else list(ROWS)
+    started = time.perf_counter()
+    cache = StageCache(out / "cache", verbose=verbose)
+    data, annotations = prepare_data(cache, preset, data, annotations)
+    llp, corpus = data / "llp.h5", data / "pretrain.h5"
+
+    encoders: dict[str, Path] = {}
+    if any(row.source in ("frozen", "e2e") for row in chosen):
+        grounding = cache.run(
+            "grounding",
+            [
+                console_script("avvp-groundtruth"),
+                "build",
+                "--features",
+                str(corpus),
+                "--out",
+                "{out}/avg.h5",
+                "--quiet",
+                *PRESET_SETTINGS[preset]["grounding"],
+            ],
+            {"features": corpus},
+        )
+        for variant in sorted({row.variant for row in chosen if row.source in ("frozen", "e2e")}):
+            folder = cache.run(
+                f"pretrain-{variant}",
+                [
+                    console_script("avvp-pretrain"),
+                    "--variant",
+                    variant,
+                    "--features",
+                    str(corpus),
+                    "--labels",
+                    str(grounding / "avg.h5"),
+                    "--out",
+                    "{out}/encoder",
+                    "--preset",
+                    preset,
+                    "--seed",
+                    "0",
+                ],
+                {"features": corpus, "labels": grounding / "avg.h5"},
+            )
+            encoders[variant] = folder / "encoder"
+    exported: dict[str, Path] = {}
+    for variant in sorted({row.variant for row in chosen if row.source == "frozen"}):
+        folder = cache.run(
+            f"export-{variant}",
+            [
+                console_script("avvp-pretrain"),
+                "export",
+                "--encoder",
+                str(encoders[variant]),
+                "--features",
+                str(llp),
+                "--out",
+                "{out}/llp-pre.h5",
+            ],
+            {"encoder": encoders[variant], "features": llp},
+        )
+        exported[variant] = folder / "llp-pre.h5"
+
+    test = load_split(annotations, "test")
+    results: dict[str, dict] = {}
+    for row in chosen:
+        if row.source == "reference":
+            scores = [evaluate(reference_predictions(test, row.variant), test.dense)]
+            results[row.name] = summarise(row, scores, runs=[])
+            continue
+        runs, scores = [], []
+        for seed in range(seeds):
+            features = exported[row.variant] if row.source == "frozen" else llp
+            argv = [
+                console_script("avvp-finetune"),
+                "--model",
+                row.model,
+                "--features",
+                str(features),
+                "--annotations",
+                str(annotations),
+                "--out",
+                "{out}/run",
+                "--preset",
+                preset,
+                "--seed",
+                str(seed),
+            ]
+            inputs = {"features": features, "annotations": annotations}
+            if row.source == "e2e":
+                argv += ["--e2e", "--encoder", str(encoders[row.variant])]
+                inputs["encoder"] = encoders[row.variant]
+            stage = f"finetune-{slug(row.name)}-seed{seed}"
+            run_dir = cache.run(stage, argv, inputs) / "run"
+            runs.append(run_dir)
+            scores.append(json.loads((run_dir / "metrics.json").read_text())["test"])
+        results[row.name] = summarise(row, scores, runs)
+
+    report = {
+        "preset": preset,
+        "data": str(data),
+        "annotations": str(annotations),
+        "llp_sim": is_llp_sim(llp),
+        "seeds": seeds,
+        "rows": results,
+        "stages_run": cache.ran,
+        "stages_cached": cache.cached,
+        "stage_seconds": cache.timings,
+        "seconds": time.perf_counter() - started,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "tables.json", overwrite=True) as tmp:
+        tmp.write_text(json.dumps(report, indent=2))
+    markdown = format_tables(report)
+    with atomic_path(out / "tables.md", overwrite=True) as tmp:
+        tmp.write_text(markdown)
+    figure = plot_per_class(results, test, out / "per_class_f1.png")
+    report["figure"] = str(figure) if figure else None
+    if verbose:
+        print(markdown)
+        print(f"wrote {out / 'tables.md'}, {out / 'tables.json'}" + (f", {figure}" if figure else ""))
+        print(f"{len(cache.ran)} stage(s) run, {len(cache.cached)} from the cache; {report['seconds']:.0f} s")
+    return report
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
+
+
+def is_llp_sim(store: Path) -> bool:
+    from avvp.store import store_info
+
+    return "llp-sim" in str(store_info(store)["attrs"].get("source", "")).lower()
+
+
+def summarise(row: Row, scores: list[dict], runs: list[Path]) -> dict:
+    """Mean and standard deviation over seeds of the ten numbers."""
+    summary: dict = {"model": row.model, "source": row.source, "variant": row.variant, "runs": [str(r) for r in runs]}
+    for level in LEVELS:
+        values = np.array([[s[level][name] for name in SCORE_NAMES] for s in scores])  # (seeds, 5)
+        summary[level] = {
+            name: {"mean": float(values[:, i].mean()), "std": float(values[:, i].std()), "seeds": values[:, i].tolist()}
+            for i, name in enumerate(SCORE_NAMES)
+        }
+    return summary
+
+
+def format_tables(report: dict) -> str:
+    """Both tables in the paper's layout: ours as mean ± std over seeds, the paper's figure in brackets."""
+    origin = "LLP-sim (synthetic stand-in for LLP)" if report["llp_sim"] else "real LLP features"
+    lines = [
+        f"Data: **{origin}**, preset `{report['preset']}`, {report['seeds']} seed(s); test split. "
+        "Cells: ours, mean ± std over seeds [paper; — where not transcribed].",
+        "",
+    ]
+    for number, level in ((1, "segment"), (2, "event")):
+        lines += [f"**Table {number}: {level}-level F1**", ""]
+        lines.append("| Method | " + " | ".join(SCORE_TITLES[name] for name in SCORE_NAMES) + " |")
+        lines.append("|---|" + "---|" * len(SCORE_NAMES))
+        for name, result in report["rows"].items():
+            paper = PAPER.get(name, {}).get(level, {})
+            cells = []
+            for score in SCORE_NAMES:
+                figure = result[level][score]
+                ours = f"{figure['mean']:.1f}" + (f" ± {figure['std']:.1f}" if len(figure["seeds"]) > 1 else "")
+                cells.append(f"{ours} [{paper[score]:.1f}]" if score in paper else f"{ours} [—]")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_per_class(results: dict, test, path: Path) -> Path | None:
+    """Per-class segment-level F1 (audio and visual) of the best non-pretrained and best pretrained rows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def best(sources: tuple[str, ...]) -> str | None:
+        candidates = [n for n, r in results.items() if r["source"] in sources and r["runs"]]
+        return max(candidates, key=lambda n: results[n]["segment"]["type_av"]["mean"], default=None)
+
+    chosen = [name for name in (best(("raw",)), best(("frozen", "e2e"))) if name is not None]
+    if not chosen:
+        return None
+    per_class = {}
+    for name in chosen:
+        figures = []
+        for run in results[name]["runs"]:
+            pred = read_predictions(Path(run) / "pred_audio.csv", Path(run) / "pred_visual.csv", test.video_ids)
+            figures.append(per_class_f1(pred, test.dense))
+        with warnings.catch_warnings():  # a class absent from the test split stays NaN (drawn as no bar)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            per_class[name] = {m: 100 * np.nanmean([f[m] for f in figures], axis=0) for m in ("audio", "visual")}
+    fig, axes = plt.subplots(2, 1, figsize=(14, 8), sharex=True)
+    x = np.arange(len(CLASSES))
+    width = 0.8 / len(chosen)
+    for ax, modality in zip(axes, ("audio", "visual"), strict=True):
+        for i, name in enumerate(chosen):
+            ax.bar(x + (i - (len(chosen) - 1) / 2) * width, np.nan_to_num(per_class[name][modality]), width, label=name)
+        ax.set_ylabel(f"{modality} F1 (%)")
+        ax.set_ylim(0, 100)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_title(f"Segment-level {modality} F1 per class (test split)")
+    axes[0].legend(loc="upper right")
+    axes[1].set_xticks(x, [c.replace("_", " ") for c in CLASSES], rotation=60, ha="right")
+    fig.tight_layout()
+    with atomic_path(path, overwrite=True) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="demo", help="tiny, demo or paper (stage sizes and schedules)")
+    parser.add_argument("--data", type=Path, help="folder with llp.h5 and pretrain.h5 (default: generate LLP-sim)")
+    parser.add_argument("--annotations", type=Path, help="LLP annotation folder (default: the --data folder)")
+    parser.add_argument("--seeds", type=int, default=3, help="finetuning seeds per row")
+    parser.add_argument("--out", type=Path, default=Path("results"), help="output folder (and its cache/)")
+    parser.add_argument("--rows", help="comma-separated row names (default: all)")
+    args = parser.parse_args(argv)
+    rows = [name.strip() for name in args.rows.split(",")] if args.rows else None
+    try:
+        run_tables(args.preset, args.seeds, args.out, args.data, args.annotations, rows)
+    except AvvpError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
