@@ -423,7 +423,9 @@ def plot_per_class(results: dict, test, path: Path) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.tables", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--preset", default="demo", help="tiny, demo or paper (stage sizes and schedules)")
     parser.add_argument("--data", type=Path, help="folder with llp.h5 and pretrain.h5 (default: generate LLP-sim)")
     parser.add_argument("--annotations", type=Path, help="LLP annotation folder (default: the --data folder)")
