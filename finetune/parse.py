@@ -81,7 +81,7 @@ def plot_timeline(path: Path, video_id: str, predictions: Predictions, index: in
         title += " (no class predicted; the three most likely)"
     height = 1.0 + 0.3 * len(shown)
     figure, axes = plt.subplots(2, 1, figsize=(7, 0.6 + 2 * height), sharex=True, constrained_layout=True)
-    for axis, title, prob, on in zip(axes, ("Audio", "Visual"), probs, events, strict=True):
+    for axis, modality, prob, on in zip(axes, ("Audio", "Visual"), probs, events, strict=True):
         image = axis.imshow(
             prob[shown], aspect="auto", cmap="Blues", vmin=0, vmax=1, extent=(0, NUM_SNIPPETS, len(shown), 0)
         )
@@ -91,7 +91,7 @@ def plot_timeline(path: Path, video_id: str, predictions: Predictions, index: in
                     Rectangle((onset, row + 0.1), offset - onset, 0.8, fill=False, edgecolor="tab:red", linewidth=2)
                 )
         axis.set_yticks(np.arange(len(shown)) + 0.5, [CLASSES[i] for i in shown])
-        axis.set_title(f"{title} events (red: predicted; shade: snippet probability)", fontsize=9)
+        axis.set_title(f"{modality} events (red: predicted; shade: snippet probability)", fontsize=9)
         axis.set_xticks(range(NUM_SNIPPETS + 1))
         axis.grid(axis="x", color="white", linewidth=0.5)
     axes[-1].set_xlabel("seconds")

@@ -17,7 +17,7 @@ def main(runs: list[str]) -> int:
         print(__doc__.strip(), file=sys.stderr)
         return 2
     width = max(len(Path(run).name) for run in runs) + 2
-    header = " " * width + "".join(f"{level[:3]} {SCORE_TITLES[name]:>8}" for level in LEVELS for name in SCORE_NAMES)
+    header = " " * width + "".join(f"{level[:3] + ' ' + SCORE_TITLES[name]:>13}" for level in LEVELS for name in SCORE_NAMES)
     print(header)
     for run in runs:
         path = Path(run) / "metrics.json"
@@ -25,7 +25,7 @@ def main(runs: list[str]) -> int:
             print(f"error: {path}: no such file; is {run} a finished avvp-finetune run?", file=sys.stderr)
             return 1
         test = json.loads(path.read_text())["test"]
-        figures = "".join(f"{test[level][name]:>12.1f}" for level in LEVELS for name in SCORE_NAMES)
+        figures = "".join(f"{test[level][name]:>13.1f}" for level in LEVELS for name in SCORE_NAMES)
         print(f"{Path(run).name:<{width}}{figures}")
     return 0
 
