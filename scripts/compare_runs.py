@@ -1,6 +1,6 @@
 """Print the test figures of finetuning runs side by side, one row per run (the ten numbers of metrics.json).
 
-    python scripts/compare_runs.py runs/quickstart/run-raw runs/quickstart/run-e2e
+python scripts/compare_runs.py runs/quickstart/run-raw runs/quickstart/run-e2e
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ def main(runs: list[str]) -> int:
         print(__doc__.strip(), file=sys.stderr)
         return 2
     width = max(len(Path(run).name) for run in runs) + 2
-    header = " " * width + "".join(f"{level[:3] + ' ' + SCORE_TITLES[name]:>13}" for level in LEVELS for name in SCORE_NAMES)
+    titles = [f"{level[:3]} {SCORE_TITLES[name]}" for level in LEVELS for name in SCORE_NAMES]
+    header = " " * width + "".join(f"{title:>13}" for title in titles)
     print(header)
     for run in runs:
         path = Path(run) / "metrics.json"
