@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from avvp.errors import ConfigError
-from avvp.store import store_info
 
 
 class EncoderFrontend(nn.Module):
@@ -40,20 +39,11 @@ def load_frontend(encoder_dir: str | os.PathLike, features: str | os.PathLike) -
 
     The feature store must hold the streams at the widths the encoder was pretrained on.
     """
-    from pretrain import load_encoder
+    from pretrain import check_store_fits, load_encoder
 
-    frontend = EncoderFrontend(load_encoder(encoder_dir))
-    streams = store_info(features)["streams"]
-    for name, width in frontend.input_widths.items():
-        if name not in streams:
-            raise ConfigError(
-                f"{features}: no stream {name!r}; the encoder {encoder_dir} reads {name} of width {width}"
-            )
-        if streams[name]["shape"][-1] != width:
-            raise ConfigError(
-                f"{features}: stream {name!r} has width {streams[name]['shape'][-1]}; the encoder {encoder_dir} "
-                f"was pretrained on width {width} (for exported embeddings, train without --e2e)"
-            )
+    encoder = load_encoder(encoder_dir)
+    check_store_fits(encoder, features, encoder_dir, hint="for exported embeddings, train without --e2e")
+    frontend = EncoderFrontend(encoder)
     frontend.train()
     return frontend, frontend.encoder.config.to_dict()
 

@@ -11,6 +11,8 @@ Public API (what other stages use; everything else is internal):
 - `load_encoder(path)` reads a directory written by `avvp-pretrain` (config.json + model.safetensors, through
   `AVEncoderModel.from_pretrained`); a missing, corrupt or foreign directory (another model type, missing or extra
   weights, wrong shapes) raises `avvp.errors.AvvpError` with a one-line message naming it.
+- `check_store_fits(encoder, features, encoder_dir, hint="")` fails in one line unless a store holds the streams
+  the encoder reads at its widths.
 - `encoder.config` is an `AVEncoderConfig`: `hidden_size`, and `stream_sizes()` the input widths it expects.
 - The encoder is an ordinary `torch.nn.Module` (`.train()`, `.parameters()`, `.to(device)`), for end-to-end
   finetuning; `save_encoder(model, path)` writes it back in the same format.
@@ -19,12 +21,20 @@ Public API (what other stages use; everything else is internal):
 """
 
 from pretrain.export import export_embeddings
-from pretrain.modeling import AVEncoderConfig, AVEncoderModel, AVEncoderOutput, load_encoder, save_encoder
+from pretrain.modeling import (
+    AVEncoderConfig,
+    AVEncoderModel,
+    AVEncoderOutput,
+    check_store_fits,
+    load_encoder,
+    save_encoder,
+)
 
 __all__ = [
     "AVEncoderConfig",
     "AVEncoderModel",
     "AVEncoderOutput",
+    "check_store_fits",
     "export_embeddings",
     "load_encoder",
     "save_encoder",

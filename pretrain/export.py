@@ -13,9 +13,8 @@ import numpy as np
 import torch
 
 from avvp.console import progress
-from avvp.errors import StoreError
-from avvp.store import StoreWriter, iter_store, store_info
-from pretrain.modeling import STREAMS, load_encoder
+from avvp.store import StoreWriter, iter_store
+from pretrain.modeling import STREAMS, check_store_fits, load_encoder
 
 
 def export_embeddings(
@@ -35,16 +34,8 @@ def export_embeddings(
     model = load_encoder(encoder)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
-    info = store_info(features)
+    info = check_store_fits(model, features, encoder)
     widths = model.config.stream_sizes()
-    for name, width in widths.items():
-        if name not in info["streams"]:
-            raise StoreError(f"{features}: no stream {name!r}; the encoder reads {', '.join(STREAMS)}")
-        if info["streams"][name]["shape"][-1] != width:
-            raise StoreError(
-                f"{features}: stream {name!r} has width {info['streams'][name]['shape'][-1]}; "
-                f"the encoder {encoder} expects {width}"
-            )
     dtype = dtype or info["streams"]["motion"]["dtype"]
     hidden = model.config.hidden_size
     attrs = {"encoder": str(encoder), "features": str(features), "embedding": "avvp-pretrain contextual snippets"}

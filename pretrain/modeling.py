@@ -24,8 +24,8 @@ from transformers import initialization as init
 from transformers.utils import logging as hf_logging
 
 from avvp.classes import NUM_SNIPPETS
-from avvp.errors import AvvpError
-from avvp.store import RAW_WIDTHS
+from avvp.errors import AvvpError, StoreError
+from avvp.store import RAW_WIDTHS, store_info
 
 STREAMS = ("audio", "visual", "motion")
 """The input streams in token-type order: token type k is STREAMS[k]."""
@@ -227,6 +227,26 @@ def load_encoder(path: str | os.PathLike) -> AVEncoderModel:
     if info["error_msgs"]:
         raise AvvpError(f"{path}: cannot load the encoder ({' '.join(str(info['error_msgs'][0]).split())[:200]})")
     return model.eval()
+
+
+def check_store_fits(
+    model: AVEncoderModel, features: str | os.PathLike, encoder: str | os.PathLike, hint: str = ""
+) -> dict:
+    """Fail in one line unless the store holds every stream the encoder reads, at its width; returns store_info.
+
+    `hint` is appended to the width message (what to do instead).
+    """
+    info = store_info(features)
+    for name, width in model.config.stream_sizes().items():
+        if name not in info["streams"]:
+            raise StoreError(f"{features}: no stream {name!r}; the encoder {encoder} reads {', '.join(STREAMS)}")
+        found = info["streams"][name]["shape"][-1]
+        if found != width:
+            raise StoreError(
+                f"{features}: stream {name!r} has width {found}; the encoder {encoder} expects {width}"
+                + (f" ({hint})" if hint else "")
+            )
+    return info
 
 
 def weights_checksum(model: nn.Module) -> str:
