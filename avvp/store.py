@@ -204,7 +204,7 @@ def _check_stream(path: Path, handle: h5py.File, name: str, n: int, width: int |
     return dataset
 
 
-def check_finite(path: Path, name: str, array: np.ndarray, video_ids: Sequence[str]) -> None:
+def check_stream_finite(path: Path, name: str, array: np.ndarray, video_ids: Sequence[str]) -> None:
     """Fail naming the first video whose `name` stream holds a NaN or infinite value."""
     bad = ~np.isfinite(array).all(axis=(1, 2))
     if bad.any():
@@ -278,7 +278,7 @@ def read_store(
                 array = _read_rows(dataset, sorted_rows)[inverse]
             array = np.ascontiguousarray(array, dtype=dtype)
             if check_finite:
-                check_finite(path, name, array, order)
+                check_stream_finite(path, name, array, order)
             arrays[name] = array
         attrs = {key: _plain(value) for key, value in handle.attrs.items()}
     return FeatureStore(path=path, video_ids=list(order), streams=arrays, attrs=attrs)
@@ -316,7 +316,7 @@ def iter_store(
                 if dtype is not None:
                     array = array.astype(dtype, copy=False)
                 if check_finite:
-                    check_finite(path, name, array, ids)
+                    check_stream_finite(path, name, array, ids)
                 arrays[name] = array
             yield ids, arrays
 

@@ -16,7 +16,7 @@ from avvp.avg_labels import AvgLabelWriter
 from avvp.console import progress
 from avvp.errors import ConfigError, StoreError
 from avvp.io import check_writable
-from avvp.store import check_finite, iter_store, store_info
+from avvp.store import check_stream_finite, iter_store, store_info
 from grounding.graph import (
     ENGINES,
     RULES,
@@ -153,7 +153,8 @@ def _similarity(path: Path, name: str, features: np.ndarray, video_ids: list[str
     similarity = cosine_similarity(features, threads)
     bad = ~np.isfinite(similarity).all(axis=(1, 2))
     if bad.any():
-        check_finite(path, name, features, video_ids)  # raises, naming the video, when a value is NaN or infinite
+        # Raises, naming the video, when a value is NaN or infinite.
+        check_stream_finite(path, name, features, video_ids)
         video = video_ids[int(np.flatnonzero(bad)[0])]
         raise StoreError(f"{path}: stream {name!r} of video {video!r} is too large to compare in float32")
     return similarity
