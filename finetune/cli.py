@@ -33,6 +33,9 @@ def finetune(
     batch_size: int | None = typer.Option(None, help="Videos per batch [64; HAN 16]."),
     lr: float | None = typer.Option(None, help="Adam learning rate [3e-4]."),
     seed: int = typer.Option(0, help="Seed; CPU runs with one seed repeat exactly."),
+    mixed_precision: str = typer.Option(
+        "auto", help="auto (bf16 on a GPU), no, or bf16 (also on a CPU: faster where it has bf16 instructions)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in --out."),
     e2e: bool = typer.Option(False, "--e2e", help="Train the pretrained --encoder jointly with the parser."),
@@ -74,6 +77,7 @@ def finetune(
         batch_size=batch_size,
         lr=lr,
         seed=seed,
+        mixed_precision=mixed_precision,
         frontend=str(encoder.resolve()) if e2e else None,
         frontend_lr=encoder_lr,
         frontend_config=frontend_config or None,

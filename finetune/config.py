@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from avvp.errors import ConfigError
+from avvp.precision import MIXED_PRECISION
 from finetune.models import REGISTRY
 
 RECIPES: dict[str, dict] = {
@@ -29,16 +30,6 @@ PRESETS: dict[str, dict] = {
 """Presets over the recipe: tiny (tests, seconds); demo (minutes on 2 CPU cores: the first 20 epochs of the
 recipe's schedule, a narrower model, and batch 16 so that LLP-sim demo's 1,400 train videos still give many
 optimizer steps per epoch); paper (the recipe and sizes as published)."""
-MIXED_PRECISION = ("auto", "no", "bf16")
-
-
-def accelerate_precision(mode: str) -> str:
-    """Accelerate's mixed-precision argument for a config's `mixed_precision`: auto means bf16 on a capable GPU."""
-    if mode == "auto":
-        import torch
-
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    return mode
 
 
 def recipe_name(model: str) -> str:
@@ -92,7 +83,7 @@ class FinetuneConfig:
     seed: int = 0
     """Seed of initialisation, dropout and batch order; CPU runs with one seed repeat exactly."""
     mixed_precision: str = "auto"
-    """auto (bf16 on a GPU that supports it, else full precision), no, or bf16."""
+    """auto (bf16 on a GPU that supports it, else full precision), no, or bf16 (also on a CPU; avvp.precision)."""
     input_widths: dict[str, int] = field(default_factory=dict)
     """Width of each input stream, read from the feature store at the start of training."""
     frontend: str = ""
@@ -110,7 +101,9 @@ class FinetuneConfig:
         if self.preset not in PRESETS:
             raise ConfigError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if self.mixed_precision not in MIXED_PRECISION:
-            raise ConfigError(f"mixed_precision {self.mixed_precision!r}; choose one of {', '.join(MIXED_PRECISION)}")
+            raise ConfigError(
+                f"--mixed-precision {self.mixed_precision!r}: expected one of {', '.join(MIXED_PRECISION)}"
+            )
         for name in ("epochs", "batch_size", "lr_step", "d_model", "heads", "ff_dim"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")

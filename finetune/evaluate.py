@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader
 from avvp.annotations import DenseLabels
 from avvp.errors import ConfigError
 from avvp.metrics import evaluate, gate_predictions
-from finetune.config import FinetuneConfig, accelerate_precision
+from avvp.precision import resolve_mixed_precision
+from finetune.config import FinetuneConfig
 from finetune.data import SplitData, check_streams, load_split_data, make_loader
 from finetune.frontend import frontend_from_config
 from finetune.models import STREAMS, FinetuneModel, build_model
@@ -148,6 +149,6 @@ def predict_data(
     expected = model.frontend.input_widths if model.frontend is not None else cfg.input_widths
     if data.widths != expected:
         raise ConfigError(f"{features}: stream widths {data.widths} differ from the run's {expected}")
-    accelerator = Accelerator(mixed_precision=accelerate_precision(cfg.mixed_precision))
+    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(cfg.mixed_precision))
     model, loader = accelerator.prepare(model, make_loader(data, EVAL_BATCH_SIZE, shuffle=False))
     return predict(model, loader, accelerator, data.video_ids)

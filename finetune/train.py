@@ -29,7 +29,8 @@ from avvp.console import progress
 from avvp.errors import AvvpError, ConfigError
 from avvp.io import atomic_path
 from avvp.metrics import SCORE_TITLES
-from finetune.config import FinetuneConfig, accelerate_precision
+from avvp.precision import resolve_mixed_precision
+from finetune.config import FinetuneConfig
 from finetune.data import check_streams, load_split_data, make_loader
 from finetune.evaluate import EVAL_BATCH_SIZE, predict, score
 from finetune.losses import parser_loss
@@ -162,7 +163,7 @@ def train(
     cfg = replace(cfg, input_widths=widths)
 
     accelerator = Accelerator(
-        mixed_precision=accelerate_precision(cfg.mixed_precision), step_scheduler_with_optimizer=False
+        mixed_precision=resolve_mixed_precision(cfg.mixed_precision), step_scheduler_with_optimizer=False
     )
     if accelerator.is_main_process and not resume:
         _start_run_dir(out, cfg)

@@ -48,7 +48,10 @@ def pretrain(
     val_fraction: float = typer.Option(D.val_fraction, help="Held-out share of the corpus for validation."),
     save_every: int = typer.Option(D.save_every, help="Save the Accelerate state every N steps (and per epoch)."),
     max_steps: int | None = typer.Option(None, help="Stop after this many optimizer steps."),
-    mixed_precision: str = typer.Option(D.mixed_precision, help="auto (bf16 on a GPU), no, or bf16."),
+    mixed_precision: str = typer.Option(
+        D.mixed_precision,
+        help="auto (bf16 on a GPU), no, or bf16 (also on a CPU: faster where it has bf16 instructions).",
+    ),
     seed: int = typer.Option(D.seed, help="Seed of the weights, the held-out split, shuffling and dropout."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from avvp.errors import ConfigError
+from avvp.precision import MIXED_PRECISION
 from pretrain.losses import check_variant
 
 PRESETS: dict[str, dict] = {
@@ -17,7 +18,6 @@ PRESETS: dict[str, dict] = {
 """Encoder size and schedule per preset: `tiny` for tests (seconds on CPU), `demo` for CPU minutes, `paper` the
 size of the authors' UNITER-based release (hidden 1024, 12 layers, 16 heads; a GPU)."""
 
-MIXED_PRECISION = ("auto", "no", "bf16")
 PATH_FIELDS = ("features", "labels", "out")
 
 

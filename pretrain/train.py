@@ -19,13 +19,14 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.utils import gather_object, parse_flag_from_env, set_seed
+from accelerate.utils import gather_object, set_seed
 from torch.utils.data import DataLoader
 from transformers import get_linear_schedule_with_warmup
 
 from avvp.console import progress as progress_bar
 from avvp.errors import AvvpError, ConfigError
 from avvp.io import atomic_path
+from avvp.precision import resolve_mixed_precision
 from pretrain.config import PretrainConfig
 from pretrain.data import CorpusRows, feature_statistics, keep_batch, load_corpus, split_rows
 from pretrain.losses import accuracy_from_counts, avg_loss, grounding_counts, pretrain_losses
@@ -124,12 +125,8 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def make_accelerator(cfg: PretrainConfig, out: Path) -> Accelerator:
-    precision = cfg.mixed_precision
-    if precision == "auto":  # bf16 where the run will be on a GPU (`accelerate launch --cpu` says otherwise)
-        on_gpu = torch.cuda.is_available() and not parse_flag_from_env("ACCELERATE_USE_CPU")
-        precision = "bf16" if on_gpu else "no"
     return Accelerator(
-        mixed_precision=precision,
+        mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
         gradient_accumulation_steps=cfg.grad_accum,
         project_dir=str(out),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),

@@ -4,6 +4,7 @@ import contextlib
 import io
 import json
 import shutil
+import subprocess
 import sys
 
 import numpy as np
@@ -243,3 +244,39 @@ def test_frontend_slot_trains_with_its_own_learning_rate(tiny_llp, tmp_path):
     assert json.loads((tmp_path / "e2e" / "config.json").read_text())["input_widths"] == frontend.output_widths
     with pytest.raises(ConfigError, match="but no frontend_config to rebuild it"):
         load_run(tmp_path / "e2e")
+
+
+def test_bf16_on_cpu_trains_and_rescores_in_bf16(paper_runs, tiny_llp, tmp_path):
+    # its own process: Accelerate fixes the mixed precision once per process, and this one already ran at "no"
+    out = tmp_path / "bf16"
+    result = subprocess.run(
+        [sys.executable, "-m", "finetune.cli", "--model", "base-adv-skip-gcaa", "--features", tiny_llp / "llp.h5",
+         "--annotations", tiny_llp, "--out", out, "--preset", "tiny", "--mixed-precision", "bf16", "--quiet"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "config.json").read_text())["mixed_precision"] == "bf16"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert all(np.isfinite(metrics["test"][level][name]) for level in LEVELS for name in SCORE_NAMES)
+    # autocast was in effect: the same run in full precision (seed, preset, data) logs other losses
+    full, _ = paper_runs["base-adv-skip-gcaa"]
+    full_losses = [epoch["train"]["loss"] for epoch in json.loads((full / "metrics.json").read_text())["epochs"]]
+    bf16_losses = [epoch["train"]["loss"] for epoch in metrics["epochs"]]
+    assert bf16_losses != full_losses and bf16_losses == pytest.approx(full_losses, rel=0.05)
+    # the saved weights are float32 and re-scoring (under the run's bf16 autocast) gives the numbers of training
+    assert all(t.dtype == torch.float32 for t in load_file(out / "model.safetensors").values())
+    rescored = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "finetune.cli", "evaluate", "--run", out, "--json"], capture_output=True, text=True
+        ).stdout
+    )
+    assert all(rescored[level] == pytest.approx(metrics["test"][level]) for level in LEVELS)
+
+
+def test_unknown_mixed_precision(tmp_path, tiny_llp):
+    result = finetune_cli(
+        "--model", "base", "--features", tiny_llp / "llp.h5", "--annotations", tiny_llp,
+        "--out", tmp_path / "run", "--mixed-precision", "fp8",
+    )  # fmt: skip
+    assert_one_line_error(result, "--mixed-precision 'fp8'", "auto, no, bf16")
+    assert not (tmp_path / "run").exists()
