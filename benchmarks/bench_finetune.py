@@ -1,14 +1,18 @@
-"""Finetune speed on CPU: training throughput per parser, and the in-memory store path against per-video .npy files.
+"""Finetune speed: training throughput per parser, and the in-memory store path against per-video .npy files.
 
 1. Throughput: videos/s of training steps (forward, loss, backward, Adam) for each of the paper's rows, at the
    demo width (d_model 128) and the paper width (512), batch 64.
 2. Data path: one training epoch over the same features served two ways — the finetune loop's path (the split
    held in memory as tensors, batches by one fancy index) and a per-video `.npy` DataLoader in the LLP release
    layout (`vggish/ID.npy` 10x128, `res152/ID.npy` 80x2048, `r2plus1d_18/ID.npy` 10x512; 8 frames averaged per
-   second as the store does, default collation). Timed without the model (the input pipeline alone) and
-   with the demo-width model's training step; both measured in this one run, best of 3 epochs each.
+   second as the store does, default collation). Timed without the model (the input pipeline alone), with the
+   demo-width model's training step, and the step alone on batches already in memory: the last bounds what any
+   input path can gain per epoch, (step + npy pipeline) / step. All measured in this one run, best of 3 epochs.
 
-    python -m benchmarks.bench_finetune [--videos 1400] [--throughput-videos 512]
+On a GPU (`--device cuda`) the model runs there, batches are copied to it as the finetune loop does, the npy
+DataLoader pins memory, and each epoch ends with a synchronisation.
+
+    python -m benchmarks.bench_finetune [--videos 1400] [--device cpu|cuda] [--bf16] [--workers 0]
     python -m benchmarks.speed finetune
 """
 
@@ -17,7 +21,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -81,14 +85,25 @@ class NpyVideos(Dataset):
         return {**{name: torch.from_numpy(a) for name, a in item.items()}, "labels": self.labels[index]}
 
 
-def train_step(model_name: str, widths: dict[str, int], d_model: int) -> Callable[[dict], None]:
-    """One optimisation step of a freshly initialised parser, as a function of a batch."""
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """A batch on `device` (asynchronous from pinned memory); unchanged on the CPU."""
+    if device.type == "cpu":
+        return batch
+    return {name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()}
+
+
+def train_step(
+    model_name: str, widths: dict[str, int], d_model: int, device: torch.device, bf16: bool = False
+) -> Callable[[dict], None]:
+    """One optimisation step of a freshly initialised parser on `device`, as a function of a (host) batch."""
     torch.manual_seed(0)
-    model = FinetuneModel(build_parser(model_name, widths, d_model=d_model, ff_dim=d_model)).train()
+    model = FinetuneModel(build_parser(model_name, widths, d_model=d_model, ff_dim=d_model)).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
 
     def step(batch: dict[str, torch.Tensor]) -> None:
-        output = model({name: batch[name] for name in STREAMS}, adv_strength=0.5)
+        batch = to_device(batch, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            output = model({name: batch[name] for name in STREAMS}, adv_strength=0.5)
         terms = parser_loss(output, batch["labels"])
         optimizer.zero_grad(set_to_none=True)
         terms.backward.backward()
@@ -97,30 +112,45 @@ def train_step(model_name: str, widths: dict[str, int], d_model: int) -> Callabl
     return step
 
 
-def touch(batch: dict[str, torch.Tensor]) -> None:
-    """Use every tensor of a batch once (the input pipeline alone)."""
-    for tensor in batch.values():
-        tensor.float().sum()
+def touch(device: torch.device) -> Callable[[dict], None]:
+    """Use every tensor of a batch once, on `device` (the input pipeline alone)."""
+
+    def step(batch: dict[str, torch.Tensor]) -> None:
+        for tensor in to_device(batch, device).values():
+            tensor.float().sum()
+
+    return step
 
 
-def epoch_seconds(loader, step: Callable[[dict], None]) -> float:
+def epoch_seconds(loader: Iterable[dict], step: Callable[[dict], None], device: torch.device) -> float:
     start = time.perf_counter()
     for batch in loader:
         step(batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return time.perf_counter() - start
 
 
-def throughput(data: SplitData, model_name: str, d_model: int) -> float:
+def throughput(data: SplitData, model_name: str, d_model: int, device: torch.device, bf16: bool) -> float:
     """Training videos/s over one epoch of `data` (after one warm-up batch)."""
-    step = train_step(model_name, data.widths, d_model)
+    step = train_step(model_name, data.widths, d_model, device, bf16)
     loader = make_loader(data, BATCH_SIZE, shuffle=True)
     step(next(iter(loader)))
-    return len(data) / epoch_seconds(loader, step)
+    return len(data) / epoch_seconds(loader, step, device)
 
 
-def run(videos: int = 1400, throughput_videos: int = 512, paper_videos: int = 128) -> list[str]:
+def run(
+    videos: int = 1400,
+    throughput_videos: int = 512,
+    paper_videos: int = 128,
+    device: str | None = None,
+    bf16: bool = False,
+    workers: int = 0,
+) -> list[str]:
     """The report's lines."""
-    lines = [f"CPU, {torch.get_num_threads()} torch threads; batch {BATCH_SIZE}"]
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    lines = [f"{where}; batch {BATCH_SIZE}; {'bf16 autocast' if bf16 else 'full precision'}"]
     with tempfile.TemporaryDirectory(prefix="bench_finetune.") as tmp:
         root = Path(tmp)
         start = time.perf_counter()
@@ -136,27 +166,48 @@ def run(videos: int = 1400, throughput_videos: int = 512, paper_videos: int = 12
         small = SplitData("train", data.video_ids[:throughput_videos], *_head(data, throughput_videos))
         paper = SplitData("train", data.video_ids[:paper_videos], *_head(data, paper_videos))
         for model_name in PAPER_ROWS:
-            demo_speed, paper_speed = throughput(small, model_name, 128), throughput(paper, model_name, 512)
+            demo_speed = throughput(small, model_name, 128, device, bf16)
+            paper_speed = throughput(paper, model_name, 512, device, bf16)
             lines.append(f"  {model_name:<20}{demo_speed:>12.0f}{paper_speed:>12.1f}")
 
-        npy_loader = DataLoader(NpyVideos(npy_root, data.video_ids, data.labels), batch_size=BATCH_SIZE, shuffle=True)
+        npy_loader = DataLoader(
+            NpyVideos(npy_root, data.video_ids, data.labels),
+            batch_size=BATCH_SIZE,
+            shuffle=True,
+            num_workers=workers,
+            pin_memory=device.type == "cuda",
+        )
         store_loader = make_loader(data, BATCH_SIZE, shuffle=True)
-        lines.append(f"one epoch of {videos} videos, store in memory vs per-video .npy DataLoader (num_workers 0):")
+        lines.append(f"one epoch of {videos} videos, store in memory vs per-video .npy DataLoader ({workers} workers):")
         lines.append(f"  store: read once in {load_seconds:.2f} s, before the first epoch")
-        ratio = _compare(lines, "input pipeline only", store_loader, npy_loader, touch, touch)
-        lines[-1] += f"  [target >= {TARGET_RATIO:.0f}x: {'met' if ratio >= TARGET_RATIO else 'NOT met'}]"
-        steps = [train_step("base-adv-skip-gcaa", data.widths, 128) for _ in range(2)]
-        _compare(lines, "with the training step of base-adv-skip-gcaa, d_model 128", store_loader, npy_loader, *steps)
+        pipeline = touch(device), touch(device)
+        _, npy_pipeline = _compare(lines, "input pipeline only", store_loader, npy_loader, *pipeline, device)
+        model_name = "base-adv-skip-gcaa"
+        steps = [train_step(model_name, data.widths, 128, device, bf16) for _ in range(3)]
+        label = f"with the training step of {model_name}, d_model 128"
+        store_epoch, npy_epoch = _compare(lines, label, store_loader, npy_loader, *steps[:2], device)
+        lines[-1] += (
+            f"  [target >= {TARGET_RATIO:.0f}x: {'met' if npy_epoch >= TARGET_RATIO * store_epoch else 'NOT met'}]"
+        )
+        on_device = [to_device(batch, device) for batch in store_loader]
+        step_seconds = min(epoch_seconds(on_device, steps[2], device) for _ in range(REPEATS))
+        lines.append(
+            f"  the step alone, batches already on the {device.type}: {step_seconds:.3f} s; so no input path can make "
+            f"an epoch more than (step + npy pipeline) / step = {(step_seconds + npy_pipeline) / step_seconds:.1f}x "
+            "faster here"
+        )
     return lines
 
 
-def _compare(lines: list[str], label: str, store_loader, npy_loader, store_step, npy_step) -> float:
-    """Best of REPEATS epochs of each path (same step on both), as a report line; returns the ratio."""
-    store_seconds = min(epoch_seconds(store_loader, store_step) for _ in range(REPEATS))
-    npy_seconds = min(epoch_seconds(npy_loader, npy_step) for _ in range(REPEATS))
+def _compare(
+    lines: list[str], label: str, store_loader, npy_loader, store_step, npy_step, device: torch.device
+) -> tuple[float, float]:
+    """Best of REPEATS epochs of each path (same kind of step on both), as a report line; returns both times (s)."""
+    store_seconds = min(epoch_seconds(store_loader, store_step, device) for _ in range(REPEATS))
+    npy_seconds = min(epoch_seconds(npy_loader, npy_step, device) for _ in range(REPEATS))
     ratio = npy_seconds / store_seconds
     lines.append(f"  {label}: store {store_seconds:.3f} s, npy {npy_seconds:.3f} s, store {ratio:.1f}x faster")
-    return ratio
+    return store_seconds, npy_seconds
 
 
 def _head(data: SplitData, n: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -168,8 +219,12 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=1400, help="Train videos for the data-path epoch (LLP-sim demo).")
     parser.add_argument("--throughput-videos", type=int, default=512, help="Videos per throughput epoch at width 128.")
     parser.add_argument("--paper-videos", type=int, default=128, help="Videos per throughput epoch at width 512.")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="Where the model runs [cuda if available].")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the model (CPU or GPU).")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes of the .npy path.")
     args = parser.parse_args()
-    print("\n".join(run(args.videos, args.throughput_videos, args.paper_videos)))
+    lines = run(args.videos, args.throughput_videos, args.paper_videos, args.device, args.bf16, args.workers)
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
