@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -33,8 +33,14 @@ class SplitData(Dataset):
 
     def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         # DataLoader hands the whole batch's indices at once (torch >= 2.2).
-        index = torch.as_tensor(indices, dtype=torch.long)  # (B,)
+        index = torch.as_tensor(indices, dtype=torch.long, device=self.labels.device)  # (B,)
         return {**{name: t[index] for name, t in self.features.items()}, "labels": self.labels[index], "index": index}
+
+    def to(self, device: torch.device | str) -> SplitData:
+        """The same split with its tensors on `device`: on a GPU, batches are then cut there, with no copy per step."""
+        return replace(
+            self, features={name: t.to(device) for name, t in self.features.items()}, labels=self.labels.to(device)
+        )
 
     @property
     def widths(self) -> dict[str, int]:

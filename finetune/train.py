@@ -169,6 +169,8 @@ def train(
         _start_run_dir(out, cfg)
     accelerator.wait_for_everyone()
     set_seed(cfg.seed)
+    if accelerator.device.type != "cpu":  # the whole split on the accelerator: batches are cut there, no copies
+        splits = {name: data.to(accelerator.device) for name, data in splits.items()}
 
     model = build_model(cfg, frontend)
     optimizer = torch.optim.Adam(_param_groups(model, cfg))
