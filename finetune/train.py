@@ -26,6 +26,7 @@ from torch import nn
 
 from avvp.annotations import write_events
 from avvp.console import progress
+from avvp.distributed import settle_collectives
 from avvp.errors import AvvpError, ConfigError
 from avvp.io import atomic_path
 from avvp.metrics import SCORE_TITLES
@@ -239,6 +240,7 @@ def train(
     if accelerator.is_main_process:
         _write_results(out, best_weights, state, test, test_predictions)
     accelerator.wait_for_everyone()
+    settle_collectives(accelerator)  # before the process group goes (a teardown hang otherwise, at random)
     return out
 
 

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from transformers import get_linear_schedule_with_warmup
 
 from avvp.console import progress as progress_bar
+from avvp.distributed import settle_collectives
 from avvp.errors import AvvpError, ConfigError
 from avvp.io import atomic_path
 from avvp.precision import resolve_mixed_precision
@@ -335,6 +336,7 @@ def train(cfg: PretrainConfig) -> Path:
     if main:
         finish_run_dir(cfg, out, encoder, progress, checksums, accelerator.num_processes)
     accelerator.wait_for_everyone()
+    settle_collectives(accelerator)  # before the process group goes (a teardown hang otherwise, at random)
     accelerator.end_training()
     return out
 
