@@ -41,3 +41,31 @@ def run_avvp(monkeypatch, capsys):
         return exit_info.value.code or 0, out, err
 
     return run
+
+
+@pytest.fixture
+def launch_two_cpu_processes(tmp_path):
+    """Run a console script as two real CPU processes under `accelerate launch`: returns the CompletedProcess.
+
+    Accelerate 1.x starts a single process for `accelerate launch --cpu --num_processes 2` (its multi-CPU path
+    goes through mpirun; huggingface/accelerate#2741), so the two CPU processes come from the torch.distributed
+    launcher behind `--multi_gpu`, kept on the CPU by ACCELERATE_USE_CPU (what `--cpu` sets); they join with gloo.
+    """
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    def launch(script: str, *args) -> subprocess.CompletedProcess:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        bin_dir = Path(sys.executable).parent
+        command = [
+            bin_dir / "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", port, bin_dir / script, *args,
+        ]  # fmt: skip
+        env = {**os.environ, "ACCELERATE_USE_CPU": "1", "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1"}
+        return subprocess.run([str(c) for c in command], env=env, capture_output=True, text=True, timeout=240)
+
+    return launch

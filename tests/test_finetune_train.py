@@ -3,11 +3,9 @@
 import contextlib
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -284,24 +282,14 @@ def test_unknown_mixed_precision(tmp_path, tiny_llp):
     assert not (tmp_path / "run").exists()
 
 
-def test_two_processes_train_and_score_every_test_video(tiny_llp, tmp_path):
-    """A real two-process CPU run (as in tests/test_pretrain_train.py): batches are sharded, the test predictions
-    gathered from both processes cover every test video once, and the run ends (no teardown hang)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+def test_two_processes_train_and_score_every_test_video(tiny_llp, tmp_path, launch_two_cpu_processes):
+    """A real two-process CPU run: batches are sharded, the test predictions gathered from both processes cover
+    every test video once, and the run ends (no teardown hang)."""
     out = tmp_path / "run2"
-    bin_dir = Path(sys.executable).parent
-    command = [
-        bin_dir / "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", port,
-        bin_dir / "avvp-finetune", "--model", "base-adv-skip-gcaa", "--features", tiny_llp / "llp.h5",
+    result = launch_two_cpu_processes(
+        "avvp-finetune", "--model", "base-adv-skip-gcaa", "--features", tiny_llp / "llp.h5",
         "--annotations", tiny_llp, "--out", out, "--preset", "tiny", "--quiet",
-    ]  # fmt: skip
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([str(c) for c in command], env=env, capture_output=True, text=True, timeout=240)
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     test_ids = load_split(tiny_llp, "test").video_ids
     metrics = json.loads((out / "metrics.json").read_text())

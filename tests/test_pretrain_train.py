@@ -1,9 +1,6 @@
 """Pretraining runs end to end: train, resume, export, bad input, and a real two-process Accelerate run."""
 
 import json
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -206,29 +203,12 @@ def test_resume_refuses_other_settings_and_export_other_widths(corpus, tmp_path,
     assert not (tmp_path / "e.h5").exists()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_two_processes_agree(corpus, tmp_path):
-    """A real two-process CPU run through `accelerate launch`: it finishes, both ranks hold the same weights.
-
-    Accelerate 1.x starts a single process for `accelerate launch --cpu --num_processes 2` (its multi-CPU path
-    goes through mpirun; huggingface/accelerate#2741), so the two CPU processes come from the torch.distributed
-    launcher behind `--multi_gpu`, kept on the CPU by ACCELERATE_USE_CPU (what `--cpu` sets); they join with gloo.
-    """
+def test_two_processes_agree(corpus, tmp_path, launch_two_cpu_processes):
+    """A real two-process CPU run through `accelerate launch`: it finishes, both ranks hold the same weights."""
     features, labels = corpus
     out = tmp_path / "run2"
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1"}
     run_args = tiny_args(features, labels, out, "--epochs", 1, "--in-batch-negatives", "--grad-accum", 2)
-    command = [
-        BIN / "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", free_port(),
-        BIN / "avvp-pretrain", *run_args,
-    ]  # fmt: skip
-    result = subprocess.run([str(c) for c in command], env=env, capture_output=True, text=True, timeout=240)
+    result = launch_two_cpu_processes("avvp-pretrain", *run_args)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["processes"] == 2
