@@ -244,12 +244,13 @@ def read_store(
     streams: Sequence[str] = ("audio", "visual", "motion"),
     video_ids: Sequence[str] | None = None,
     widths: dict[str, int] | None = None,
-    dtype: str | np.dtype = "float32",
+    dtype: str | np.dtype | None = "float32",
     check_finite: bool = True,
 ) -> FeatureStore:
     """Load streams into memory, validated, optionally for the given videos in the given order.
 
     `widths` pins the expected width of some streams (e.g. `RAW_WIDTHS`); other streams may have any width.
+    `dtype` None keeps each stream as stored (a float16 store then takes half the memory of float32).
     Missing videos are an error that names them.
     """
     path = Path(path)
@@ -276,7 +277,7 @@ def read_store(
                 # h5py fancy indexing needs increasing indices: read sorted, then put back in order.
                 sorted_rows, inverse = np.unique(rows, return_inverse=True)
                 array = _read_rows(dataset, sorted_rows)[inverse]
-            array = np.ascontiguousarray(array, dtype=dtype)
+            array = np.ascontiguousarray(array, dtype=dtype or array.dtype)
             if check_finite:
                 check_stream_finite(path, name, array, order)
             arrays[name] = array

@@ -22,7 +22,7 @@ class SplitData(Dataset):
     name: str
     video_ids: list[str]
     features: dict[str, torch.Tensor]
-    """stream -> (N, 10, W) float32."""
+    """stream -> (N, 10, W) as stored (float16 or float32: half the memory for a float16 store); batches are float32."""
     labels: torch.Tensor
     """(N, 25) float32 weak labels (zeros where there are none, e.g. for parsing)."""
     dense: DenseLabels | None = None
@@ -34,7 +34,8 @@ class SplitData(Dataset):
     def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         # DataLoader hands the whole batch's indices at once (torch >= 2.2).
         index = torch.as_tensor(indices, dtype=torch.long, device=self.labels.device)  # (B,)
-        return {**{name: t[index] for name, t in self.features.items()}, "labels": self.labels[index], "index": index}
+        features = {name: t[index].float() for name, t in self.features.items()}  # (B, 10, W) each
+        return {**features, "labels": self.labels[index], "index": index}
 
     def to(self, device: torch.device | str) -> SplitData:
         """The same split with its tensors on `device`: on a GPU, batches are then cut there, with no copy per step."""
@@ -72,7 +73,7 @@ def load_split_data(
             f"{Path(annotations) / SPLIT_FILES[split]} are not in the store ({shown}); "
             "the features and the annotations must describe the same videos"
         )
-    store = read_store(features, streams=streams, video_ids=labels.video_ids)
+    store = read_store(features, streams=streams, video_ids=labels.video_ids, dtype=None)
     return SplitData(
         name=split,
         video_ids=labels.video_ids,
@@ -84,7 +85,7 @@ def load_split_data(
 
 def load_store_data(features: str | os.PathLike, streams: Sequence[str], video_ids: Sequence[str] | None) -> SplitData:
     """Videos of a store without annotations (for parsing): all of them, or `video_ids` in that order."""
-    store = read_store(features, streams=streams, video_ids=video_ids)
+    store = read_store(features, streams=streams, video_ids=video_ids, dtype=None)
     return SplitData(
         name="videos",
         video_ids=store.video_ids,

@@ -21,7 +21,7 @@ class PretrainCorpus:
 
     video_ids: list[str]
     streams: dict[str, torch.Tensor]
-    """audio, visual, motion -> (N, 10, W) float32."""
+    """audio, visual, motion -> (N, 10, W) as stored (float16 or float32); batches are float32."""
     grounded: torch.Tensor
     """(N, 10, 10) bool: G_ij, snippets i and j grounded to each other."""
 
@@ -35,7 +35,7 @@ class PretrainCorpus:
 
 def load_corpus(features: str | os.PathLike, labels: str | os.PathLike) -> PretrainCorpus:
     """Read the store's three streams and the label file; the labels must be for the same videos, same order."""
-    store = read_store(features, streams=STREAMS)
+    store = read_store(features, streams=STREAMS, dtype=None)  # float16 stays float16 in memory
     avg = read_avg_labels(labels, video_ids=store.video_ids)
     return PretrainCorpus(
         video_ids=store.video_ids,
@@ -89,7 +89,7 @@ class CorpusRows(Dataset):
 
     def __getitems__(self, positions: list[int]) -> dict[str, torch.Tensor]:
         rows = self.rows[torch.as_tensor(positions, dtype=torch.long)]  # (B,) corpus rows
-        batch = {name: tensor[rows] for name, tensor in self.corpus.streams.items()}  # (B, 10, W) each
+        batch = {name: tensor[rows].float() for name, tensor in self.corpus.streams.items()}  # (B, 10, W) each
         batch["grounded"] = self.corpus.grounded[rows]  # (B, 10, 10)
         batch["video_index"] = rows
         return batch

@@ -2,7 +2,9 @@
 
 import torch
 
-from finetune.data import SplitData, make_loader
+from avvp.annotations import WeakLabels, write_weak_labels
+from avvp.store import write_store
+from finetune.data import SplitData, load_split_data, make_loader
 
 
 def _split(n: int = 10) -> SplitData:
@@ -49,3 +51,17 @@ def test_a_split_moved_to_a_device_is_batched_there():
     batch = next(iter(make_loader(data, batch_size=4, shuffle=True)))
     assert all(t.device.type == "meta" for t in batch.values())
     assert batch["audio"].shape == (4, 10, 3) and batch["labels"].shape == (4, 25)
+
+
+def test_a_float16_store_stays_float16_in_memory_and_batches_are_float32(tmp_path):
+    generator = torch.Generator().manual_seed(1)
+    video_ids = [f"video{i:06d}_0_10" for i in range(6)]
+    streams = {"audio": torch.randn(6, 10, 3, generator=generator).half().numpy()}
+    write_store(tmp_path / "llp.h5", video_ids, streams, dtype="float16")
+    labels = torch.rand(6, 25, generator=generator).numpy() < 0.2
+    write_weak_labels(tmp_path / "AVVP_train.csv", WeakLabels(video_ids=video_ids, labels=labels))
+    data = load_split_data(tmp_path / "llp.h5", tmp_path, "train", ("audio",))
+    assert data.features["audio"].dtype == torch.float16
+    batch = next(iter(make_loader(data, batch_size=4, shuffle=False)))
+    assert batch["audio"].dtype == torch.float32
+    assert torch.equal(batch["audio"], torch.from_numpy(streams["audio"][:4]).float())

@@ -38,6 +38,8 @@ def test_round_trip_is_exact(tmp_path, dtype):
     assert store.attrs["created_by"].startswith("avvp ")
     # float16 values read as float32 are the same numbers.
     np.testing.assert_array_equal(read_store(path, streams=("audio",))["audio"], streams["audio"].astype(np.float32))
+    # dtype None: each stream as stored
+    assert read_store(path, streams=("audio",), dtype=None)["audio"].dtype == np.dtype(dtype)
     info = store_info(path)
     assert info["videos"] == 37 and info["streams"]["visual"] == {"shape": [37, 10, 2048], "dtype": dtype}
     assert read_video_ids(path) == video_ids
