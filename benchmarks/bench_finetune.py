@@ -48,7 +48,9 @@ def make_corpus(root: Path, num_videos: int, seed: int = 0) -> tuple[Path, Path]
     """Random features for `num_videos` train videos: a store (+ AVVP_train.csv) and the LLP .npy layout.
 
     The visual .npy files hold 80 frames whose per-second means are the store's rows, so both paths serve
-    the same features. Returns (store path, npy root); the annotation folder is `root`.
+    the same features (the store in float16, its default as `avvp data import-han` writes it, so up to float16
+    rounding; the store path turns each batch into float32). Returns (store path, npy root); the annotation
+    folder is `root`.
     """
     rng = np.random.default_rng(seed)
     video_ids = [f"bench{i:06d}_0_10" for i in range(num_videos)]
@@ -66,7 +68,7 @@ def make_corpus(root: Path, num_videos: int, seed: int = 0) -> tuple[Path, Path]
     labels = rng.random((num_videos, NUM_CLASSES)) < 0.08
     labels[np.arange(num_videos), rng.integers(0, NUM_CLASSES, num_videos)] = True
     write_weak_labels(root / "AVVP_train.csv", WeakLabels(video_ids=video_ids, labels=labels))
-    return write_store(root / "llp.h5", video_ids, streams, dtype="float32"), npy_root
+    return write_store(root / "llp.h5", video_ids, streams, dtype="float16"), npy_root
 
 
 class NpyVideos(Dataset):
