@@ -21,9 +21,11 @@ def settle_collectives(accelerator: Accelerator, timeout: float = SETTLE_TIMEOUT
     down (when the DDP-wrapped model goes away) joins those threads while holding the GIL, so a work object not
     yet destroyed at that moment hangs the process for good (seen at the end of two-process pretraining). One
     more collective of our own, waited out with the GIL free until the process group has let go of its
-    buffers, leaves the worker threads idle before teardown. A no-op in a single process.
+    buffers, leaves the worker threads idle before teardown. A no-op in a single process and off gloo.
     """
     if accelerator.num_processes == 1 or not torch.distributed.is_initialized():
+        return
+    if torch.distributed.get_backend() != "gloo":  # the hang is gloo's (CPU processes); NCCL frees on its own
         return
     local = torch.zeros(1, device=accelerator.device)
     gathered = [torch.empty_like(local) for _ in range(accelerator.num_processes)]
