@@ -51,9 +51,12 @@ class StoreWriter:
     ):
         self.path = Path(path)
         self.widths = dict(widths)
-        self.dtype = np.dtype(dtype)
+        try:
+            self.dtype = np.dtype(dtype)
+        except TypeError:
+            self.dtype = None
         if self.dtype not in FLOAT_DTYPES:
-            raise StoreError(f"{self.path}: dtype {self.dtype} not supported; expected float16 or float32")
+            raise StoreError(f"{self.path}: dtype {dtype} not supported; expected float16 or float32")
         self._atomic = atomic_path(self.path, overwrite)
         tmp = self._atomic.__enter__()
         self._file = h5py.File(tmp, "w", track_order=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -107,8 +108,12 @@ class PretrainConfig:
             raise ConfigError(f"--warmup {self.warmup}: expected a share in [0, 1)")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"--dropout {self.dropout}: expected a probability in [0, 1)")
-        if self.lr <= 0:
-            raise ConfigError(f"--lr {self.lr}: must be positive")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"--lr {self.lr}: must be a positive number")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"weight_decay {self.weight_decay}: must be a number >= 0")
+        if self.seed < 0:
+            raise ConfigError(f"--seed {self.seed}: must be at least 0")
         if self.resume and self.overwrite:
             raise ConfigError("--resume and --overwrite exclude each other")
         if self.intermediate_size is None:
@@ -128,12 +133,20 @@ class PretrainConfig:
     @classmethod
     def load(cls, path: str | Path) -> PretrainConfig:
         """Read a saved pretrain_config.json (unknown keys are an error naming them)."""
-        data = json.loads(Path(path).read_text())
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{path}: not valid JSON ({error})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a JSON object of pretraining settings")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"{path}: unknown settings {', '.join(unknown)}")
-        return cls(**data)
+        try:
+            return cls(**data)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error}") from None
 
     def differences(self, other: PretrainConfig, ignore: tuple[str, ...] = ("resume", "overwrite")) -> list[str]:
         """Names of the settings that differ from `other`'s (paths compared once resolved)."""

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from avvp.console import progress
+from avvp.errors import StoreError
 from avvp.store import StoreWriter, iter_store
 from pretrain.modeling import STREAMS, check_store_fits, load_encoder
 
@@ -31,6 +32,8 @@ def export_embeddings(
 
     dtype: of the output streams; None keeps the input store's motion dtype (so motion is carried over exactly).
     """
+    if Path(out).resolve() == Path(features).resolve():
+        raise StoreError(f"{out}: is the input --features; write the embeddings to another file")
     model = load_encoder(encoder)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)

@@ -84,8 +84,9 @@ def encoder_config(cfg: PretrainConfig, widths: dict[str, int]) -> AVEncoderConf
 
 
 def latest_checkpoint(out: Path) -> Path | None:
-    folders = sorted((out / CHECKPOINTS).glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
-    return folders[-1] if folders else None
+    """The newest checkpoints/step_N folder (other names there are not ours and are left alone)."""
+    steps = {int(p.name[5:]): p for p in (out / CHECKPOINTS).glob("step_*") if p.is_dir() and p.name[5:].isdigit()}
+    return steps[max(steps)] if steps else None
 
 
 def check_run_dir(cfg: PretrainConfig) -> Path:
@@ -94,8 +95,6 @@ def check_run_dir(cfg: PretrainConfig) -> Path:
     if cfg.resume:
         if not (out / CONFIG_FILE).is_file():
             raise AvvpError(f"{out}: no {CONFIG_FILE}; nothing to resume (run without --resume to start it)")
-        if latest_checkpoint(out) is None:
-            raise AvvpError(f"{out}: no checkpoint under {CHECKPOINTS}/ to resume from")
         saved = PretrainConfig.load(out / CONFIG_FILE)
         differ = cfg.differences(saved)
         if differ:
@@ -104,8 +103,20 @@ def check_run_dir(cfg: PretrainConfig) -> Path:
                 f"--resume: --{name.replace('_', '-')} is {getattr(cfg, name)!r} here but "
                 f"{getattr(saved, name)!r} in {out / CONFIG_FILE}; resume with the run's settings"
             )
-    elif out.exists() and not cfg.overwrite and (not out.is_dir() or any(out.iterdir())):
-        raise AvvpError(f"{out}: already exists; pass --overwrite to replace it or --resume to continue it")
+        checkpoint = latest_checkpoint(out)
+        if checkpoint is None:
+            raise AvvpError(f"{out}: no checkpoint under {CHECKPOINTS}/ to resume from")
+        if not any(checkpoint.iterdir()):
+            raise AvvpError(f"{checkpoint}: an empty checkpoint; resume from another one or start again")
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not cfg.overwrite:
+            raise AvvpError(f"{out}: already exists; pass --overwrite to replace it or --resume to continue it")
+        if not (out / CONFIG_FILE).is_file():  # --overwrite replaces a run, never other files
+            raise AvvpError(f"{out}: not a pretraining run (no {CONFIG_FILE}); --overwrite will not delete it")
+    for name in ("features", "labels"):
+        source = Path(getattr(cfg, name)).resolve()
+        if source == out.resolve() or out.resolve() in source.parents:
+            raise AvvpError(f"{out}: holds the input --{name} {getattr(cfg, name)}; choose another run directory")
     return out
 
 
@@ -185,10 +196,9 @@ def save_checkpoint(accelerator: Accelerator, out: Path, step: int) -> None:
     if accelerator.is_main_process:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        for old in sorted((out / CHECKPOINTS).glob("step_*"), key=lambda p: int(p.name.split("_")[1]))[
-            :-KEEP_CHECKPOINTS
-        ]:
-            shutil.rmtree(old)
+        steps = sorted(int(p.name[5:]) for p in (out / CHECKPOINTS).glob("step_*") if p.name[5:].isdigit())
+        for old in steps[:-KEEP_CHECKPOINTS]:
+            shutil.rmtree(out / CHECKPOINTS / f"step_{old}")
     accelerator.wait_for_everyone()
 
 
@@ -203,14 +213,14 @@ def train(cfg: PretrainConfig) -> Path:
     out = check_run_dir(cfg)  # every process checks before any writes
     accelerator = make_accelerator(cfg, out)
     main = accelerator.is_main_process
-    if main:
-        start_run_dir(cfg, out)
-    accelerator.wait_for_everyone()
     set_seed(cfg.seed)
 
     model = AVEncoderModel(encoder_config(cfg, corpus.widths))
     model.set_input_statistics(feature_statistics(corpus, train_rows))
     optimizer = torch.optim.AdamW(parameter_groups(model, cfg.weight_decay), lr=cfg.lr)
+    if main:  # only now that everything is set up: a run replaced by --overwrite goes when the new one can start
+        start_run_dir(cfg, out)
+    accelerator.wait_for_everyone()
     # Loaders draw from their own generators, so that starting an epoch (or resuming) leaves the global RNG,
     # which dropout uses, exactly where the checkpoint found it.
     train_loader = DataLoader(

@@ -1,6 +1,7 @@
 """Pretraining runs end to end: train, resume, export, bad input, and a real two-process Accelerate run."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -218,3 +219,51 @@ def test_two_processes_agree(corpus, tmp_path, launch_two_cpu_processes):
     assert metrics["steps"] == 3
     assert metrics["final"]["train_in_batch_negative"] > 0
     assert weights_checksum(load_encoder(out)) == first
+
+
+@pytest.mark.parametrize("lr", ["nan", "inf", "-1"])
+def test_bad_learning_rate_is_refused_before_an_existing_run_is_touched(corpus, tmp_path, capsys, lr):
+    features, labels = corpus
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "pretrain_config.json").write_text("{}")  # stands for an earlier run
+    (out / "model.safetensors").write_bytes(b"earlier weights")
+    err = fails_with(capsys, *tiny_args(features, labels, out, "--lr", lr, "--overwrite"))
+    assert f"--lr {float(lr)}: must be a positive number" in err
+    assert (out / "model.safetensors").read_bytes() == b"earlier weights"
+
+
+def test_overwrite_never_deletes_inputs_or_foreign_folders(corpus, tmp_path, capsys):
+    features, labels = corpus
+    data = tmp_path / "data"
+    data.mkdir()
+    for source in (features, labels):
+        (data / Path(source).name).write_bytes(Path(source).read_bytes())
+    notes = data / "notes.txt"
+    notes.write_text("mine")
+    err = fails_with(capsys, *tiny_args(data / Path(features).name, data / Path(labels).name, data, "--overwrite"))
+    assert "not a pretraining run (no pretrain_config.json); --overwrite will not delete it" in err
+    (data / "pretrain_config.json").write_text("{}")  # even where it looks like a run
+    err = fails_with(capsys, *tiny_args(data / Path(features).name, data / Path(labels).name, data, "--overwrite"))
+    assert "holds the input --features" in err
+    assert notes.read_text() == "mine" and (data / Path(features).name).is_file()
+    err = fails_with(capsys, "export", "--encoder", data, "--features", features, "--out", features, "--overwrite")
+    assert "is the input --features" in err
+
+
+def test_resume_from_a_damaged_run_is_a_one_line_error(corpus, tmp_path, capsys):
+    features, labels = corpus
+    out = tmp_path / "run"
+    run_cli(*tiny_args(features, labels, out, "--epochs", 1, "--max-steps", 2))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    resume = tiny_args(features, labels, out, "--epochs", 1, "--max-steps", 2, "--resume")
+    (out / "checkpoints" / "step_old").mkdir()  # not ours: ignored
+    latest = max((out / "checkpoints").glob("step_[0-9]*"), key=lambda p: int(p.name[5:]))
+    for item in latest.iterdir():
+        shutil.rmtree(item) if item.is_dir() else item.unlink()
+    assert "an empty checkpoint" in fails_with(capsys, *resume)
+    config = out / "pretrain_config.json"
+    config.write_text("{not json")
+    assert f"{config}: not valid JSON" in fails_with(capsys, *resume)
+    config.write_text("[1, 2]")
+    assert f"{config}: expected a JSON object" in fails_with(capsys, *resume)

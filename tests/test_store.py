@@ -173,3 +173,12 @@ def test_same_input_gives_identical_files(tmp_path):
     first = write_store(tmp_path / "a.h5", video_ids, streams, source="s", attrs={"seed": 3})
     second = write_store(tmp_path / "b.h5", video_ids, streams, source="s", attrs={"seed": 3})
     assert first.read_bytes() == second.read_bytes()
+
+
+@pytest.mark.parametrize("dtype", ["bogus", "float64", "int8"])
+def test_unsupported_dtype_names_the_file_and_writes_nothing(tmp_path, dtype):
+    video_ids, streams = make_streams(2)
+    with pytest.raises(StoreError) as error:
+        write_store(tmp_path / "store.h5", video_ids, streams, dtype=dtype)
+    assert_message(error, "store.h5", f"dtype {dtype} not supported; expected float16 or float32")
+    assert list(tmp_path.iterdir()) == []
