@@ -58,32 +58,57 @@ class DenseLabels:
 
 def _read_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, list[str]]]:
     """Rows of a tab-separated file with a header holding `columns`, as (line number, fields in that order)."""
-    if not path.is_file():
+    if not path.exists():
         raise AnnotationError(f"{path}: no such annotation file")
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header is None:
-            raise AnnotationError(f"{path}:1: empty file; expected a header with columns {', '.join(columns)}")
-        header = [name.strip() for name in header]
-        missing = [name for name in columns if name not in header]
-        if missing:
+    if path.is_dir():
+        raise AnnotationError(f"{path}: is a directory; expected a tab-separated annotation file")
+    try:
+        # utf-8-sig: a byte-order mark (as some spreadsheet exports write) is not part of the first column name.
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+            return _parse_rows(path, reader, columns)
+    except UnicodeDecodeError:
+        raise AnnotationError(_not_utf8_message(path)) from None
+    except csv.Error as error:
+        raise AnnotationError(f"{path}:{reader.line_num}: {error}; expected tab-separated text") from None
+    except OSError as error:
+        raise AnnotationError(f"{path}: cannot read ({error.strerror})") from None
+
+
+def _parse_rows(path: Path, reader, columns: tuple[str, ...]) -> list[tuple[int, list[str]]]:
+    header = next(reader, None)
+    if header is None:
+        raise AnnotationError(f"{path}:1: empty file; expected a header with columns {', '.join(columns)}")
+    header = [name.strip() for name in header]
+    missing = [name for name in columns if name not in header]
+    if missing:
+        raise AnnotationError(
+            f"{path}:1: missing column(s) {', '.join(missing)}; expected tab-separated columns "
+            f"{', '.join(columns)} (found {', '.join(header) or 'none'})"
+        )
+    positions = [header.index(name) for name in columns]
+    rows = []
+    for row in reader:
+        line = reader.line_num
+        if not row or all(not field.strip() for field in row):
+            continue
+        if len(row) != len(header):
             raise AnnotationError(
-                f"{path}:1: missing column(s) {', '.join(missing)}; expected tab-separated columns "
-                f"{', '.join(columns)} (found {', '.join(header) or 'none'})"
+                f"{path}:{line}: {len(row)} tab-separated field(s); expected {len(header)} ({', '.join(header)})"
             )
-        positions = [header.index(name) for name in columns]
-        rows = []
-        for row in reader:
-            line = reader.line_num
-            if not row or all(not field.strip() for field in row):
-                continue
-            if len(row) != len(header):
-                raise AnnotationError(
-                    f"{path}:{line}: {len(row)} tab-separated field(s); expected {len(header)} ({', '.join(header)})"
-                )
-            rows.append((line, [row[i].strip() for i in positions]))
+        rows.append((line, [row[i].strip() for i in positions]))
     return rows
+
+
+def _not_utf8_message(path: Path) -> str:
+    """Name the first line that is not UTF-8 (text reading decodes whole buffers, so it cannot say which)."""
+    with open(path, "rb") as handle:
+        for line, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                return f"{path}:{line}: not UTF-8 text (byte 0x{raw[error.start]:02x}); expected a tab-separated file"
+    return f"{path}: not UTF-8 text; expected a tab-separated file"
 
 
 def _check_filename(path: Path, line: int, filename: str) -> str:
@@ -132,10 +157,15 @@ def read_events(path: str | os.PathLike, video_ids: list[str], strict: bool = Tr
     With `strict`, a row whose onset is not below its offset is an error; without it, such a row marks no
     snippet, as the official LLP evaluation does (the released ground-truth files contain a few).
     """
-    path = Path(path)
+    return _read_events(Path(path), video_ids, strict)[0]
+
+
+def _read_events(path: Path, video_ids: list[str], strict: bool) -> tuple[np.ndarray, list[str]]:
+    """`read_events`, plus the filename of every row skipped for a video not in `video_ids`."""
     position = {video_id: i for i, video_id in enumerate(video_ids)}
     dense = np.zeros((len(video_ids), NUM_CLASSES, NUM_SNIPPETS), dtype=bool)
     empty_lines = []
+    skipped = []
     for line, (filename, onset_field, offset_field, field) in _read_rows(path, EVENT_COLUMNS):
         _check_filename(path, line, filename)
         onset = _parse_second(path, line, onset_field, "onset")
@@ -148,6 +178,8 @@ def read_events(path: str | os.PathLike, video_ids: list[str], strict: bool = Tr
                 empty_lines.append(line)
         elif filename in position:
             dense[position[filename], classes, onset:offset] = True
+        if filename not in position:
+            skipped.append(filename)
     if empty_lines:
         shown = ", ".join(str(line) for line in empty_lines[:5]) + (", ..." if len(empty_lines) > 5 else "")
         print(
@@ -155,7 +187,7 @@ def read_events(path: str | os.PathLike, video_ids: list[str], strict: bool = Tr
             f"(as in the official evaluation): line(s) {shown}",
             file=sys.stderr,
         )
-    return dense
+    return dense, skipped
 
 
 @dataclass
@@ -193,12 +225,24 @@ def load_split(annotations: str | os.PathLike, split: str, dense: bool | None = 
 def read_predictions(
     audio_path: str | os.PathLike, visual_path: str | os.PathLike, video_ids: list[str]
 ) -> DenseLabels:
-    """Read predictions in the LLP eval format (strictly: every row must be a real event)."""
-    return DenseLabels(
-        video_ids=list(video_ids),
-        audio=read_events(audio_path, video_ids, strict=True),
-        visual=read_events(visual_path, video_ids, strict=True),
-    )
+    """Read predictions in the LLP eval format (strictly: every row must be a real event).
+
+    Rows for videos not in `video_ids` are ignored, as the official evaluation (which looks predictions up by
+    the split's ids) does; one note on stderr says how many, so predictions of another split do not pass unseen.
+    """
+    audio, audio_skipped = _read_events(Path(audio_path), video_ids, strict=True)
+    visual, visual_skipped = _read_events(Path(visual_path), video_ids, strict=True)
+    skipped = audio_skipped + visual_skipped
+    if skipped:
+        videos = list(dict.fromkeys(skipped))
+        files = [str(path) for path, rows in ((audio_path, audio_skipped), (visual_path, visual_skipped)) if rows]
+        shown = ", ".join(repr(video) for video in videos[:3]) + (", ..." if len(videos) > 3 else "")
+        print(
+            f"note: {', '.join(files)}: {len(skipped)} prediction row(s) for {len(videos)} video(s) not in the "
+            f"{len(video_ids)} evaluated are ignored: {shown}",
+            file=sys.stderr,
+        )
+    return DenseLabels(video_ids=list(video_ids), audio=audio, visual=visual)
 
 
 def runs_of(row: np.ndarray) -> list[tuple[int, int]]:

@@ -125,6 +125,66 @@ def test_missing_file_is_named(tmp_path):
         read_events(tmp_path / "absent.csv", [VIDEO])
 
 
+def test_directory_is_named_as_such(tmp_path):
+    with pytest.raises(AnnotationError) as error:
+        read_events(tmp_path, [VIDEO])
+    assert str(error.value) == f"{tmp_path}: is a directory; expected a tab-separated annotation file"
+
+
+def test_file_not_utf8_is_named_with_line(tmp_path):
+    latin1 = tmp_path / "latin1.csv"
+    rows = [f"{VIDEO}\t0\t3\tSpeech"] * 2000 + ["Caf\xe9_0_10\t0\t3\tSpeech"]  # past the first read buffer
+    latin1.write_bytes("\n".join(["filename\tonset\toffset\tevent_labels", *rows]).encode("latin-1"))
+    with pytest.raises(AnnotationError) as error:
+        read_events(latin1, [VIDEO])
+    assert_names_line(error, latin1, 2002, "not UTF-8 text", "byte 0xe9")
+    hdf5 = tmp_path / "features.h5"
+    hdf5.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 64)
+    binary = tmp_path / "random.bin"
+    binary.write_bytes(np.random.default_rng(0).bytes(100_000))
+    for path in (hdf5, binary):
+        with pytest.raises(AnnotationError) as error:
+            read_weak_labels(path)
+        assert_names_line(error, path, 1, "not UTF-8 text")
+
+
+def test_field_over_the_csv_limit_is_named_with_line(tmp_path):
+    path = events_file(tmp_path, f"{VIDEO}\t0\t3\tSpeech", f"{VIDEO}\t0\t3\t{'Dog,' * 40_000}Dog")
+    with pytest.raises(AnnotationError) as error:
+        read_events(path, [VIDEO])
+    assert_names_line(error, path, 3, "field larger than field limit")
+
+
+def test_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "split.csv"
+    path.write_text(f"filename\tevent_labels\n{VIDEO}\tSpeech,Dog\n", encoding="utf-8-sig")
+    weak = read_weak_labels(path)
+    assert weak.video_ids == [VIDEO] and np.flatnonzero(weak.labels[0]).tolist() == sorted(
+        [CLASS_INDEX["Speech"], CLASS_INDEX["Dog"]]
+    )
+    path = tmp_path / "events.csv"
+    path.write_text(f"filename\tonset\toffset\tevent_labels\n{VIDEO}\t2\t4\tDog\n", encoding="utf-8-sig")
+    assert np.flatnonzero(read_events(path, [VIDEO])[0, CLASS_INDEX["Dog"]]).tolist() == [2, 3]
+
+
+def test_predictions_for_other_videos_are_ignored_with_one_note(tmp_path, capsys):
+    others = [OTHER, "aaaaaaaaaaa_0_10", "bbbbbbbbbbb_0_10", "ccccccccccc_0_10"]
+    audio = events_file(
+        tmp_path, f"{VIDEO}\t0\t3\tSpeech", *(f"{other}\t0\t1\tCat" for other in others), name="pred_audio.csv"
+    )
+    visual = events_file(tmp_path, f"{OTHER}\t0\t2\tDog", f"{OTHER}\t4\t5\tDog", name="pred_visual.csv")
+    capsys.readouterr()
+    pred = read_predictions(audio, visual, [VIDEO])
+    assert np.flatnonzero(pred.audio[0, CLASS_INDEX["Speech"]]).tolist() == [0, 1, 2]
+    assert pred.audio.sum() == 3 and not pred.visual.any()
+    notes = capsys.readouterr().err.splitlines()
+    assert len(notes) == 1 and notes[0].startswith("note: "), notes
+    assert "6 prediction row(s) for 4 video(s) not in the 1 evaluated" in notes[0]
+    assert all(repr(other) in notes[0] for other in others[:3]) and repr(others[3]) not in notes[0]
+    read_predictions(audio, visual, [VIDEO, *others])
+    assert capsys.readouterr().err == ""
+
+
 def annotation_folder(tmp_path, weak_rows, audio_rows, visual_rows):
     split_file(tmp_path, *weak_rows, name=SPLIT_FILES["test"])
     events_file(tmp_path, *audio_rows, name=EVAL_FILES["audio"])

@@ -76,3 +76,36 @@ def test_bad_predictions_file_is_one_line_with_file_and_line(oracle_files, tmp_p
 def test_train_split_is_refused(oracle_files, run_avvp):
     code, _, stderr = run_avvp(*evaluate_args(*oracle_files, "--split", "train"))
     assert code == 1 and "only val and test" in stderr
+
+
+def test_predictions_of_another_split_are_scored_with_one_note(oracle_files, run_avvp, tmp_path):
+    annotations, _, _ = oracle_files
+    val = reference_predictions(load_split(annotations, "val", dense=False), "weak-oracle")
+    audio = write_events(tmp_path / "val_audio.csv", val.video_ids, val.audio)
+    visual = write_events(tmp_path / "val_visual.csv", val.video_ids, val.visual)
+    code, _, stderr = run_avvp(*evaluate_args(annotations, audio, visual))
+    assert code == 0, stderr
+    notes = [line for line in stderr.splitlines() if "not in the" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: "), stderr
+    assert "649 video(s) not in the 1200 evaluated" in notes[0] and repr(val.video_ids[0]) in notes[0]
+    code, _, stderr = run_avvp(*evaluate_args(annotations, audio, visual, "--split", "val"))
+    assert code == 0 and "not in the" not in stderr
+
+
+@pytest.mark.parametrize("kind", ["hdf5", "latin-1", "directory"])
+def test_unreadable_predictions_file_is_one_line(oracle_files, run_avvp, tmp_path, kind):
+    annotations, _, visual = oracle_files
+    audio = tmp_path / "pred_audio.csv"
+    if kind == "hdf5":
+        audio.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(1024))
+        expected = f"error: {audio}:1: not UTF-8 text"
+    elif kind == "latin-1":
+        audio.write_bytes("filename\tonset\toffset\tevent_labels\nCaf\xe9_0_10\t0\t3\tSpeech\n".encode("latin-1"))
+        expected = f"error: {audio}:2: not UTF-8 text"
+    else:
+        audio.mkdir()
+        expected = f"error: {audio}: is a directory"
+    code, stdout, stderr = run_avvp(*evaluate_args(annotations, audio, visual))
+    errors = [line for line in stderr.splitlines() if not line.startswith("note: ")]
+    assert code == 1 and stdout == ""
+    assert len(errors) == 1 and errors[0].startswith(expected), stderr
