@@ -8,6 +8,7 @@ result as `config.json`, from which the model is rebuilt alone.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -107,8 +108,15 @@ class FinetuneConfig:
         for name in ("epochs", "batch_size", "lr_step", "d_model", "heads", "ff_dim"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.lr <= 0 or (self.frontend_lr is not None and self.frontend_lr <= 0):
-            raise ConfigError(f"learning rates must be positive, got lr {self.lr}, frontend_lr {self.frontend_lr}")
+        for name in ("lr", "frontend_lr"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} must be a positive number, got {value}")
+        for name in ("lambda_guided", "lambda_adv"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ConfigError(f"{name} must be a number >= 0, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be at least 0, got {self.seed}")
         if not 0 < self.lr_gamma <= 1:
             raise ConfigError(f"lr_gamma must be in (0, 1], got {self.lr_gamma}")
         for name in ("audio_smoothing", "visual_smoothing", "dropout"):

@@ -298,3 +298,17 @@ def test_two_processes_train_and_score_every_test_video(tiny_llp, tmp_path, laun
     # re-scoring the saved weights in one process gives the numbers the two processes wrote
     rescored = evaluate_run(out, "test")
     assert all(rescored[level] == pytest.approx(metrics["test"][level]) for level in LEVELS)
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--lr", "nan", "lr must be a positive number, got nan"),
+    ("--lr", "inf", "lr must be a positive number, got inf"),
+    ("--seed", "-1", "seed must be at least 0, got -1"),
+])  # fmt: skip
+def test_bad_numbers_are_refused_before_anything_is_written(tmp_path, tiny_llp, option, value, message):
+    result = finetune_cli(
+        "--model", "base", "--features", tiny_llp / "llp.h5", "--annotations", tiny_llp,
+        "--out", tmp_path / "run", "--preset", "tiny", option, value,
+    )  # fmt: skip
+    assert_one_line_error(result, message)
+    assert not (tmp_path / "run").exists()
