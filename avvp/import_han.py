@@ -153,6 +153,8 @@ def import_han(
     `OUT.skipped.txt`. A malformed file (too few frames, a wrong width) is always an error naming it.
     """
     root = Path(root)
+    if str(dtype) not in ("float16", "float32"):
+        raise ConfigError(f"--dtype {dtype}: not supported; expected float16 or float32")
     if workers < 1:
         raise ConfigError(f"--workers {workers}: expected at least 1")
     absent = [f"{folder}/" for folder in FOLDERS.values() if not (root / folder).is_dir()]

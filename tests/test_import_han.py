@@ -148,8 +148,10 @@ def test_cli_imports_and_reports_skipped(release, tmp_path, run_avvp):
 
 def test_cli_rejects_bad_options(release, tmp_path, run_avvp):
     root, _ = release
-    code, _, stderr = run_avvp("data", "import-han", root, "--out", tmp_path / "s.h5", "--dtype", "int8")
-    assert code == 1 and "dtype int8 not supported" in stderr
+    for dtype in ("int8", "float64", "bogus"):
+        code, stdout, stderr = run_avvp("data", "import-han", root, "--out", tmp_path / "s.h5", "--dtype", dtype)
+        assert code == 1 and stdout == ""
+        assert stderr == f"error: --dtype {dtype}: not supported; expected float16 or float32\n"
     code, _, stderr = run_avvp("data", "import-han", tmp_path / "nowhere", "--out", tmp_path / "s.h5")
     assert code == 1 and "no vggish/, res152/, r2plus1d_18/ folder" in stderr
     assert list(tmp_path.glob("*.h5")) == []
