@@ -17,7 +17,11 @@ COLUMNS = ("labelled", "heard", "seen", "both", "heard_only", "seen_only")
 
 
 def class_modality_counts(annotations: str | os.PathLike, splits: tuple[str, ...] = ("val", "test")) -> dict:
-    """Video counts per class and column of COLUMNS over the dense labels of `splits`: {column: (25,) int}."""
+    """Video counts per class and column of COLUMNS over the dense labels of `splits`: {column: (25,) int}.
+
+    A split named twice is counted once.
+    """
+    splits = tuple(dict.fromkeys(splits))
     for name in splits:
         if name not in ("val", "test"):
             raise ConfigError(f"split {name!r}: only val and test have snippet-level annotations")

@@ -166,6 +166,7 @@ def test_reference_scores_on_real_test(real_llp):
 def test_stats_table_and_plot(tiny_llp, tmp_path):
     counts = class_modality_counts(tiny_llp)
     assert counts["videos"] == TINY.val + TINY.test
+    assert class_modality_counts(tiny_llp, ("val", "val"))["videos"] == TINY.val  # a split counts once
     assert (counts["heard"] == counts["both"] + counts["heard_only"]).all()
     assert (counts["seen"] == counts["both"] + counts["seen_only"]).all()
     test = load_split(tiny_llp, "test")
@@ -207,3 +208,6 @@ def test_cli_baselines_and_stats(tiny_llp, tmp_path, run_avvp):
     assert (tmp_path / "fig.png").is_file()
     code, _, stderr = run_avvp("data", "stats", tiny_llp, "--split", "train")
     assert code == 1 and "only val and test" in stderr
+    code, stdout, stderr = run_avvp("data", "stats", tiny_llp, "--split", "val", "--split", "val", "--json")
+    assert code == 0, stderr
+    assert json.loads(stdout)["videos"] == TINY.val and json.loads(stdout)["splits"] == ["val"]
