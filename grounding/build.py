@@ -105,6 +105,8 @@ class GroundingConfig:
         self.threads = self.threads or available_cores()
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size {self.batch_size}: need at least one video per batch")
+        if self.seed < 0:
+            raise ConfigError(f"--seed {self.seed}: must be at least 0")
 
     @property
     def calibrated(self) -> bool:
@@ -141,6 +143,8 @@ def _check_store(path: Path) -> dict:
             f"{path}: no stream {' or '.join(repr(m) for m in missing)}; grounding needs 'audio' and 'visual' "
             f"(the store has {', '.join(sorted(streams)) or 'no streams'})"
         )
+    if info["videos"] == 0:
+        raise StoreError(f"{path}: the feature store holds no videos")
     return info
 
 

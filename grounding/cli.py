@@ -104,6 +104,8 @@ def calibrate(
 
     for q in quantile:
         check_quantile("--quantile", q)
+    if seed < 0:
+        raise ConfigError(f"--seed {seed}: must be at least 0")
     if rule not in RULES:
         raise ConfigError(f"--rule {rule!r}: choose one of {', '.join(RULES)}")
     calibration = run_calibrate(features, neighbours, sample_videos, seed)

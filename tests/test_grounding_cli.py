@@ -106,6 +106,8 @@ BAD_INPUTS = {
     ),
     "unknown engine": ({}, ["--engine", "igraph"], "--engine 'igraph': choose one of fast, networkx"),
     "missing store": ({}, ["--features", "MISSING"], r"missing\.h5: no such feature store"),
+    "negative seed": ({}, ["--visual-quantile", "0.9", "--seed", "-1"], "--seed -1: must be at least 0"),
+    "no videos": (dict(videos=0), [], r"s\.h5: the feature store holds no videos"),
 }
 
 
@@ -157,6 +159,12 @@ def test_calibrate_refuses_a_bad_quantile(tmp_path, monkeypatch, capsys):
     status, stdout, stderr = run_cli(monkeypatch, capsys, "calibrate", "--features", store, "--quantile", 1.0)
     assert status == 1 and stdout == ""
     assert stderr == "error: --quantile 1.0: a quantile must lie strictly between 0 and 1\n"
+
+
+def test_calibrate_refuses_a_negative_seed(tmp_path, monkeypatch, capsys):
+    store = random_store(tmp_path / "s.h5")
+    status, stdout, stderr = run_cli(monkeypatch, capsys, "calibrate", "--features", store, "--seed", -1)
+    assert status == 1 and stdout == "" and stderr == "error: --seed -1: must be at least 0\n"
 
 
 def test_stats_of_a_file_that_is_not_a_label_file(tmp_path, monkeypatch, capsys):
