@@ -37,6 +37,19 @@ class AvgLabels:
         return self.components[:, :, None] == self.components[:, None, :]
 
 
+def check_components(path: Path, components: np.ndarray, video_ids: Sequence[str]) -> None:
+    """Component ids must be integers in 0..9 (a video has 10 snippets); the error names the first bad video."""
+    if components.dtype.kind not in "iu":
+        raise StoreError(f"{path}: component ids of dtype {components.dtype}; expected integers")
+    bad = (components < 0) | (components >= NUM_SNIPPETS)
+    if bad.any():
+        row = int(np.argwhere(bad)[0][0])
+        raise StoreError(
+            f"{path}: video {video_ids[row]!r} has component ids {components[row].tolist()}; "
+            f"expected ids in 0..{NUM_SNIPPETS - 1}"
+        )
+
+
 def labels_from_components(components: np.ndarray) -> np.ndarray:
     """(N, 10) component ids -> (N, 10, 10) bool same-component matrix."""
     return components[:, :, None] == components[:, None, :]
@@ -85,6 +98,7 @@ class AvgLabelWriter:
             raise StoreError(
                 f"{self.path}: components chunk has shape {components.shape}; expected ({n}, {NUM_SNIPPETS})"
             )
+        check_components(self.path, components, video_ids)
         start, stop = self.count, self.count + n
         self._ids.resize((stop,))
         self._ids[start:stop] = np.asarray(video_ids, dtype=object)
@@ -128,6 +142,7 @@ def read_avg_labels(path: str | os.PathLike, video_ids: Sequence[str] | None = N
         raise StoreError(
             f"{path}: 'components' has shape {components.shape}; expected ({len(stored_ids)}, {NUM_SNIPPETS})"
         )
+    check_components(path, components, stored_ids)
     if video_ids is not None and list(video_ids) != stored_ids:
         if len(video_ids) != len(stored_ids):
             raise StoreError(f"{path}: labels for {len(stored_ids)} videos; the feature store has {len(video_ids)}")
