@@ -155,13 +155,17 @@ def synth(
 @data_app.command()
 def stats(
     annotations: Path = typer.Argument(..., help="Folder with the LLP annotation files (AVVP_*.csv)."),
-    plot: Path | None = typer.Option(None, help="Also draw the per-class bar chart into this PNG."),
+    plot: Path | None = typer.Option(None, help="Also draw the per-class bar chart here (.png, .pdf, .svg or .jpg)."),
     split: list[str] = typer.Option(["val", "test"], help="Split(s) with dense labels to count (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --plot."),
 ) -> None:
     """Per class, the number of videos with the event heard, seen and both (LLP paper, Figure 1)."""
+    from avvp.io import check_picture
     from avvp.stats import COLUMNS, class_modality_counts, format_counts, plot_counts
 
+    if plot is not None:
+        check_picture(plot, overwrite)  # before the table is printed
     counts = class_modality_counts(annotations, tuple(split))
     if as_json:
         from avvp.classes import CLASSES
@@ -172,7 +176,7 @@ def stats(
         print(f"{'+'.join(counts['splits'])}: {counts['videos']} videos")
         print(format_counts(counts))
     if plot is not None:
-        plot_counts(counts, plot)
+        plot_counts(counts, plot, overwrite=overwrite)
         print(f"wrote {plot}")
 
 

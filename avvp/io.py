@@ -18,19 +18,39 @@ def _current_umask() -> int:
     return umask
 
 
-def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse to replace an existing output unless asked to; create the parent folder."""
+def check_writable(path: str | os.PathLike, overwrite: bool, directory: bool = False) -> Path:
+    """Refuse an output that cannot be written, before any work: an existing one without `overwrite`, a folder
+    where a file is expected (`directory` False), a file where a folder should be on the way. Creates nothing."""
     path = Path(path)
-    if path.exists() and not overwrite:
+    if path.is_dir() and not directory:
+        raise AvvpError(f"{path}: is a directory; expected a file")
+    if os.path.lexists(path) and not overwrite:
         raise AvvpError(f"{path}: already exists; pass --overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    for folder in path.parents:  # the nearest existing one must be a folder; the missing ones are made on writing
+        if os.path.lexists(folder):
+            if not folder.is_dir():
+                raise AvvpError(f"{path}: cannot write it, {folder} is not a folder")
+            break
     return path
+
+
+PICTURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
+"""File extensions a plot may be written as (matplotlib draws each without extra packages)."""
+
+
+def check_picture(path: str | os.PathLike, overwrite: bool, option: str = "--plot") -> Path:
+    """`check_writable` for a plot, whose extension must also be one of PICTURE_FORMATS."""
+    path = Path(path)
+    if path.suffix.lower().lstrip(".") not in PICTURE_FORMATS:
+        raise AvvpError(f"{option} {path}: expected a .png, .pdf, .svg or .jpg picture")
+    return check_writable(path, overwrite)
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; it becomes `path` only if the block succeeds."""
     path = check_writable(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -47,7 +67,8 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside `path`; it replaces `path` only if the block succeeds."""
-    path = check_writable(path, overwrite)
+    path = check_writable(path, overwrite, directory=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     os.chmod(tmp_path, 0o777 & ~_current_umask())
     try:

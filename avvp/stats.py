@@ -10,7 +10,7 @@ import numpy as np
 from avvp.annotations import load_split
 from avvp.classes import CLASSES
 from avvp.errors import ConfigError
-from avvp.io import atomic_path
+from avvp.io import atomic_path, check_picture
 
 COLUMNS = ("labelled", "heard", "seen", "both", "heard_only", "seen_only")
 """Per class: videos whose weak labels list it; with an audio event, a visual event, both; one without the other."""
@@ -51,7 +51,11 @@ def format_counts(counts: dict) -> str:
 
 
 def plot_counts(counts: dict, path: str | os.PathLike, title: str = "", overwrite: bool = True) -> Path:
-    """A bar chart per class: videos with the event heard only, seen only and both (stacked), written atomically."""
+    """A bar chart per class: videos with the event heard only, seen only and both (stacked), written atomically.
+
+    The format follows the extension of `path`: .png, .pdf, .svg or .jpg.
+    """
+    path = check_picture(path, overwrite)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -79,8 +83,7 @@ def plot_counts(counts: dict, path: str | os.PathLike, title: str = "", overwrit
     ax.legend(loc="lower right", frameon=False)
     ax.set_title(title or f"Videos with each event heard, seen or both ({'+'.join(counts['splits'])})")
     fig.tight_layout()
-    path = Path(path)
     with atomic_path(path, overwrite) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png")
+        fig.savefig(tmp, format=path.suffix.lower().lstrip("."))
     plt.close(fig)
     return path

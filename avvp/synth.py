@@ -507,13 +507,15 @@ def synthesize(
     """
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if seed < 0:
+        raise ConfigError(f"--seed {seed}: must be at least 0")
+    out = Path(out)
+    files = output_paths(out)
+    for path in files.values():  # every output is checked before any is computed or replaced
+        check_writable(path, overwrite)
     sizes = PRESETS[preset]
     events = EventModel(llp_stats())
     layout = llp_layout(sizes, seed, events, Path(annotations) if annotations is not None else None)
-    out = Path(out)
-    files = output_paths(out)
-    for path in files.values():  # refuse before writing anything
-        check_writable(path, overwrite)
     model = FeatureModel.create(seed)
     pretrain_ids = random_video_ids(np.random.default_rng([seed, 2]), sizes.pretrain, taken=set(layout.video_ids))
     total = len(layout.video_ids) + len(pretrain_ids)
@@ -541,6 +543,7 @@ def synthesize(
     attrs = {"preset": preset, "seed": seed, "latent_classes": LATENT_CLASSES}
     # Everything is written into a staging folder beside the outputs and moved into place at the end, so a
     # failure leaves no partial corpus behind.
+    out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".synth.", suffix=".tmp", dir=out) as staging:
         staged = output_paths(Path(staging))
         for name in SPLITS:

@@ -130,12 +130,16 @@ def calibrate(
 @app.command()
 def stats(
     labels: Path = typer.Argument(..., help="AVG label file written by `avvp-groundtruth build`."),
-    plot: Path = typer.Option(None, help="Also draw the histograms into this PNG."),
+    plot: Path = typer.Option(None, help="Also draw the histograms into this .png, .pdf, .svg or .jpg."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --plot."),
 ) -> None:
     """Share of positive pairs, components per video and component sizes of an AVG label file."""
     from avvp.avg_labels import read_avg_labels
+    from avvp.io import check_picture
     from grounding.stats import format_stats, label_stats, plot_stats
 
+    if plot is not None:
+        check_picture(plot, overwrite)  # before the report is printed
     avg = read_avg_labels(labels)
     figures = label_stats(avg.components)
     rule = (
@@ -146,7 +150,7 @@ def stats(
     print(f"{labels}: {rule}; source {avg.attrs.get('source', '?')}")
     print(format_stats(figures))
     if plot is not None:
-        plot_stats(figures, plot, title=f"{labels.name}: {rule}")
+        plot_stats(figures, plot, title=f"{labels.name}: {rule}", overwrite=overwrite)
         print(f"wrote {plot}")
 
 

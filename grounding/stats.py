@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from avvp.classes import NUM_SNIPPETS
-from avvp.io import atomic_path
+from avvp.io import atomic_path, check_picture
 
 PAIRS_PER_VIDEO = NUM_SNIPPETS * (NUM_SNIPPETS - 1) // 2
 
@@ -59,8 +59,12 @@ def format_stats(stats: LabelStats) -> str:
     return "\n".join(lines)
 
 
-def plot_stats(stats: LabelStats, path: str | os.PathLike, title: str = "") -> Path:
-    """Histograms of components per video and component sizes, as a PNG."""
+def plot_stats(stats: LabelStats, path: str | os.PathLike, title: str = "", overwrite: bool = True) -> Path:
+    """Histograms of components per video and component sizes, written atomically.
+
+    The format follows the extension of `path`: .png, .pdf, .svg or .jpg.
+    """
+    path = check_picture(path, overwrite)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,7 +80,7 @@ def plot_stats(stats: LabelStats, path: str | os.PathLike, title: str = "") -> P
         (title + "\n" if title else "")
         + f"{stats.videos} videos, {100 * stats.positive_pairs:.1f}% of snippet pairs positive"
     )
-    with atomic_path(path, overwrite=True) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
+    with atomic_path(path, overwrite) as tmp:
+        figure.savefig(tmp, format=path.suffix.lower().lstrip("."), dpi=100)
     plt.close(figure)
-    return Path(path)
+    return path

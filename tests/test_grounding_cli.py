@@ -108,6 +108,7 @@ BAD_INPUTS = {
     "missing store": ({}, ["--features", "MISSING"], r"missing\.h5: no such feature store"),
     "negative seed": ({}, ["--visual-quantile", "0.9", "--seed", "-1"], "--seed -1: must be at least 0"),
     "no videos": (dict(videos=0), [], r"s\.h5: the feature store holds no videos"),
+    "out is a folder": ({}, ["--out", "FOLDER", "--overwrite"], r"folder: is a directory; expected a file"),
 }
 
 
@@ -116,7 +117,13 @@ def test_bad_input_is_one_line_and_leaves_no_output(case, tmp_path, monkeypatch,
     store_options, extra, message = BAD_INPUTS[case]
     store = random_store(tmp_path / "s.h5", **store_options)
     np.save(tmp_path / "silence.npy", np.ones(128, dtype=np.float32))
-    replace = {"SILENCE": tmp_path / "silence.npy", "MISSING": tmp_path / "missing.h5", "STORE": store}
+    (tmp_path / "folder").mkdir()
+    replace = {
+        "SILENCE": tmp_path / "silence.npy",
+        "MISSING": tmp_path / "missing.h5",
+        "STORE": store,
+        "FOLDER": tmp_path / "folder",
+    }
     extra = [replace.get(arg, arg) for arg in extra]
     features = [] if "--features" in extra else ["--features", store]
     out = [] if "--out" in extra else ["--out", tmp_path / "out" / "avg.h5"]
@@ -126,6 +133,8 @@ def test_bad_input_is_one_line_and_leaves_no_output(case, tmp_path, monkeypatch,
     assert len(stderr.splitlines()) == 1 and stderr.startswith("error: ")
     assert re.search(message, stderr), stderr
     assert not (tmp_path / "out" / "avg.h5").exists()
+    if case != "NaN in a later chunk":  # refused before the pass: not even the folder is created
+        assert not (tmp_path / "out").exists()
     after = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
     assert after == before  # nothing new, nothing changed
 
@@ -165,6 +174,22 @@ def test_calibrate_refuses_a_negative_seed(tmp_path, monkeypatch, capsys):
     store = random_store(tmp_path / "s.h5")
     status, stdout, stderr = run_cli(monkeypatch, capsys, "calibrate", "--features", store, "--seed", -1)
     assert status == 1 and stdout == "" and stderr == "error: --seed -1: must be at least 0\n"
+
+
+def test_stats_plot_needs_overwrite_and_a_picture_format(tmp_path, monkeypatch, capsys):
+    store, labels, plot = random_store(tmp_path / "s.h5"), tmp_path / "avg.h5", tmp_path / "p.png"
+    assert run_cli(monkeypatch, capsys, "build", "--features", store, "--out", labels, "--quiet")[0] == 0
+    plot.write_bytes(b"my picture")
+    status, stdout, stderr = run_cli(monkeypatch, capsys, "stats", labels, "--plot", plot)
+    assert status == 1 and stdout == "" and stderr == f"error: {plot}: already exists; pass --overwrite to replace it\n"
+    assert plot.read_bytes() == b"my picture"
+    status, _, stderr = run_cli(monkeypatch, capsys, "stats", labels, "--plot", plot, "--overwrite")
+    assert status == 0 and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    status, stdout, stderr = run_cli(monkeypatch, capsys, "stats", labels, "--plot", tmp_path / "p.txt")
+    assert status == 1 and stdout == "" and len(stderr.splitlines()) == 1
+    assert stderr.startswith(f"error: --plot {tmp_path / 'p.txt'}: expected a .png, .pdf, .svg or .jpg picture")
+    status, _, stderr = run_cli(monkeypatch, capsys, "stats", labels, "--plot", tmp_path / "p.svg")
+    assert status == 0 and (tmp_path / "p.svg").read_bytes().lstrip().startswith(b"<?xml")
 
 
 def test_stats_of_a_file_that_is_not_a_label_file(tmp_path, monkeypatch, capsys):
