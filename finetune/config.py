@@ -15,7 +15,7 @@ from pathlib import Path
 
 from avvp.errors import ConfigError
 from avvp.precision import MIXED_PRECISION
-from finetune.models import REGISTRY
+from finetune.models import REGISTRY, STREAMS
 
 RECIPES: dict[str, dict] = {
     "paper": dict(epochs=40, batch_size=64, lr=3e-4, lr_step=5, lr_gamma=0.5, lambda_guided=0.6),
@@ -122,6 +122,9 @@ class FinetuneConfig:
         for name in ("audio_smoothing", "visual_smoothing", "dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        missing = [name for name in STREAMS if name not in self.input_widths]
+        if self.input_widths and missing:
+            raise ConfigError(f"input_widths {self.input_widths} lack the stream(s) {', '.join(missing)}")
         if self.d_model % self.heads:
             raise ConfigError(f"d_model {self.d_model} is not divisible by heads {self.heads}")
 
@@ -146,10 +149,26 @@ class FinetuneConfig:
         unknown = sorted(set(data) - known) if isinstance(data, dict) else None
         if unknown is None or unknown:
             raise ConfigError(f"{path}: not a finetuning config (unknown fields: {', '.join(unknown or ['?'])})")
+        for f in fields(cls):
+            if f.name in data and not _has_type(data[f.name], f.type):
+                raise ConfigError(f"{path}: {f.name} is {data[f.name]!r}; expected {f.type}")
         try:
             return cls(**data)
         except ConfigError as error:
             raise ConfigError(f"{path}: {error}") from None
+
+
+def _has_type(value, annotation: str) -> bool:
+    """Whether a JSON value fits one of FinetuneConfig's field annotations (int, float, str, dicts, or None)."""
+    if annotation.endswith(" | None"):
+        return value is None or _has_type(value, annotation.removesuffix(" | None"))
+    if annotation == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation == "dict[str, int]":
+        return isinstance(value, dict) and all(_has_type(v, "int") for v in value.values())
+    return isinstance(value, {"str": str, "dict": dict}[annotation])
 
 
 def make_config(model: str, preset: str = "paper", **overrides) -> FinetuneConfig:

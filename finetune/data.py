@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from avvp.annotations import SPLIT_FILES, DenseLabels, load_split
-from avvp.errors import StoreError
+from avvp.errors import AnnotationError, StoreError
 from avvp.store import read_store, read_video_ids, store_info
 
 
@@ -64,6 +64,8 @@ def load_split_data(
 ) -> SplitData:
     """Read a split's weak (and, for val/test, dense) labels and its videos' streams from the store."""
     labels = load_split(annotations, split)
+    if not labels.video_ids:
+        raise AnnotationError(f"{Path(annotations) / SPLIT_FILES[split]}: no videos; the {split} split cannot be empty")
     stored = set(read_video_ids(features))
     missing = [video_id for video_id in labels.video_ids if video_id not in stored]
     if missing:

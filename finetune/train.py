@@ -45,6 +45,8 @@ SELECTION = ("segment", "type_av")
 """Model selection: validation segment-level Type@AV."""
 RUN_CONTROL_FIELDS = ("input_widths",)
 """Config fields filled by the run itself, ignored when checking that --resume repeats the saved settings."""
+PATH_FIELDS = ("features", "annotations", "out", "frontend")
+"""Config fields naming files: compared as resolved paths by --resume."""
 
 
 @dataclass
@@ -70,11 +72,22 @@ def _check_run_dir(cfg: FinetuneConfig, resume: bool, overwrite: bool) -> Path:
     if not cfg.out:
         raise ConfigError("no run directory given (--out)")
     out = Path(cfg.out)
+    blocker = next((p for p in [out, *out.parents] if p.exists() and not p.is_dir() and p != out), None)
+    if blocker is not None:
+        raise AvvpError(f"{out}: cannot be created, {blocker} is a file")
     if resume:
-        if not (out / STATE_DIR).is_dir() or not (out / "config.json").is_file():
-            raise AvvpError(f"{out}: nothing to resume (no config.json and state/); start the run without --resume")
+        if not (out / "config.json").is_file():
+            raise AvvpError(f"{out}: nothing to resume (no config.json); start the run without --resume")
+        if not (out / STATE_DIR).is_dir():
+            raise AvvpError(
+                f"{out}: nothing to resume (no {STATE_DIR}/: the run stopped before its first epoch was saved); "
+                "start it again with --overwrite"
+            )
         saved = asdict(FinetuneConfig.load(out / "config.json"))
         wanted = asdict(cfg)
+        for key in PATH_FIELDS:  # the same file named another way is no change
+            if saved[key] and wanted[key] and Path(saved[key]).resolve() == Path(wanted[key]).resolve():
+                saved[key] = wanted[key]
         changed = [
             f"{key} {wanted[key]!r} (saved {saved[key]!r})"
             for key in wanted
@@ -166,9 +179,6 @@ def train(
     accelerator = Accelerator(
         mixed_precision=resolve_mixed_precision(cfg.mixed_precision), step_scheduler_with_optimizer=False
     )
-    if accelerator.is_main_process and not resume:
-        _start_run_dir(out, cfg)
-    accelerator.wait_for_everyone()
     set_seed(cfg.seed)
     if accelerator.device.type != "cpu":  # the whole split on the accelerator: batches are cut there, no copies
         splits = {name: data.to(accelerator.device) for name, data in splits.items()}
@@ -176,6 +186,9 @@ def train(
     model = build_model(cfg, frontend)
     optimizer = torch.optim.Adam(_param_groups(model, cfg))
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
+    if accelerator.is_main_process and not resume:  # only now: a run replaced by --overwrite goes when this one starts
+        _start_run_dir(out, cfg)
+    accelerator.wait_for_everyone()
     train_loader = make_loader(splits["train"], cfg.batch_size, shuffle=True, seed=cfg.seed)
     val_loader = make_loader(splits["val"], EVAL_BATCH_SIZE, shuffle=False)
     test_loader = make_loader(splits["test"], EVAL_BATCH_SIZE, shuffle=False)
@@ -186,8 +199,14 @@ def train(
     accelerator.register_for_checkpointing(state)
     best_weights = _cpu_copy(accelerator.unwrap_model(model))
     if resume:
-        accelerator.load_state(str(out / STATE_DIR))
-        best_weights = load_file(str(out / STATE_DIR / BEST_WEIGHTS))
+        try:
+            accelerator.load_state(str(out / STATE_DIR))
+            best_weights = load_file(str(out / STATE_DIR / BEST_WEIGHTS))
+        except Exception as error:  # torch, safetensors and Accelerate each raise their own kinds for a bad file
+            raise AvvpError(
+                f"{out / STATE_DIR}: damaged or incomplete saved state ({type(error).__name__}: {_one_line(error)}); "
+                "start the run again with --overwrite"
+            ) from None
         accelerator.print(f"resuming {out} after epoch {state.epoch}/{cfg.epochs}")
 
     loss_kwargs = dict(
@@ -262,3 +281,7 @@ def _write_results(out: Path, weights: dict[str, torch.Tensor], state: TrainingS
     }
     with atomic_path(out / "metrics.json", overwrite=True) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+
+
+def _one_line(error: Exception, limit: int = 200) -> str:
+    return " ".join(str(error).split())[:limit]

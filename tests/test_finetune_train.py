@@ -312,3 +312,44 @@ def test_bad_numbers_are_refused_before_anything_is_written(tmp_path, tiny_llp, 
     )  # fmt: skip
     assert_one_line_error(result, message)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    ({"d_model": "64"}, "d_model is '64'; expected int"),
+    ({"dropout": "0.1"}, "dropout is '0.1'; expected float"),
+    ({"input_widths": [128, 2048, 512]}, "input_widths is [128, 2048, 512]; expected dict[str, int]"),
+    ({"input_widths": {"audio": 128}}, "lack the stream(s) visual, motion"),
+])  # fmt: skip
+def test_config_with_wrong_types_is_a_one_line_error(paper_runs, tmp_path, edit, message):
+    out, _ = paper_runs["base"]
+    run = tmp_path / "edited"
+    shutil.copytree(out, run, ignore=shutil.ignore_patterns("state"))
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, **edit}))
+    assert_one_line_error(finetune_cli("evaluate", "--run", run), "config.json", message)
+
+
+def test_empty_split_and_out_under_a_file_are_refused_before_anything_is_written(tiny_llp, tmp_path):
+    annotations = tmp_path / "annotations"
+    shutil.copytree(tiny_llp, annotations, ignore=shutil.ignore_patterns("*.h5"))
+    header = (annotations / "AVVP_val_pd.csv").read_text().splitlines()[0]
+    (annotations / "AVVP_val_pd.csv").write_text(header + "\n")
+    args = ["--model", "base", "--features", tiny_llp / "llp.h5", "--annotations", annotations, "--preset", "tiny"]
+    assert_one_line_error(finetune_cli(*args, "--out", tmp_path / "run"), "AVVP_val_pd.csv: no videos")
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "afile").write_text("x")
+    good = ["--model", "base", "--features", tiny_llp / "llp.h5", "--annotations", tiny_llp, "--preset", "tiny"]
+    assert_one_line_error(finetune_cli(*good, "--out", tmp_path / "afile" / "run"), "afile is a file")
+
+
+def test_resume_with_a_damaged_state_or_another_spelling_of_the_paths(tiny_llp, tmp_path, monkeypatch):
+    monkeypatch.chdir(tiny_llp.parent)
+    relative = ["--features", f"{tiny_llp.name}/llp.h5", "--annotations", tiny_llp.name]
+    cfg = make_config("base", "tiny", features=relative[1], annotations=relative[3], out=str(tmp_path / "r"))
+    train(cfg, stop_after_epoch=1, show_progress=False)
+    absolute = ["--features", tiny_llp / "llp.h5", "--annotations", tiny_llp]
+    args = ["--model", "base", "--out", tmp_path / "r", "--preset", "tiny", "--resume", "--quiet"]
+    (tmp_path / "r" / "state" / "optimizer.bin").write_bytes(b"junk")
+    assert_one_line_error(finetune_cli(*absolute, *args), "state: damaged or incomplete saved state")
+    shutil.rmtree(tmp_path / "r" / "state")
+    assert_one_line_error(finetune_cli(*absolute, *args), "no state/", "--overwrite")
