@@ -97,7 +97,11 @@ def convert_reference(state: dict[str, torch.Tensor], source: str = "state dict"
             )
         for name, w, b in zip(("q_proj", "k_proj", "v_proj"), weight.chunk(3), bias.chunk(3), strict=True):
             converted[f"{ours}.{name}.weight"], converted[f"{ours}.{name}.bias"] = w, b
-    return {key: value.detach().float().contiguous() for key, value in converted.items()}
+    converted = {key: value.detach().float().contiguous() for key, value in converted.items()}
+    broken = [key for key, value in converted.items() if not torch.isfinite(value).all()]
+    if broken:
+        raise ConfigError(f"{source}: non-finite values (NaN or inf) in {', '.join(broken[:3])}")
+    return converted
 
 
 def import_han(checkpoint: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> Path:

@@ -134,6 +134,16 @@ def test_import_han_reports_shape_mismatches(tmp_path):
         import_han(checkpoint, tmp_path / "run")
 
 
+def test_import_han_refuses_non_finite_weights(tmp_path):
+    state = reference_state_dict()
+    state["fc_prob.bias"][3] = float("nan")
+    checkpoint = tmp_path / "nan.pt"
+    torch.save(state, checkpoint)
+    with pytest.raises(ConfigError, match=r"nan.pt: non-finite values \(NaN or inf\) in parser.head.prob.bias"):
+        import_han(checkpoint, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_import_han_refuses_pickled_objects(tmp_path):
     checkpoint = tmp_path / "model.pt"
     torch.save(nn.Linear(2, 2), checkpoint)  # a whole module, not a state dict: weights_only refuses it
