@@ -69,15 +69,19 @@ def parse(
     run: Path = typer.Option(..., help="Run directory of a trained parser (avvp-finetune --out)."),
     features: Path = typer.Option(..., help="Feature store with the videos to parse."),
     out: Path = typer.Option(..., help="Events JSON to write."),
-    videos: str | None = typer.Option(None, help="Comma-separated video ids [all videos of the store]."),
+    videos: str | None = typer.Option(
+        None, help="Comma-separated video ids, each once (a repeat is an error); default: every video of the store."
+    ),
     csv: Path | None = typer.Option(None, help="Also write pred_audio.csv / pred_visual.csv (LLP eval format) here."),
-    plot: Path | None = typer.Option(None, help="Also write a timeline PNG per video into this folder."),
+    plot: Path | None = typer.Option(
+        None, help="A timeline PNG per video into this folder: ID.png, characters other than A-Za-z0-9_.- as _."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
 ) -> None:
     """Parse videos: audio, visual and audio-visual events with onset, offset and probability."""
     from finetune.parse import parse as parse_videos
 
-    video_ids = [v.strip() for v in videos.split(",") if v.strip()] if videos else None
+    video_ids = [v.strip() for v in videos.split(",") if v.strip()] if videos is not None else None
     events = parse_videos(run, features, out, video_ids, csv, plot, overwrite)
     print(f"wrote {sum(map(len, events.values()))} events of {len(events)} videos to {out}")
 

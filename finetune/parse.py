@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +18,9 @@ import numpy as np
 
 from avvp.annotations import dense_to_rows, runs_of, write_events
 from avvp.classes import CLASS_INDEX, CLASSES, NUM_SNIPPETS
+from avvp.errors import ConfigError, StoreError
 from avvp.io import atomic_path, check_writable
+from avvp.store import read_video_ids
 from finetune.data import check_streams, load_store_data
 from finetune.evaluate import Predictions, load_run, predict_data
 from finetune.models import STREAMS
@@ -62,7 +65,7 @@ def video_events(predictions: Predictions) -> dict[str, list[dict]]:
     return events
 
 
-def plot_timeline(path: Path, video_id: str, predictions: Predictions, index: int) -> None:
+def plot_timeline(path: Path, video_id: str, predictions: Predictions, index: int, overwrite: bool = False) -> None:
     """A video's parse as a picture: classes x seconds, one panel per modality, probability as shade."""
     import matplotlib
 
@@ -97,9 +100,74 @@ def plot_timeline(path: Path, video_id: str, predictions: Predictions, index: in
     axes[-1].set_xlabel("seconds")
     figure.suptitle(title, fontsize=10)
     figure.colorbar(image, ax=axes, shrink=0.6, label="probability")
-    with atomic_path(path, overwrite=True) as tmp:
+    with atomic_path(path, overwrite) as tmp:
         figure.savefig(tmp, format="png", dpi=110)
     plt.close(figure)
+
+
+def picture_name(video_id: str) -> str:
+    """The file name of a video's timeline: characters outside [A-Za-z0-9_.-] become '_', and it never starts
+    with '.', so that any id (`../x`, `a/b`, `.hidden`) names a plain file inside the plot folder."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", video_id)
+    if not name or name.startswith("."):
+        name = "_" + name
+    return f"{name}.png"
+
+
+def picture_paths(plot_dir: str | os.PathLike, video_ids: Sequence[str], overwrite: bool) -> list[Path]:
+    """Each video's timeline path in `plot_dir`, checked for writing; two videos drawn to one file are an error."""
+    plot_dir = Path(plot_dir)
+    if os.path.lexists(plot_dir) and not plot_dir.is_dir():
+        raise ConfigError(f"--plot {plot_dir}: not a folder; expected a folder for the timeline pictures")
+    check_writable(plot_dir, overwrite=True, directory=True)  # a file on the way to it is an error
+    drawn_by: dict[str, str] = {}
+    paths = []
+    for video_id in video_ids:
+        name = picture_name(video_id)
+        key = name.casefold()  # one file on a case-insensitive file system
+        if key in drawn_by:
+            raise ConfigError(
+                f"--plot {plot_dir}: videos {drawn_by[key]!r} and {video_id!r} would both be drawn as {name}; "
+                "plot them in separate runs (--videos)"
+            )
+        drawn_by[key] = video_id
+        paths.append(check_writable(plot_dir / name, overwrite))
+    return paths
+
+
+def videos_to_parse(features: str | os.PathLike, video_ids: Sequence[str] | None) -> list[str]:
+    """The requested videos (each once, at least one), or every video of the store (at least one)."""
+    if video_ids is None:
+        video_ids = read_video_ids(features)
+        if not video_ids:
+            raise StoreError(f"{features}: holds no videos; nothing to parse")
+        return video_ids
+    if not video_ids:
+        raise ConfigError("--videos names no video; give comma-separated ids, or leave out --videos to parse all")
+    seen: set[str] = set()
+    for video_id in video_ids:
+        if video_id in seen:
+            raise ConfigError(f"--videos: video {video_id!r} is listed twice")
+        seen.add(video_id)
+    return list(video_ids)
+
+
+def check_apart(outputs: Sequence[tuple[str, Path]]) -> None:
+    """Refuse two outputs that are one file, or one that would have to be a folder holding another."""
+    where: dict[Path, tuple[str, Path]] = {}
+    for option, path in outputs:
+        key = Path(os.path.abspath(path))
+        if key in where:
+            other_option, other = where[key]
+            raise ConfigError(f"{other_option} {other} and {option} {path}: the same file; give them different paths")
+        where[key] = (option, path)
+    for key, (option, path) in where.items():
+        for folder in key.parents:
+            if folder in where:
+                other_option, other = where[folder]
+                raise ConfigError(
+                    f"{option} {path}: its folder {other} is the {other_option} file; give them different paths"
+                )
 
 
 def parse(
@@ -111,12 +179,17 @@ def parse(
     plot_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
 ) -> dict[str, list[dict]]:
-    """Parse videos with a saved run: events JSON, optionally LLP eval CSVs and one timeline PNG per video."""
-    out = Path(out)
-    check_writable(out, overwrite)
+    """Parse videos with a saved run: events JSON, optionally LLP eval CSVs and one timeline PNG per video.
+
+    Every output is checked before any is written: an existing one needs `overwrite`.
+    """
+    out = check_writable(out, overwrite)
     csv_paths = [Path(csv_dir) / name for name in ("pred_audio.csv", "pred_visual.csv")] if csv_dir else []
     for path in csv_paths:
         check_writable(path, overwrite)
+    parsed_ids = videos_to_parse(features, video_ids)
+    pictures = picture_paths(plot_dir, parsed_ids, overwrite) if plot_dir else []
+    check_apart([("--out", out), *(("--csv", path) for path in csv_paths), *(("--plot", path) for path in pictures)])
     predictions = predict_videos(run, features, video_ids)
     events = video_events(predictions)
     with atomic_path(out, overwrite) as tmp:
@@ -125,9 +198,7 @@ def parse(
     if csv_paths:
         for path, dense in zip(csv_paths, predictions.gated(), strict=True):
             write_events(path, predictions.video_ids, dense, overwrite)
-    if plot_dir:
-        plot_dir = Path(plot_dir)
-        plot_dir.mkdir(parents=True, exist_ok=True)
-        for index, video_id in enumerate(predictions.video_ids):
-            plot_timeline(plot_dir / f"{video_id}.png", video_id, predictions, index)
+    if pictures:
+        for index, (path, video_id) in enumerate(zip(pictures, predictions.video_ids, strict=True)):
+            plot_timeline(path, video_id, predictions, index, overwrite)
     return events
