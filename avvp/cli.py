@@ -101,7 +101,7 @@ def import_han_command(
         False, help="Leave out videos with a missing feature file (listed in OUT.skipped.txt) instead of failing."
     ),
     workers: int = typer.Option(8, help="Threads reading .npy files in parallel."),
-    overwrite: bool = typer.Option(False, help="Replace an existing --out."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out and its OUT.skipped.txt."),
 ) -> None:
     """Convert the LLP feature release (per-video .npy files) into a feature store."""
     from avvp.import_han import import_han, read_video_list

@@ -23,7 +23,7 @@ import numpy as np
 from avvp.classes import NUM_SNIPPETS
 from avvp.console import progress
 from avvp.errors import ConfigError, StoreError
-from avvp.io import atomic_path
+from avvp.io import atomic_path, check_writable
 from avvp.store import CHUNK_VIDEOS, RAW_WIDTHS, StoreWriter
 
 FOLDERS = {"audio": "vggish", "visual": "res152", "motion": "r2plus1d_18"}
@@ -56,9 +56,17 @@ def read_video_list(path: str | os.PathLike) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such video list")
+    contents = path.read_bytes()
+    try:
+        text = contents.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = contents[: error.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (line {line}, byte 0x{contents[error.start]:02x}); expected one video id per line"
+        ) from None
     first_line: dict[str, int] = {}
-    for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        video_id = text.split("\t")[0].strip()
+    for line, entry in enumerate(text.splitlines(), start=1):
+        video_id = entry.split("\t")[0].strip()
         if not video_id or (line == 1 and video_id == "filename"):
             continue
         if "/" in video_id or "\\" in video_id or video_id.startswith("."):
@@ -91,6 +99,9 @@ def _load(path: Path, rows: tuple[int, int], width: int) -> np.ndarray:
     except (OSError, ValueError) as error:
         raise StoreError(f"{path}: not a readable .npy array ({error})") from None
     expected = f"({rows[0]}..{rows[1]}, {width})" if rows[0] != rows[1] else f"({rows[0]}, {width})"
+    if not isinstance(array, np.ndarray):  # np.load opens a zip (.npz) archive whatever the file is called
+        array.close()
+        raise StoreError(f"{path}: not a .npy array but an .npz archive; expected one {expected} array")
     if array.ndim != 2 or not rows[0] <= array.shape[0] <= rows[1] or array.shape[1] != width:
         raise StoreError(f"{path}: shape {array.shape}; expected {expected}")
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
@@ -157,6 +168,7 @@ def import_han(
         raise ConfigError(f"--dtype {dtype}: not supported; expected float16 or float32")
     if workers < 1:
         raise ConfigError(f"--workers {workers}: expected at least 1")
+    skipped_list = check_writable(skipped_list_path(out), overwrite)  # an output too, whether or not one is written
     absent = [f"{folder}/" for folder in FOLDERS.values() if not (root / folder).is_dir()]
     if absent:
         raise StoreError(
@@ -209,12 +221,11 @@ def import_han(
                     )
             writer.append(chunk_ids, **streams)
 
-    skipped_list = skipped_list_path(out)
     if skipped:
-        with atomic_path(skipped_list, overwrite=True) as tmp:
+        with atomic_path(skipped_list, overwrite) as tmp:
             tmp.write_text("".join(f"{video_id}\n" for video_id in skipped), encoding="utf-8")
     elif skipped_list.exists():
-        skipped_list.unlink()  # a stale list from an earlier import into the same path
+        skipped_list.unlink()  # a stale list from the import this one replaces (with overwrite)
     return ImportResult(
         path=Path(out),
         video_ids=present,

@@ -172,3 +172,40 @@ def test_same_release_gives_identical_stores(release, tmp_path):
     first = import_han(root, tmp_path / "a.h5", workers=1).path
     second = import_han(root, tmp_path / "b.h5", workers=4).path
     assert first.read_bytes() == second.read_bytes()
+
+
+def test_an_existing_skipped_list_is_an_output(release, tmp_path, run_avvp):
+    root, _ = release
+    out, skipped_list = tmp_path / "store.h5", tmp_path / "store.h5.skipped.txt"
+    skipped_list.write_text("kept\n")
+    code, stdout, stderr = run_avvp("data", "import-han", root, "--out", out)
+    assert code == 1 and stderr == f"error: {skipped_list}: already exists; pass --overwrite to replace it\n"
+    assert skipped_list.read_text() == "kept\n" and not out.exists()
+    (root / "r2plus1d_18" / f"{IDS[1]}.npy").unlink()
+    code, stdout, stderr = run_avvp("data", "import-han", root, "--out", out, "--skip-missing")
+    assert code == 1 and "already exists; pass --overwrite" in stderr
+    assert skipped_list.read_text() == "kept\n" and not out.exists()
+    code, stdout, stderr = run_avvp("data", "import-han", root, "--out", out, "--skip-missing", "--overwrite")
+    assert code == 0, stderr
+    assert skipped_list.read_text() == f"{IDS[1]}\n"
+
+
+def test_an_npz_archive_named_npy_is_an_error_naming_the_file(release, tmp_path, run_avvp):
+    root, clips = release
+    path = root / "vggish" / f"{IDS[0]}.npy"
+    with open(path, "wb") as handle:
+        np.savez(handle, features=clips[IDS[0]]["vggish"])
+    code, stdout, stderr = run_avvp("data", "import-han", root, "--out", tmp_path / "store.h5")
+    assert code == 1 and stderr.splitlines()[-1].startswith(f"error: {path}: not a .npy array"), stderr
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "store.h5").exists()
+
+
+def test_a_video_list_that_is_not_utf8_is_an_error_naming_it(release, tmp_path, run_avvp):
+    root, _ = release
+    video_list = tmp_path / "ids.txt"
+    video_list.write_bytes(f"{IDS[0]}\n".encode() + b"caf\xe9_0_10\n")
+    code, stdout, stderr = run_avvp("data", "import-han", root, "--out", tmp_path / "s.h5", "--video-ids", video_list)
+    assert code == 1 and stderr.startswith(f"error: {video_list}: not UTF-8 text") and stderr.count("\n") == 1, stderr
+    assert "line 2" in stderr
+    assert not (tmp_path / "s.h5").exists()
