@@ -8,7 +8,9 @@ chunks; the store appears only when every video has been read.
 
 from __future__ import annotations
 
+import io
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,6 +34,10 @@ FRAMES_PER_SNIPPET = 8
 MAX_FRAMES = NUM_SNIPPETS * FRAMES_PER_SNIPPET
 MIN_FRAMES = MAX_FRAMES - FRAMES_PER_SNIPPET
 """Shorter visual clips are padded up to 80 frames; below 72 a whole second would be made up."""
+NPY_PARSING = threading.Lock()
+"""np.load parses a .npy header with `ast`, which CPython 3.11 can fail on when two threads do it at once
+(SystemError "AST constructor recursion depth mismatch", python/cpython#106905): files are read in parallel,
+parsed one at a time."""
 
 
 @dataclass
@@ -93,10 +99,12 @@ def feature_paths(root: str | os.PathLike, video_id: str) -> dict[str, Path]:
 def _load(path: Path, rows: tuple[int, int], width: int) -> np.ndarray:
     """A (rows, width) numeric array from a .npy file, with `rows` an inclusive range, as float32."""
     try:
-        array = np.load(path, allow_pickle=False)
+        contents = path.read_bytes()
+        with NPY_PARSING:
+            array = np.load(io.BytesIO(contents), allow_pickle=False)
     except FileNotFoundError:
         raise StoreError(f"{path}: no such file") from None
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError) as error:
         raise StoreError(f"{path}: not a readable .npy array ({error})") from None
     expected = f"({rows[0]}..{rows[1]}, {width})" if rows[0] != rows[1] else f"({rows[0]}, {width})"
     if not isinstance(array, np.ndarray):  # np.load opens a zip (.npz) archive whatever the file is called

@@ -209,3 +209,13 @@ def test_a_video_list_that_is_not_utf8_is_an_error_naming_it(release, tmp_path, 
     assert code == 1 and stderr.startswith(f"error: {video_list}: not UTF-8 text") and stderr.count("\n") == 1, stderr
     assert "line 2" in stderr
     assert not (tmp_path / "s.h5").exists()
+
+
+@pytest.mark.parametrize("contents", [b"", b"\x93NUMPY\x01\x00v\x00{'descr'", b"not an array\n"])
+def test_an_empty_or_cut_npy_file_is_an_error_naming_it(release, tmp_path, contents):
+    root, _ = release
+    path = root / "r2plus1d_18" / f"{IDS[2]}.npy"
+    path.write_bytes(contents)
+    with pytest.raises(StoreError, match=r"r2plus1d_18/ccccccccccc_30_40\.npy: not a readable \.npy array"):
+        import_han(root, tmp_path / "store.h5", workers=2)
+    assert not (tmp_path / "store.h5").exists()
