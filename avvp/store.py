@@ -171,6 +171,8 @@ class FeatureStore:
 
 
 def _open(path: Path) -> h5py.File:
+    if path.is_dir():
+        raise StoreError(f"{path}: is a directory; expected a feature store file (.h5)")
     if not path.is_file():
         raise StoreError(f"{path}: no such feature store")
     try:

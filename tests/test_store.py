@@ -182,3 +182,9 @@ def test_unsupported_dtype_names_the_file_and_writes_nothing(tmp_path, dtype):
         write_store(tmp_path / "store.h5", video_ids, streams, dtype=dtype)
     assert_message(error, "store.h5", f"dtype {dtype} not supported; expected float16 or float32")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_directory_is_named_as_such(tmp_path):
+    with pytest.raises(StoreError) as error:
+        read_store(tmp_path)
+    assert_message(error, str(tmp_path), "is a directory; expected a feature store file")
