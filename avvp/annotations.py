@@ -18,7 +18,7 @@ import numpy as np
 
 from avvp.classes import CLASS_INDEX, CLASSES, NUM_CLASSES, NUM_SNIPPETS
 from avvp.errors import AnnotationError
-from avvp.io import atomic_path
+from avvp.io import atomic_path, first_non_utf8
 
 SPLIT_FILES = {"train": "AVVP_train.csv", "val": "AVVP_val_pd.csv", "test": "AVVP_test_pd.csv"}
 EVAL_FILES = {"audio": "AVVP_eval_audio.csv", "visual": "AVVP_eval_visual.csv"}
@@ -102,13 +102,11 @@ def _parse_rows(path: Path, reader, columns: tuple[str, ...]) -> list[tuple[int,
 
 def _not_utf8_message(path: Path) -> str:
     """Name the first line that is not UTF-8 (text reading decodes whole buffers, so it cannot say which)."""
-    with open(path, "rb") as handle:
-        for line, raw in enumerate(handle, start=1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                return f"{path}:{line}: not UTF-8 text (byte 0x{raw[error.start]:02x}); expected a tab-separated file"
-    return f"{path}: not UTF-8 text; expected a tab-separated file"
+    where = first_non_utf8(path.read_bytes())
+    if where is None:
+        return f"{path}: not UTF-8 text; expected a tab-separated file"
+    line, byte = where
+    return f"{path}:{line}: not UTF-8 text (byte 0x{byte:02x}); expected a tab-separated file"
 
 
 def _check_filename(path: Path, line: int, filename: str) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 from avvp.classes import NUM_SNIPPETS
 from avvp.console import progress
 from avvp.errors import ConfigError, StoreError
-from avvp.io import atomic_path, check_writable
+from avvp.io import atomic_path, check_writable, first_non_utf8
 from avvp.store import CHUNK_VIDEOS, RAW_WIDTHS, StoreWriter
 
 FOLDERS = {"audio": "vggish", "visual": "res152", "motion": "r2plus1d_18"}
@@ -63,13 +63,10 @@ def read_video_list(path: str | os.PathLike) -> list[str]:
     if not path.is_file():
         raise ConfigError(f"{path}: no such video list")
     contents = path.read_bytes()
-    try:
-        text = contents.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = contents[: error.start].count(b"\n") + 1
-        raise ConfigError(
-            f"{path}: not UTF-8 text (line {line}, byte 0x{contents[error.start]:02x}); expected one video id per line"
-        ) from None
+    if (where := first_non_utf8(contents)) is not None:
+        line, byte = where
+        raise ConfigError(f"{path}: not UTF-8 text (line {line}, byte 0x{byte:02x}); expected one video id per line")
+    text = contents.decode("utf-8")
     first_line: dict[str, int] = {}
     for line, entry in enumerate(text.splitlines(), start=1):
         video_id = entry.split("\t")[0].strip()

@@ -12,6 +12,15 @@ from pathlib import Path
 from avvp.errors import AvvpError
 
 
+def first_non_utf8(contents: bytes) -> tuple[int, int] | None:
+    """(line number, byte value) of the first invalid UTF-8 in `contents`; None where it all decodes."""
+    try:
+        contents.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return contents[: error.start].count(b"\n") + 1, contents[error.start]
+    return None
+
+
 def _current_umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
