@@ -57,6 +57,8 @@ def finetune(
         raise ConfigError(f"missing {', '.join(missing)}; see avvp-finetune --help")
     if e2e and encoder is None:
         raise ConfigError("--e2e needs --encoder DIR (a pretrained encoder from avvp-pretrain)")
+    if encoder_lr is not None and not e2e:
+        raise ConfigError("--encoder-lr is the learning rate of the encoder with --e2e; without --e2e there is none")
     if encoder is not None and not e2e:
         raise ConfigError(
             "--encoder is used with --e2e; for a frozen encoder, export its embeddings (avvp-pretrain export) "

@@ -136,6 +136,15 @@ def evaluate_run(
     annotations = annotations or cfg.annotations
     if not features or not annotations:
         raise ConfigError(f"{run}: the run records no feature store or annotations; pass --features and --annotations")
+    for option, given, recorded in (
+        ("--features", features, cfg.features),
+        ("--annotations", annotations, cfg.annotations),
+    ):
+        if given == recorded and not Path(recorded).exists():
+            raise ConfigError(
+                f"{Path(run) / 'config.json'} names {recorded}, which is not there (relative paths are read from "
+                f"the current folder); pass {option}"
+            )
     check_streams(features, STREAMS, cfg.model)
     data = load_split_data(features, annotations, split, STREAMS)
     return score(predict_data(model, cfg, data, features), data.dense)

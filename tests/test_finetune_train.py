@@ -353,3 +353,19 @@ def test_resume_with_a_damaged_state_or_another_spelling_of_the_paths(tiny_llp, 
     assert_one_line_error(finetune_cli(*absolute, *args), "state: damaged or incomplete saved state")
     shutil.rmtree(tmp_path / "r" / "state")
     assert_one_line_error(finetune_cli(*absolute, *args), "no state/", "--overwrite")
+
+
+def test_encoder_lr_without_e2e_and_a_moved_store_are_explained(paper_runs, tiny_llp, tmp_path, monkeypatch):
+    result = finetune_cli(
+        "--model", "base", "--features", tiny_llp / "llp.h5", "--annotations", tiny_llp,
+        "--out", tmp_path / "run", "--encoder-lr", "1e-4",
+    )  # fmt: skip
+    assert_one_line_error(result, "--encoder-lr is the learning rate of the encoder with --e2e")
+    out, _ = paper_runs["base"]
+    run = tmp_path / "relative"
+    shutil.copytree(out, run, ignore=shutil.ignore_patterns("state"))
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "features": "data/llp.h5"}))
+    monkeypatch.chdir(tmp_path)
+    result = finetune_cli("evaluate", "--run", run)
+    assert_one_line_error(result, "config.json names data/llp.h5, which is not there", "pass --features")

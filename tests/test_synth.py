@@ -211,3 +211,26 @@ def test_cli_baselines_and_stats(tiny_llp, tmp_path, run_avvp):
     code, stdout, stderr = run_avvp("data", "stats", tiny_llp, "--split", "val", "--split", "val", "--json")
     assert code == 0, stderr
     assert json.loads(stdout)["videos"] == TINY.val and json.loads(stdout)["splits"] == ["val"]
+
+
+def test_sigterm_midway_leaves_nothing(tmp_path):
+    """A killed synth (SIGTERM, as from `kill` or a job scheduler) unwinds and removes its temporary folder."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "corpus"
+    process = subprocess.Popen(
+        [Path(sys.executable).parent / "avvp", "data", "synth", "--preset", "demo", "--out", out],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not list(tmp_path.glob("**/.*.tmp")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, "synth ended before it could be stopped"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 128 + signal.SIGTERM
+    assert [p for p in tmp_path.rglob("*") if p.is_file() or p.name.endswith(".tmp")] == []
