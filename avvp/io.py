@@ -63,10 +63,10 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    # mkstemp makes the file private (0600); give it the mode a plain open() would.
-    os.chmod(tmp_path, 0o666 & ~_current_umask())
     try:
         yield tmp_path
+        # mkstemp (and some writers, e.g. safetensors) make files private (0600); give the mode open() would.
+        os.chmod(tmp_path, 0o666 & ~_current_umask())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -82,6 +82,10 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     os.chmod(tmp_path, 0o777 & ~_current_umask())
     try:
         yield tmp_path
+        file_mode = 0o666 & ~_current_umask()  # as in atomic_path, for the files the block wrote
+        for folder, _, names in os.walk(tmp_path):
+            for name in names:
+                os.chmod(os.path.join(folder, name), file_mode)
         if path.exists():
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         os.replace(tmp_path, path)

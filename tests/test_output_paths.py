@@ -133,3 +133,21 @@ def test_groundtruth_build_into_a_file_is_one_line(tmp_path, monkeypatch, capsys
     )
     assert_one_line_error(status, stderr, "afile is not a folder")
     assert stdout == "" and snapshot(tmp_path) == before
+
+
+def test_outputs_get_the_mode_open_would_give_even_from_private_writers(tmp_path):
+    import os
+
+    import torch
+    from safetensors.torch import save_file
+
+    umask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "w.safetensors") as tmp:
+            save_file({"w": torch.zeros(1)}, str(tmp))  # safetensors writes 0600
+        with atomic_dir(tmp_path / "run") as tmp:
+            save_file({"w": torch.zeros(1)}, str(tmp / "model.safetensors"))
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "run" / "model.safetensors").stat().st_mode & 0o777 == 0o644
