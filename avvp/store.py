@@ -187,6 +187,8 @@ def _read_ids(path: Path, handle: h5py.File) -> list[str]:
     ids = handle["video_ids"]
     if ids.ndim != 1:
         raise StoreError(f"{path}: 'video_ids' has shape {ids.shape}; expected (N,)")
+    if ids.dtype.kind not in "SOU":
+        raise StoreError(f"{path}: 'video_ids' holds {ids.dtype} values; expected strings (YouTube ids)")
     video_ids = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in ids[()]]
     if len(set(video_ids)) != len(video_ids):
         seen: set[str] = set()

@@ -188,3 +188,13 @@ def test_a_directory_is_named_as_such(tmp_path):
     with pytest.raises(StoreError) as error:
         read_store(tmp_path)
     assert_message(error, str(tmp_path), "is a directory; expected a feature store file")
+
+
+def test_numeric_video_ids_are_refused(tmp_path):
+    path = tmp_path / "store.h5"
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("video_ids", data=np.arange(2))
+        handle.create_dataset("audio", data=np.zeros((2, 10, 128), np.float32))
+    with pytest.raises(StoreError) as error:
+        read_store(path, streams=("audio",))
+    assert_message(error, "store.h5", "'video_ids' holds int64 values; expected strings")
