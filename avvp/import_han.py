@@ -26,7 +26,7 @@ from avvp.classes import NUM_SNIPPETS
 from avvp.console import progress
 from avvp.errors import ConfigError, StoreError
 from avvp.io import atomic_path, check_writable, first_non_utf8
-from avvp.store import CHUNK_VIDEOS, RAW_WIDTHS, StoreWriter
+from avvp.store import CHUNK_VIDEOS, RAW_WIDTHS, StoreWriter, float_dtype
 
 FOLDERS = {"audio": "vggish", "visual": "res152", "motion": "r2plus1d_18"}
 """Store stream -> folder of the release."""
@@ -169,7 +169,7 @@ def import_han(
     `OUT.skipped.txt`. A malformed file (too few frames, a wrong width) is always an error naming it.
     """
     root = Path(root)
-    if str(dtype) not in ("float16", "float32"):
+    if float_dtype(dtype) is None:
         raise ConfigError(f"--dtype {dtype}: not supported; expected float16 or float32")
     if workers < 1:
         raise ConfigError(f"--workers {workers}: expected at least 1")

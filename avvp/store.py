@@ -28,6 +28,15 @@ CHUNK_VIDEOS = 256
 """Videos per HDF5 chunk and per read when streaming."""
 
 
+def float_dtype(dtype: str | np.dtype) -> np.dtype | None:
+    """`dtype` as a numpy dtype when a store may hold it (FLOAT_DTYPES), else None (unknown names too)."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        return None
+    return dtype if dtype in FLOAT_DTYPES else None
+
+
 def _created_by() -> str:
     from avvp import __version__
 
@@ -51,11 +60,8 @@ class StoreWriter:
     ):
         self.path = Path(path)
         self.widths = dict(widths)
-        try:
-            self.dtype = np.dtype(dtype)
-        except TypeError:
-            self.dtype = None
-        if self.dtype not in FLOAT_DTYPES:
+        self.dtype = float_dtype(dtype)
+        if self.dtype is None:
             raise StoreError(f"{self.path}: dtype {dtype} not supported; expected float16 or float32")
         self._atomic = atomic_path(self.path, overwrite)
         tmp = self._atomic.__enter__()
