@@ -28,7 +28,7 @@ from avvp.annotations import write_events
 from avvp.console import progress
 from avvp.distributed import settle_collectives
 from avvp.errors import AvvpError, ConfigError
-from avvp.io import atomic_path
+from avvp.io import atomic_path, check_writable
 from avvp.metrics import SCORE_TITLES
 from avvp.precision import resolve_mixed_precision
 from finetune.config import FinetuneConfig
@@ -72,9 +72,7 @@ def _check_run_dir(cfg: FinetuneConfig, resume: bool, overwrite: bool) -> Path:
     if not cfg.out:
         raise ConfigError("no run directory given (--out)")
     out = Path(cfg.out)
-    blocker = next((p for p in [out, *out.parents] if p.exists() and not p.is_dir() and p != out), None)
-    if blocker is not None:
-        raise AvvpError(f"{out}: cannot be created, {blocker} is a file")
+    check_writable(out, overwrite=True, directory=True)  # only a file on the way to it; existing runs below
     if resume:
         if not (out / "config.json").is_file():
             raise AvvpError(f"{out}: nothing to resume (no config.json); start the run without --resume")

@@ -339,7 +339,7 @@ def test_empty_split_and_out_under_a_file_are_refused_before_anything_is_written
     assert not (tmp_path / "run").exists()
     (tmp_path / "afile").write_text("x")
     good = ["--model", "base", "--features", tiny_llp / "llp.h5", "--annotations", tiny_llp, "--preset", "tiny"]
-    assert_one_line_error(finetune_cli(*good, "--out", tmp_path / "afile" / "run"), "afile is a file")
+    assert_one_line_error(finetune_cli(*good, "--out", tmp_path / "afile" / "run"), "afile is not a folder")
 
 
 def test_resume_with_a_damaged_state_or_another_spelling_of_the_paths(tiny_llp, tmp_path, monkeypatch):
