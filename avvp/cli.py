@@ -76,14 +76,21 @@ def parse(
     plot: Path | None = typer.Option(
         None, help="A timeline PNG per video into this folder: ID.png, characters other than A-Za-z0-9_.- as _."
     ),
+    probabilities: Path | None = typer.Option(
+        None,
+        help="Also write the raw probabilities here (HDF5): video_ids; video, audio, visual (N, 25) video-level; "
+        "snippet (N, 10, 2, 25), modality 0 audio, 1 visual.",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
 ) -> None:
     """Parse videos: audio, visual and audio-visual events with onset, offset and probability."""
     from finetune.parse import parse as parse_videos
 
     video_ids = [v.strip() for v in videos.split(",") if v.strip()] if videos is not None else None
-    events = parse_videos(run, features, out, video_ids, csv, plot, overwrite)
+    events = parse_videos(run, features, out, video_ids, csv, plot, overwrite, probabilities)
     print(f"wrote {sum(map(len, events.values()))} events of {len(events)} videos to {out}")
+    if probabilities is not None:
+        print(f"wrote the probabilities of {len(events)} videos to {probabilities}")
 
 
 # --- data commands (import-han, synth, stats) are registered below ---

@@ -38,6 +38,10 @@ class Predictions:
     """(N, 25, 10) audio snippet probabilities."""
     visual_prob: np.ndarray
     """(N, 25, 10) visual snippet probabilities."""
+    video_audio_prob: np.ndarray
+    """(N, 25) video-level probabilities of the audio stream."""
+    video_visual_prob: np.ndarray
+    """(N, 25) video-level probabilities of the visual stream."""
 
     def gated(self, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
         """Official inference: (audio, visual) predictions (N, 25, 10) bool."""
@@ -54,20 +58,25 @@ def predict(model: nn.Module, loader: DataLoader, accelerator: Accelerator, vide
     model.eval()
     n = len(video_ids)
     video_prob = np.zeros((n, 25), dtype=np.float32)
+    stream_prob = np.zeros((n, 2, 25), dtype=np.float32)  # video level, audio and visual stream
     snippet_prob = np.zeros((n, 10, 2, 25), dtype=np.float32)
     for batch in loader:
         output = model({name: batch[name] for name in STREAMS})
-        index, video, snippet = accelerator.gather_for_metrics(
-            (batch["index"], output.video_prob.float(), output.snippet_prob.float())
+        streams = torch.stack([output.audio_prob, output.visual_prob], dim=1).float()  # (B, 2, 25)
+        index, video, stream, snippet = accelerator.gather_for_metrics(
+            (batch["index"], output.video_prob.float(), streams, output.snippet_prob.float())
         )
         index = index.cpu().numpy()
         video_prob[index] = video.cpu().numpy()
+        stream_prob[index] = stream.cpu().numpy()
         snippet_prob[index] = snippet.cpu().numpy()
     return Predictions(
         video_ids=list(video_ids),
         video_prob=video_prob,
         audio_prob=snippet_prob[:, :, 0].transpose(0, 2, 1),  # (N, 25, 10)
         visual_prob=snippet_prob[:, :, 1].transpose(0, 2, 1),
+        video_audio_prob=stream_prob[:, 0],
+        video_visual_prob=stream_prob[:, 1],
     )
 
 

@@ -3,7 +3,7 @@
 Events follow the official inference (a snippet is positive when its probability and its video's are
 >= 0.5): audio and visual events are maximal runs per class, audio-visual events the runs of snippets
 that are both. Each event has its mean snippet probability (for audio-visual, the mean over both
-modalities).
+modalities). `--probabilities` also writes the raw probabilities (see `write_probabilities`).
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from avvp.annotations import dense_to_rows, runs_of, write_events
 from avvp.classes import CLASS_INDEX, CLASSES, NUM_SNIPPETS
 from avvp.errors import ConfigError, StoreError
 from avvp.io import atomic_path, check_writable
-from avvp.store import read_video_ids
+from avvp.store import SCHEMA_VERSION, _created_by, read_video_ids
 from finetune.data import check_streams, load_store_data
 from finetune.evaluate import Predictions, load_run, predict_data
 from finetune.models import STREAMS
@@ -152,6 +153,36 @@ def videos_to_parse(features: str | os.PathLike, video_ids: Sequence[str] | None
     return list(video_ids)
 
 
+def write_probabilities(
+    path: str | os.PathLike, predictions: Predictions, attrs: dict | None = None, overwrite: bool = False
+) -> Path:
+    """The raw probabilities as HDF5, written atomically.
+
+    Datasets: `video_ids` (N,) utf-8; `video`, `audio`, `visual` (N, 25) float32, the joint, audio and visual
+    video-level probabilities; `snippet` (N, 10, 2, 25) float32, per snippet and modality (0 audio, 1 visual),
+    the layout of the releases' `MMIL_Net.forward`. Root attributes: `schema`, `created_by`, `classes` (the 25
+    class names in column order), `snippet_modalities` and `attrs`.
+    """
+    snippet = np.stack([predictions.audio_prob, predictions.visual_prob], axis=1)  # (N, 2, 25, 10)
+    datasets = {
+        "video": predictions.video_prob,
+        "audio": predictions.video_audio_prob,
+        "visual": predictions.video_visual_prob,
+        "snippet": snippet.transpose(0, 3, 1, 2),  # (N, 10, 2, 25)
+    }
+    with atomic_path(path, overwrite) as tmp, h5py.File(tmp, "w", track_order=True) as handle:
+        handle.attrs["schema"] = SCHEMA_VERSION
+        handle.attrs["created_by"] = _created_by()
+        handle.attrs["classes"] = list(CLASSES)
+        handle.attrs["snippet_modalities"] = ["audio", "visual"]
+        for key, value in (attrs or {}).items():
+            handle.attrs[key] = value
+        handle.create_dataset("video_ids", data=list(predictions.video_ids), dtype=h5py.string_dtype("utf-8"))
+        for name, values in datasets.items():
+            handle.create_dataset(name, data=np.ascontiguousarray(values, dtype=np.float32))
+    return Path(path)
+
+
 def check_apart(outputs: Sequence[tuple[str, Path]]) -> None:
     """Refuse two outputs that are one file, or one that would have to be a folder holding another."""
     where: dict[Path, tuple[str, Path]] = {}
@@ -178,18 +209,29 @@ def parse(
     csv_dir: str | os.PathLike | None = None,
     plot_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
+    probabilities: str | os.PathLike | None = None,
 ) -> dict[str, list[dict]]:
-    """Parse videos with a saved run: events JSON, optionally LLP eval CSVs and one timeline PNG per video.
+    """Parse videos with a saved run: events JSON, optionally LLP eval CSVs, one timeline PNG per video and the
+    raw probabilities (HDF5, `write_probabilities`).
 
     Every output is checked before any is written: an existing one needs `overwrite`.
     """
     out = check_writable(out, overwrite)
+    if probabilities is not None:
+        probabilities = check_writable(probabilities, overwrite)
     csv_paths = [Path(csv_dir) / name for name in ("pred_audio.csv", "pred_visual.csv")] if csv_dir else []
     for path in csv_paths:
         check_writable(path, overwrite)
     parsed_ids = videos_to_parse(features, video_ids)
     pictures = picture_paths(plot_dir, parsed_ids, overwrite) if plot_dir else []
-    check_apart([("--out", out), *(("--csv", path) for path in csv_paths), *(("--plot", path) for path in pictures)])
+    check_apart(
+        [
+            ("--out", out),
+            *((("--probabilities", probabilities),) if probabilities is not None else ()),
+            *(("--csv", path) for path in csv_paths),
+            *(("--plot", path) for path in pictures),
+        ]
+    )
     predictions = predict_videos(run, features, video_ids)
     events = video_events(predictions)
     with atomic_path(out, overwrite) as tmp:
@@ -201,4 +243,6 @@ def parse(
     if pictures:
         for index, (path, video_id) in enumerate(zip(pictures, predictions.video_ids, strict=True)):
             plot_timeline(path, video_id, predictions, index, overwrite)
+    if probabilities is not None:
+        write_probabilities(probabilities, predictions, {"run": str(run), "features": str(features)}, overwrite)
     return events
