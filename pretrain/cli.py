@@ -1,4 +1,5 @@
-"""`avvp-pretrain`: pretrain the audio-visual encoder (the default command) and `export` its embeddings."""
+"""`avvp-pretrain`: pretrain the audio-visual encoder (the default command), `init` its untrained control, and
+`export` its embeddings."""
 
 from __future__ import annotations
 
@@ -91,6 +92,41 @@ def pretrain(
         overwrite=overwrite,
     )
     train(cfg)
+
+
+@app.command()
+def init(
+    features: Path = typer.Option(..., help="Pretraining feature store: its training videos give the statistics."),
+    out: Path = typer.Option(..., help="Folder for the untrained encoder (as a run's --out)."),
+    labels: Path | None = typer.Option(None, help="The run's AVG label file (recorded only; not read)."),
+    variant: str = typer.Option(D.variant, help="The run's variant (recorded only: weights do not depend on it)."),
+    preset: str = typer.Option(D.preset, help="Encoder size: tiny, demo or paper."),
+    hidden_size: int | None = typer.Option(None, help="Encoder width (default: the preset's)."),
+    layers: int | None = typer.Option(None, help="BERT layers (default: the preset's)."),
+    heads: int | None = typer.Option(None, help="Attention heads (default: the preset's)."),
+    dropout: float = typer.Option(D.dropout, help="Dropout on hidden states and attention probabilities."),
+    val_fraction: float = typer.Option(D.val_fraction, help="Held-out share (the statistics leave it out)."),
+    seed: int = typer.Option(D.seed, help="Seed of the weights and of the held-out split."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
+) -> None:
+    """Write the untrained control: the encoder a pretraining run with these settings starts from, step 0."""
+    from pretrain.control import write_control
+
+    cfg = PretrainConfig.from_preset(
+        preset,
+        features=str(features),
+        labels=str(labels) if labels is not None else "",
+        out=str(out),
+        variant=variant,
+        hidden_size=hidden_size,
+        num_layers=layers,
+        num_heads=heads,
+        dropout=dropout,
+        val_fraction=val_fraction,
+        seed=seed,
+        overwrite=overwrite,
+    )
+    print(f"wrote {write_control(cfg)} (untrained control, step 0, seed {cfg.seed})")
 
 
 @app.command()

@@ -78,6 +78,9 @@ class PretrainConfig:
     """auto (bf16 on a GPU, none on the CPU), no, or bf16."""
     seed: int = 0
     """Seed of the initial weights, the held-out split, the shuffling and dropout."""
+    untrained: bool = False
+    """True for a control written by `avvp-pretrain init`: the step-0 encoder of a run with these settings,
+    never trained (it can be finetuned and exported like any encoder, but not resumed)."""
     resume: bool = False
     """Continue the run in `out` from its latest checkpoint (the settings must be the same)."""
     overwrite: bool = False

@@ -22,8 +22,8 @@ class PretrainCorpus:
     video_ids: list[str]
     streams: dict[str, torch.Tensor]
     """audio, visual, motion -> (N, 10, W) as stored (float16 or float32); batches are float32."""
-    grounded: torch.Tensor
-    """(N, 10, 10) bool: G_ij, snippets i and j grounded to each other."""
+    grounded: torch.Tensor | None
+    """(N, 10, 10) bool: G_ij, snippets i and j grounded to each other; None when read without labels."""
 
     def __len__(self) -> int:
         return len(self.video_ids)
@@ -33,14 +33,19 @@ class PretrainCorpus:
         return {name: int(tensor.shape[-1]) for name, tensor in self.streams.items()}
 
 
-def load_corpus(features: str | os.PathLike, labels: str | os.PathLike) -> PretrainCorpus:
-    """Read the store's three streams and the label file; the labels must be for the same videos, same order."""
+def load_corpus(features: str | os.PathLike, labels: str | os.PathLike | None) -> PretrainCorpus:
+    """Read the store's three streams and the label file; the labels must be for the same videos, same order.
+
+    Without `labels` (the untrained control needs only the streams' statistics) `grounded` is None.
+    """
     store = read_store(features, streams=STREAMS, dtype=None)  # float16 stays float16 in memory
-    avg = read_avg_labels(labels, video_ids=store.video_ids)
+    grounded = None
+    if labels is not None:
+        grounded = torch.from_numpy(read_avg_labels(labels, video_ids=store.video_ids).labels)
     return PretrainCorpus(
         video_ids=store.video_ids,
         streams={name: torch.from_numpy(store[name]) for name in STREAMS},
-        grounded=torch.from_numpy(avg.labels),
+        grounded=grounded,
     )
 
 

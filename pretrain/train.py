@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import gather_object, set_seed
@@ -29,7 +30,7 @@ from avvp.errors import AvvpError, ConfigError
 from avvp.io import atomic_path
 from avvp.precision import resolve_mixed_precision
 from pretrain.config import PretrainConfig
-from pretrain.data import CorpusRows, feature_statistics, keep_batch, load_corpus, split_rows
+from pretrain.data import CorpusRows, PretrainCorpus, feature_statistics, keep_batch, load_corpus, split_rows
 from pretrain.losses import accuracy_from_counts, avg_loss, grounding_counts, pretrain_losses
 from pretrain.modeling import AVEncoderConfig, AVEncoderModel, save_encoder, weights_checksum
 
@@ -83,6 +84,17 @@ def encoder_config(cfg: PretrainConfig, widths: dict[str, int]) -> AVEncoderConf
     )
 
 
+def initial_encoder(cfg: PretrainConfig, corpus: PretrainCorpus, train_rows: np.ndarray) -> AVEncoderModel:
+    """The encoder a run starts from: seeded weights and the standardisation statistics of its training videos.
+
+    Seeds every generator (`set_seed`); `avvp-pretrain init` writes exactly this encoder as the untrained control.
+    """
+    set_seed(cfg.seed)
+    model = AVEncoderModel(encoder_config(cfg, corpus.widths))
+    model.set_input_statistics(feature_statistics(corpus, train_rows))
+    return model
+
+
 def latest_checkpoint(out: Path) -> Path | None:
     """The newest checkpoints/step_N folder (other names there are not ours and are left alone)."""
     steps = {int(p.name[5:]): p for p in (out / CHECKPOINTS).glob("step_*") if p.is_dir() and p.name[5:].isdigit()}
@@ -96,6 +108,11 @@ def check_run_dir(cfg: PretrainConfig) -> Path:
         if not (out / CONFIG_FILE).is_file():
             raise AvvpError(f"{out}: no {CONFIG_FILE}; nothing to resume (run without --resume to start it)")
         saved = PretrainConfig.load(out / CONFIG_FILE)
+        if saved.untrained:
+            raise AvvpError(
+                f"{out}: an untrained control written by `avvp-pretrain init`; there is no run to resume "
+                "(train into another --out without --resume)"
+            )
         differ = cfg.differences(saved)
         if differ:
             name = differ[0]
@@ -114,6 +131,8 @@ def check_run_dir(cfg: PretrainConfig) -> Path:
         if not (out / CONFIG_FILE).is_file():  # --overwrite replaces a run, never other files
             raise AvvpError(f"{out}: not a pretraining run (no {CONFIG_FILE}); --overwrite will not delete it")
     for name in ("features", "labels"):
+        if not getattr(cfg, name):  # no labels: the untrained control
+            continue
         source = Path(getattr(cfg, name)).resolve()
         if source == out.resolve() or out.resolve() in source.parents:
             raise AvvpError(f"{out}: holds the input --{name} {getattr(cfg, name)}; choose another run directory")
@@ -213,10 +232,7 @@ def train(cfg: PretrainConfig) -> Path:
     out = check_run_dir(cfg)  # every process checks before any writes
     accelerator = make_accelerator(cfg, out)
     main = accelerator.is_main_process
-    set_seed(cfg.seed)
-
-    model = AVEncoderModel(encoder_config(cfg, corpus.widths))
-    model.set_input_statistics(feature_statistics(corpus, train_rows))
+    model = initial_encoder(cfg, corpus, train_rows)
     optimizer = torch.optim.AdamW(parameter_groups(model, cfg.weight_decay), lr=cfg.lr)
     if main:  # only now that everything is set up: a run replaced by --overwrite goes when the new one can start
         start_run_dir(cfg, out)

@@ -267,3 +267,31 @@ def test_resume_from_a_damaged_run_is_a_one_line_error(corpus, tmp_path, capsys)
     assert f"{config}: not valid JSON" in fails_with(capsys, *resume)
     config.write_text("[1, 2]")
     assert f"{config}: expected a JSON object" in fails_with(capsys, *resume)
+
+
+def test_init_writes_the_step_zero_encoder_of_a_run(corpus, tmp_path, monkeypatch, capsys):
+    """`init` equals the weights a run with the same settings trains from; export takes it, --resume refuses it."""
+    features, labels = corpus
+    import pretrain.train as train_module
+
+    started_from = []
+
+    def recording_initial_encoder(*args):
+        model = real_initial_encoder(*args)
+        started_from.append(weights_checksum(model))
+        return model
+
+    real_initial_encoder = train_module.initial_encoder
+    monkeypatch.setattr(train_module, "initial_encoder", recording_initial_encoder)
+    run_cli(*tiny_args(features, labels, tmp_path / "run", "--max-steps", 1))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    monkeypatch.undo()
+    control = tmp_path / "control"
+    run_cli("init", "--preset", "tiny", "--features", features, "--out", control, "--hidden-size", 32, "--seed", 3)
+    assert started_from == [weights_checksum(load_encoder(control))]
+    assert started_from[0] != weights_checksum(load_encoder(tmp_path / "run"))  # the run did train
+    assert json.loads((control / "pretrain_config.json").read_text())["untrained"] is True
+    assert json.loads((control / "metrics.json").read_text())["steps"] == 0
+    run_cli("export", "--encoder", control, "--features", features, "--out", tmp_path / "e.h5")
+    err = fails_with(capsys, *tiny_args(features, labels, control, "--resume"))
+    assert "an untrained control written by `avvp-pretrain init`; there is no run to resume" in err

@@ -1,0 +1,35 @@
+"""The untrained control: the encoder a pretraining run starts from, written without a single step.
+
+A pretraining effect is only measured against this encoder: the same architecture, the same seed, the same input
+standardisation (statistics of the same training videos), trained on nothing. It is written as a run directory
+like a finished run (config.json + model.safetensors, pretrain_config.json with `untrained: true`, metrics.json
+with `steps: 0`), so `avvp-finetune --encoder` and `avvp-pretrain export` take it as they take a trained encoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from avvp.io import atomic_dir
+from pretrain.config import PretrainConfig
+from pretrain.data import load_corpus, split_rows
+from pretrain.modeling import save_encoder, weights_checksum
+from pretrain.train import CONFIG_FILE, check_run_dir, initial_encoder, write_json
+
+
+def write_control(cfg: PretrainConfig) -> Path:
+    """Write the step-0 encoder of the run `cfg` describes into cfg.out; returns the directory."""
+    cfg = replace(cfg, untrained=True, resume=False)
+    corpus = load_corpus(cfg.features, None)
+    train_rows, _ = split_rows(len(corpus), cfg.val_fraction, cfg.seed)
+    out = check_run_dir(cfg)
+    model = initial_encoder(cfg, corpus, train_rows)
+    # check_run_dir let an existing `out` through only for --overwrite of a pretraining run; atomic_dir replaces
+    # it once everything is written, so an interrupted init leaves no half-written encoder behind.
+    with atomic_dir(out, overwrite=True) as tmp:
+        write_json(tmp / CONFIG_FILE, cfg.to_dict())
+        metrics = {"untrained": True, "steps": 0, "weights_checksum": weights_checksum(model), "config": cfg.to_dict()}
+        write_json(tmp / "metrics.json", metrics)
+        save_encoder(model, tmp)
+    return out
