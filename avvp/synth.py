@@ -6,7 +6,9 @@ LLP's per-class coverage and LLP's 10-snippet event patterns per modality (visua
 sparser than audio ones), and a class heard and seen has audio and visual patterns related as in LLP
 (mostly equal, else one containing the other). All these figures come from `avvp/data/llp_stats.json`
 (`scripts/llp_stats.py`). With real annotation files, train videos keep their ids and weak labels (their
-timing is sampled as above) and val/test videos keep their ids and dense events.
+timing is sampled as above) and val/test videos keep their ids and dense events. The training videos'
+events, which the real LLP does not release, are written too (`LLPsim_train_audio.csv`,
+`LLPsim_train_visual.csv`, eval format): the truth that modality-aware label refinement is scored against.
 
 Features. Per modality, every latent class (the 25 LLP classes and 35 others, AudioSet-like) has a
 prototype in a small latent space; related classes (instruments, engines, voices) share part of it. An
@@ -39,6 +41,7 @@ from avvp.annotations import EVAL_FILES, SPLIT_FILES, WeakLabels, load_split, wr
 from avvp.classes import CLASS_INDEX, NUM_CLASSES, NUM_SNIPPETS
 from avvp.errors import ConfigError
 from avvp.io import check_writable
+from avvp.modality_labels import TRAIN_TRUTH_FILES
 from avvp.store import RAW_WIDTHS, StoreWriter
 
 SPLITS = ("train", "val", "test")
@@ -488,6 +491,7 @@ def output_paths(out: Path) -> dict[str, Path]:
     files = {"llp": out / LLP_FILE, "pretrain": out / PRETRAIN_FILE}
     files.update({name: out / SPLIT_FILES[name] for name in SPLITS})
     files.update({f"eval_{name}": out / filename for name, filename in EVAL_FILES.items()})
+    files.update({f"train_{name}": out / filename for name, filename in TRAIN_TRUTH_FILES.items()})
     return files
 
 
@@ -499,7 +503,7 @@ def synthesize(
     overwrite: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """Write an LLP-sim corpus into `out`: llp.h5, the five LLP annotation files and pretrain.h5.
+    """Write an LLP-sim corpus into `out`: llp.h5, the five LLP annotation files, the training truth and pretrain.h5.
 
     With `annotations` (a folder of real LLP files) the labelled videos take their ids, weak labels and
     (val/test) dense events from it, up to the preset's number per split. `on_progress(done, total)` is
@@ -552,6 +556,9 @@ def synthesize(
         evaluated = slice(layout.split_slice("val").start, len(layout.video_ids))
         write_events(staged["eval_audio"], layout.video_ids[evaluated], layout.audio[evaluated])
         write_events(staged["eval_visual"], layout.video_ids[evaluated], layout.visual[evaluated])
+        trained = layout.split_slice("train")
+        write_events(staged["train_audio"], layout.video_ids[trained], layout.audio[trained])
+        write_events(staged["train_visual"], layout.video_ids[trained], layout.visual[trained])
         _write_corpus(staged["llp"], layout.video_ids, llp_events, model, (seed, 3), source, attrs, progress)
         _write_corpus(
             staged["pretrain"], pretrain_ids, pretrain_events, model, (seed, 4), f"{source} pretrain", attrs, progress
