@@ -22,6 +22,8 @@ from avvp.io import atomic_path, first_non_utf8
 
 SPLIT_FILES = {"train": "AVVP_train.csv", "val": "AVVP_val_pd.csv", "test": "AVVP_test_pd.csv"}
 EVAL_FILES = {"audio": "AVVP_eval_audio.csv", "visual": "AVVP_eval_visual.csv"}
+DATASET_FILE = "AVVP_dataset_full.csv"
+"""The HAN release's list of all 11,849 LLP videos (`filename  event_labels`, as a split file)."""
 WEAK_COLUMNS = ("filename", "event_labels")
 EVENT_COLUMNS = ("filename", "onset", "offset", "event_labels")
 
@@ -186,6 +188,32 @@ def _read_events(path: Path, video_ids: list[str], strict: bool) -> tuple[np.nda
             file=sys.stderr,
         )
     return dense, skipped
+
+
+def read_dataset_videos(annotations: str | os.PathLike) -> tuple[list[str], list[Path]]:
+    """Every video of an LLP annotation folder and the files that list them: `AVVP_dataset_full.csv`, or where
+    it is absent the split files present (a video in two of them is an error)."""
+    folder = Path(annotations)
+    if not folder.is_dir():
+        what = "not a folder" if folder.exists() else "no such annotation folder"
+        raise AnnotationError(f"{folder}: {what}; expected a folder of LLP annotation files ({DATASET_FILE}, ...)")
+    if (folder / DATASET_FILE).exists():
+        return read_weak_labels(folder / DATASET_FILE).video_ids, [folder / DATASET_FILE]
+    files = [folder / name for name in SPLIT_FILES.values() if (folder / name).exists()]
+    if not files:
+        raise AnnotationError(
+            f"{folder}: no {DATASET_FILE} and no split file ({', '.join(SPLIT_FILES.values())}); "
+            "expected a folder of LLP annotation files"
+        )
+    listed_in: dict[str, Path] = {}
+    for path in files:
+        for video_id in read_weak_labels(path).video_ids:
+            if video_id in listed_in:
+                raise AnnotationError(
+                    f"{path}: video {video_id!r} is also in {listed_in[video_id]}; a video belongs to one split"
+                )
+            listed_in[video_id] = path
+    return list(listed_in), files
 
 
 @dataclass

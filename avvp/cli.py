@@ -82,12 +82,17 @@ def parse(
         "snippet (N, 10, 2, 25), modality 0 audio, 1 visual.",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    annotations: Path | None = typer.Option(
+        None,
+        help="LLP annotation folder: report (and take in --videos) the store's videos by their LLP filenames, "
+        "for a store named by YouTube id (avvp data import-han without --annotations).",
+    ),
 ) -> None:
     """Parse videos: audio, visual and audio-visual events with onset, offset and probability."""
     from finetune.parse import parse as parse_videos
 
     video_ids = [v.strip() for v in videos.split(",") if v.strip()] if videos is not None else None
-    events = parse_videos(run, features, out, video_ids, csv, plot, overwrite, probabilities)
+    events = parse_videos(run, features, out, video_ids, csv, plot, overwrite, probabilities, annotations)
     print(f"wrote {sum(map(len, events.values()))} events of {len(events)} videos to {out}")
     if probabilities is not None:
         print(f"wrote the probabilities of {len(events)} videos to {probabilities}")
@@ -101,8 +106,15 @@ def import_han_command(
     root: Path = typer.Argument(..., help="LLP feature release: vggish/, res152/, r2plus1d_18/, a .npy per video."),
     out: Path = typer.Option(..., help="Feature store to write (HDF5)."),
     dtype: str = typer.Option("float16", help="Stored precision: float16 or float32."),
+    annotations: Path | None = typer.Option(
+        None,
+        help="LLP annotation folder: import its videos (AVVP_dataset_full.csv, else the split files), named by "
+        "their LLP filenames whether the files are named so or by YouTube id (as the LLP release names them).",
+    ),
     video_ids: Path | None = typer.Option(
-        None, help="Videos to import, one id per line (or an LLP split file); default: every .npy in vggish/."
+        None,
+        help="Videos to import, one id per line (or an LLP split file), files named by id or by YouTube id; "
+        "default: every .npy in vggish/, named by file stem (e.g. a pretraining corpus).",
     ),
     skip_missing: bool = typer.Option(
         False, help="Leave out videos with a missing feature file (listed in OUT.skipped.txt) instead of failing."
@@ -111,7 +123,7 @@ def import_han_command(
     overwrite: bool = typer.Option(False, help="Replace an existing --out and its OUT.skipped.txt."),
 ) -> None:
     """Convert the LLP feature release (per-video .npy files) into a feature store."""
-    from avvp.import_han import import_han, read_video_list
+    from avvp.import_han import FOLDERS, import_han, read_video_list
 
     result = import_han(
         root,
@@ -122,11 +134,43 @@ def import_han_command(
         workers=workers,
         overwrite=overwrite,
         show_progress=True,
+        annotations=annotations,
     )
-    print(f"wrote {result.path}: {len(result.video_ids)} videos ({dtype}); {result.padded} visual clip(s) padded")
+    found = f"; {result.by_youtube_id} found by YouTube id" if result.by_youtube_id else ""
+    print(
+        f"wrote {result.path}: {len(result.video_ids)} videos ({dtype}); {result.padded} visual clip(s) padded{found}"
+    )
     if result.skipped:
         shown = ", ".join(result.skipped[:5]) + (", ..." if len(result.skipped) > 5 else "")
         print(f"skipped {len(result.skipped)} video(s) with a missing feature file ({result.skipped_list}): {shown}")
+    if result.shared:
+        pairs = [f"{name}.npy ({', '.join(videos)})" for name, videos in list(result.shared.items())[:3]]
+        count = sum(map(len, result.shared.values()))
+        print(
+            f"left out {count} video(s) sharing a YouTube id with another, whose one file cannot say which clip "
+            f"it holds: " + "; ".join(pairs) + ("; ..." if len(result.shared) > 3 else "")
+        )
+    if result.unmatched:
+        files = ", ".join(f"{name}.npy" for name in result.unmatched[:5])
+        more = ", ..." if len(result.unmatched) > 5 else ""
+        folder = root / FOLDERS["audio"]
+        print(f"not imported: {len(result.unmatched)} file(s) of {folder}/ match no annotated video: {files}{more}")
+
+
+@data_app.command("export-han")
+def export_han_command(
+    store: Path = typer.Argument(..., help="Feature store with audio, visual and motion streams (e.g. LLP-sim)."),
+    out: Path = typer.Option(..., help="Folder to write vggish/, res152/, r2plus1d_18/ into (the LLP release layout)."),
+    names: str = typer.Option(
+        "youtube-id", help="File names: youtube-id (the first 11 characters, as the LLP release) or filename."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
+) -> None:
+    """Write a store in the layout of the LLP feature release (the inverse of import-han)."""
+    from avvp.export_han import export_han
+
+    count = export_han(store, out, naming=names, overwrite=overwrite)
+    print(f"wrote {count} videos to {out} (vggish/, res152/, r2plus1d_18/; files named by {names})")
 
 
 @data_app.command()

@@ -4,6 +4,10 @@ Release layout: `ROOT/vggish/ID.npy` (10, 128), `ROOT/res152/ID.npy` (80, 2048),
 (10, 512). The 80 ResNet-152 frames are averaged per second (8 frames each); a clip with 72-79 frames is
 first padded by repeating its last frame. Files are read by a thread pool and streamed into the store in
 chunks; the store appears only when every video has been read.
+
+The LLP release names a file by the video's YouTube id (the first 11 characters of its LLP filename,
+`avvp.video_ids`); given the videos (annotations or a list), the store names them by their LLP filenames,
+whichever way the files are named. Without them the ids are the file stems (a pretraining corpus).
 """
 
 from __future__ import annotations
@@ -15,21 +19,26 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from avvp.annotations import read_dataset_videos
 from avvp.classes import NUM_SNIPPETS
 from avvp.console import progress
 from avvp.errors import ConfigError, StoreError
 from avvp.io import atomic_path, check_writable, first_non_utf8
 from avvp.store import CHUNK_VIDEOS, RAW_WIDTHS, StoreWriter, float_dtype
+from avvp.video_ids import match_videos, youtube_id
 
 FOLDERS = {"audio": "vggish", "visual": "res152", "motion": "r2plus1d_18"}
 """Store stream -> folder of the release."""
+SOURCE_FILE = "avvp_source.txt"
+"""Written into a release folder by `avvp data export-han`: what the files were exported from (e.g. LLP-sim),
+carried into the imported store's `source`; the LLP release has none."""
 FRAMES_PER_SNIPPET = 8
 MAX_FRAMES = NUM_SNIPPETS * FRAMES_PER_SNIPPET
 MIN_FRAMES = MAX_FRAMES - FRAMES_PER_SNIPPET
@@ -51,6 +60,13 @@ class ImportResult:
     """Visual clips padded from 72-79 frames to 80."""
     skipped_list: Path | None
     """OUT.skipped.txt, written when videos were skipped."""
+    by_youtube_id: int = 0
+    """Videos whose files are named by YouTube id (the store names them by filename)."""
+    shared: dict[str, list[str]] = field(default_factory=dict)
+    """YouTube id -> the two or more requested videos that share its one file: left out, as it cannot say which
+    clip it holds."""
+    unmatched: list[str] = field(default_factory=list)
+    """Files of `vggish/` (stems) that match no annotated video: not imported (with annotations only)."""
 
 
 def skipped_list_path(out: str | os.PathLike) -> Path:
@@ -161,14 +177,21 @@ def import_han(
     workers: int = 8,
     overwrite: bool = False,
     show_progress: bool = False,
+    annotations: str | os.PathLike | None = None,
 ) -> ImportResult:
     """Convert a release folder into a store at `out` (atomically).
 
-    `video_ids` defaults to the videos in `ROOT/vggish/`. A video with a missing feature file is an error,
-    or with `skip_missing` is left out: the ids go into the store's `skipped_video_ids` attribute and
-    `OUT.skipped.txt`. A malformed file (too few frames, a wrong width) is always an error naming it.
+    The videos are `video_ids`, or every video of the `annotations` folder (`read_dataset_videos`), or by
+    default the files in `ROOT/vggish/` (ids = file stems). A video's files are named by its id or by its
+    YouTube id (`avvp.video_ids.match_videos`); both present is an error. A video with a missing feature file
+    is an error, or with `skip_missing` is left out: the ids go into the store's `skipped_video_ids` attribute
+    and `OUT.skipped.txt`. Videos sharing one YouTube id file, and (with `annotations`) files of no annotated
+    video, are left out and returned for the caller to report. A malformed file (too few frames, a wrong
+    width) is always an error naming it.
     """
     root = Path(root)
+    if video_ids is not None and annotations is not None:
+        raise ConfigError("--annotations and --video-ids: give one of the two")
     if float_dtype(dtype) is None:
         raise ConfigError(f"--dtype {dtype}: not supported; expected float16 or float32")
     if workers < 1:
@@ -180,35 +203,58 @@ def import_han(
             f"{root}: no {', '.join(absent)} folder; expected the LLP feature release layout "
             f"({', '.join(f'{folder}/' for folder in FOLDERS.values())})"
         )
+    stems = release_video_ids(root)
+    if annotations is not None:
+        video_ids = read_dataset_videos(annotations)[0]
     if video_ids is None:
-        video_ids = release_video_ids(root)
-        if not video_ids:
+        if not stems:
             raise StoreError(f"{root / FOLDERS['audio']}: no .npy files")
-    present, skipped = [], []
+        video_ids, file_of, shared, unmatched = stems, {stem: stem for stem in stems}, {}, []
+    else:
+        match = match_videos(stems, video_ids)
+        if match.doubled:
+            video_id, other = match.doubled[0]
+            raise StoreError(
+                f"{root / FOLDERS['audio']}: two files for video {video_id!r}, {video_id}.npy and {other}.npy (its "
+                f"YouTube id; {len(match.doubled)} video(s) in all); expected one, named by either"
+            )
+        file_of, shared = match.names, match.shared
+        unmatched = match.unmatched(stems) if annotations is not None else []
+    left_out = {video_id for sharing in shared.values() for video_id in sharing}
+    present, skipped = [], []  # present: (video id, file stem)
     for video_id in video_ids:
-        missing = [path for path in feature_paths(root, video_id).values() if not path.is_file()]
+        if video_id in left_out:
+            continue
+        stem = file_of.get(video_id, video_id)
+        missing = [path for path in feature_paths(root, stem).values() if not path.is_file()]
         if not missing:
-            present.append(video_id)
+            present.append((video_id, stem))
         elif skip_missing:
             skipped.append(video_id)
         else:
-            raise StoreError(f"{missing[0]}: no such file (video {video_id!r}); pass --skip-missing to leave it out")
+            also = f"; nor {youtube_id(video_id)}.npy, its YouTube id" if youtube_id(video_id) != stem else ""
+            raise StoreError(
+                f"{missing[0]}: no such file (video {video_id!r}{also}); pass --skip-missing to leave it out"
+            )
     if not present:
         raise StoreError(f"{root}: none of the {len(video_ids)} requested videos has all three feature files")
 
     padded = 0
-    attrs = {"skipped_video_ids": np.array(skipped, dtype=h5py.string_dtype())}
-    source = f"LLP feature release {root.resolve()}"
+    attrs = {
+        "skipped_video_ids": np.array(skipped, dtype=h5py.string_dtype()),
+        "shared_file_video_ids": np.array(sorted(left_out), dtype=h5py.string_dtype()),
+    }
+    source = f"LLP feature release {root.resolve()}" + exported_from(root)
     with (
         StoreWriter(out, RAW_WIDTHS, dtype=dtype, source=source, attrs=attrs, overwrite=overwrite) as writer,
         ThreadPoolExecutor(max_workers=workers) as pool,
         # Closed before the pool shuts down, so that on an error the queued reads are cancelled, not waited for.
-        closing(_ordered_map(pool, partial(load_clip, root), present, window=2 * CHUNK_VIDEOS)) as clips,
+        closing(_ordered_map(pool, partial(load_clip, root), [s for _, s in present], 2 * CHUNK_VIDEOS)) as clips,
         progress(disable=not show_progress) as bar,
     ):
         task = bar.add_task("import-han", total=len(present))
         for start in range(0, len(present), CHUNK_VIDEOS):
-            chunk_ids = present[start : start + CHUNK_VIDEOS]
+            chunk_ids = [video_id for video_id, _ in present[start : start + CHUNK_VIDEOS]]
             chunk = []
             for _ in chunk_ids:
                 clip, was_padded = next(clips)
@@ -220,9 +266,9 @@ def import_han(
             for name, array in streams.items():
                 overflow = ~np.isfinite(array).all(axis=(1, 2))
                 if overflow.any():
-                    video_id = chunk_ids[int(np.flatnonzero(overflow)[0])]
+                    _, stem = present[start + int(np.flatnonzero(overflow)[0])]
                     raise StoreError(
-                        f"{feature_paths(root, video_id)[name]}: values overflow {writer.dtype}; use --dtype float32"
+                        f"{feature_paths(root, stem)[name]}: values overflow {writer.dtype}; use --dtype float32"
                     )
             writer.append(chunk_ids, **streams)
 
@@ -233,8 +279,20 @@ def import_han(
         skipped_list.unlink()  # a stale list from the import this one replaces (with overwrite)
     return ImportResult(
         path=Path(out),
-        video_ids=present,
+        video_ids=[video_id for video_id, _ in present],
         skipped=skipped,
         padded=padded,
         skipped_list=skipped_list if skipped else None,
+        by_youtube_id=sum(video_id != stem for video_id, stem in present),
+        shared=shared,
+        unmatched=unmatched,
     )
+
+
+def exported_from(root: Path) -> str:
+    """' (exported from ...)' where the folder says what it was exported from (SOURCE_FILE), else ''."""
+    path = root / SOURCE_FILE
+    if not path.is_file():
+        return ""
+    text = " ".join(path.read_text(encoding="utf-8", errors="replace").split())[:200]
+    return f" (exported from {text})" if text else ""

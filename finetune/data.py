@@ -13,6 +13,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 from avvp.annotations import SPLIT_FILES, DenseLabels, load_split
 from avvp.errors import AnnotationError, StoreError
 from avvp.store import read_store, read_video_ids, store_info
+from avvp.video_ids import store_ids_for
 
 
 @dataclass(eq=False)
@@ -66,16 +67,9 @@ def load_split_data(
     labels = load_split(annotations, split)
     if not labels.video_ids:
         raise AnnotationError(f"{Path(annotations) / SPLIT_FILES[split]}: no videos; the {split} split cannot be empty")
-    stored = set(read_video_ids(features))
-    missing = [video_id for video_id in labels.video_ids if video_id not in stored]
-    if missing:
-        shown = ", ".join(repr(v) for v in missing[:3]) + (", ..." if len(missing) > 3 else "")
-        raise StoreError(
-            f"{features}: {len(missing)} of the {len(labels.video_ids)} videos of "
-            f"{Path(annotations) / SPLIT_FILES[split]} are not in the store ({shown}); "
-            "the features and the annotations must describe the same videos"
-        )
-    store = read_store(features, streams=streams, video_ids=labels.video_ids, dtype=None)
+    listed_in = Path(annotations) / SPLIT_FILES[split]
+    store_ids = store_ids_for(features, read_video_ids(features), labels.video_ids, listed_in)
+    store = read_store(features, streams=streams, video_ids=store_ids, dtype=None)
     return SplitData(
         name=split,
         video_ids=labels.video_ids,

@@ -17,11 +17,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from avvp.annotations import dense_to_rows, runs_of, write_events
+from avvp.annotations import dense_to_rows, read_dataset_videos, runs_of, write_events
 from avvp.classes import CLASS_INDEX, CLASSES, NUM_SNIPPETS
 from avvp.errors import ConfigError, StoreError
 from avvp.io import atomic_path, check_writable
 from avvp.store import SCHEMA_VERSION, _created_by, read_video_ids
+from avvp.video_ids import filenames_in_store
 from finetune.data import check_streams, load_store_data
 from finetune.evaluate import Predictions, load_run, predict_data
 from finetune.models import STREAMS
@@ -183,6 +184,13 @@ def write_probabilities(
     return Path(path)
 
 
+def annotated_names(features: str | os.PathLike, annotations: str | os.PathLike) -> dict[str, str]:
+    """Store id -> LLP filename of the store's annotated videos: a store named by YouTube id reports them by
+    filename (so that `--csv` files score with `avvp evaluate`); other videos keep their ids."""
+    filenames, files = read_dataset_videos(annotations)
+    return filenames_in_store(features, read_video_ids(features), filenames, ", ".join(map(str, files)))
+
+
 def check_apart(outputs: Sequence[tuple[str, Path]]) -> None:
     """Refuse two outputs that are one file, or one that would have to be a folder holding another."""
     where: dict[Path, tuple[str, Path]] = {}
@@ -210,11 +218,13 @@ def parse(
     plot_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
     probabilities: str | os.PathLike | None = None,
+    annotations: str | os.PathLike | None = None,
 ) -> dict[str, list[dict]]:
     """Parse videos with a saved run: events JSON, optionally LLP eval CSVs, one timeline PNG per video and the
     raw probabilities (HDF5, `write_probabilities`).
 
-    Every output is checked before any is written: an existing one needs `overwrite`.
+    Every output is checked before any is written: an existing one needs `overwrite`. With `annotations`, videos
+    are reported (and may be requested) by their LLP filenames (see `annotated_names`).
     """
     out = check_writable(out, overwrite)
     if probabilities is not None:
@@ -222,7 +232,11 @@ def parse(
     csv_paths = [Path(csv_dir) / name for name in ("pred_audio.csv", "pred_visual.csv")] if csv_dir else []
     for path in csv_paths:
         check_writable(path, overwrite)
-    parsed_ids = videos_to_parse(features, video_ids)
+    names = annotated_names(features, annotations) if annotations is not None else {}
+    if video_ids is not None and names:
+        store_id = {filename: video for video, filename in names.items()}
+        video_ids = [store_id.get(video, video) for video in video_ids]
+    parsed_ids = [names.get(video, video) for video in videos_to_parse(features, video_ids)]
     pictures = picture_paths(plot_dir, parsed_ids, overwrite) if plot_dir else []
     check_apart(
         [
@@ -233,6 +247,7 @@ def parse(
         ]
     )
     predictions = predict_videos(run, features, video_ids)
+    predictions.video_ids = [names.get(video, video) for video in predictions.video_ids]
     events = video_events(predictions)
     with atomic_path(out, overwrite) as tmp:
         document = {"run": str(run), "features": str(features), "videos": events}
