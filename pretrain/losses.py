@@ -18,6 +18,17 @@ Decisions:
 - In-batch negatives (optional) are a separate term: every snippet of every other video in the (global) batch is
   a negative for each local anchor, [s - n]+, over the same modality pairs, averaged over those pairs. The
   training loss is the sum of the two terms.
+- Margins: p >= n, both in [-1, 1]. p = n (the release's 0.7) has zero width: every similarity at n gives zero
+  loss whatever the label. p < n would ask grounded pairs to be less similar than the others: an error.
+
+The InfoNCE objective (`info_nce_loss`) replaces the hinge with a softmax at a temperature tau: for an anchor
+snippet i of video b and each snippet j it is grounded to (same video, G_ij = 1, not i itself),
+
+    -log( exp(s_ij / tau) / (exp(s_ij / tau) + sum_k exp(s_ik / tau)) )
+
+where k runs over the anchor's negatives: every snippet of every other video in the global batch, and the
+snippets of its own video it is not grounded to. Averaged over every (anchor, positive) pair of the variant's
+modality pairs.
 """
 
 from __future__ import annotations
@@ -35,12 +46,30 @@ VARIANTS: dict[str, tuple[tuple[str, str], ...]] = {
     "multi": (("audio", "audio"), ("visual", "visual"), ("audio", "visual"), ("visual", "audio")),
 }
 """variant -> the (anchor modality, other modality) pairs its loss sums over."""
+RELEASE_MARGIN = 0.7
+"""The authors' release: p = n = 0.7 (zero width: kept as the release recipe's setting)."""
+
+
+OBJECTIVES = ("hinge", "infonce")
+"""The AVG hinge with margins p, n (the paper's), or InfoNCE at a temperature."""
 
 
 def check_variant(variant: str) -> str:
     if variant not in VARIANTS:
         raise ConfigError(f"--variant {variant!r}: expected one of {', '.join(VARIANTS)}")
     return variant
+
+
+def check_margins(pos_margin: float, neg_margin: float) -> None:
+    """Cosine margins lie in [-1, 1] and p >= n (p = n is the release's zero-width setting)."""
+    for flag, value in (("--pos-margin", pos_margin), ("--neg-margin", neg_margin)):
+        if not -1.0 <= value <= 1.0:  # also refuses NaN
+            raise ConfigError(f"{flag} {value}: a cosine margin lies in [-1, 1]")
+    if pos_margin < neg_margin:
+        raise ConfigError(
+            f"--pos-margin {pos_margin} is below --neg-margin {neg_margin}: grounded pairs would be pushed below "
+            "the other pairs; use p > n (or p = n, the release's setting)"
+        )
 
 
 def pair_similarity(audio: torch.Tensor, visual: torch.Tensor, variant: str) -> torch.Tensor:
@@ -67,8 +96,8 @@ def avg_loss(
     visual: torch.Tensor,
     grounded: torch.Tensor,
     variant: str,
-    pos_margin: float = 0.7,
-    neg_margin: float = 0.7,
+    pos_margin: float = RELEASE_MARGIN,
+    neg_margin: float = RELEASE_MARGIN,
     reduction: str = "mean",
 ) -> torch.Tensor:
     """The AVG hinge loss over all anchors; `reduction="none"` gives each video's mean (B,).
@@ -87,7 +116,7 @@ def in_batch_negative_loss(
     visual: torch.Tensor,
     video_index: torch.Tensor,
     variant: str,
-    neg_margin: float = 0.7,
+    neg_margin: float = RELEASE_MARGIN,
     gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Mean of [s - n]+ between each local anchor snippet and every snippet of every other video in the batch.
@@ -108,13 +137,48 @@ def in_batch_negative_loss(
     return total / pairs.clamp(min=1)
 
 
+def info_nce_loss(
+    audio: torch.Tensor,
+    visual: torch.Tensor,
+    grounded: torch.Tensor,
+    video_index: torch.Tensor,
+    variant: str,
+    temperature: float,
+    gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """InfoNCE over each video's grounded pairs against its non-grounded snippets and every other video's.
+
+    audio, visual (B, T, H); grounded (B, T, T) bool; `video_index` (B,) identifies each video (a video seen twice
+    is one video). `gather` as for `in_batch_negative_loss`. The mean over every (anchor, grounded snippet) pair.
+    """
+    gather = gather or (lambda tensor: tensor)
+    modality = {"audio": 0, "visual": 1}
+    unit = F.normalize(torch.stack([audio.float(), visual.float()], dim=1), dim=-1)  # (B, 2, T, H)
+    candidates = gather(unit)  # (G, 2, T, H), all processes
+    same_video = (video_index[:, None] == gather(video_index)[None, :])[:, None, :, None]  # (B, 1, G, 1)
+    # grounded[b, i, j] placed at every copy of video b among the candidates: (B, T, G, T)
+    grounded_to = same_video & grounded.bool()[:, :, None, :]
+    itself = same_video & torch.eye(audio.shape[1], dtype=torch.bool, device=audio.device)[None, :, None, :]
+    total, count = unit.new_zeros(()), 0
+    for x, y in VARIANTS[check_variant(variant)]:
+        logits = torch.einsum("bih,gjh->bigj", unit[:, modality[x]], candidates[:, modality[y]]) / temperature
+        positive = grounded_to & ~itself if x == y else grounded_to  # (B, T, G, T)
+        negative = ~grounded_to
+        negatives = torch.logsumexp(logits.masked_fill(~negative, float("-inf")), dim=(2, 3))  # (B, T)
+        # -log(e^s / (e^s + e^N)) = log(e^s + e^N) - s, with N the log-sum-exp of the negatives
+        terms = torch.logaddexp(logits, negatives[:, :, None, None]) - logits  # (B, T, G, T)
+        total = total + (terms * positive).sum()
+        count = count + positive.sum()
+    return total / torch.as_tensor(count).clamp(min=1)
+
+
 def grounding_counts(
     audio: torch.Tensor,
     visual: torch.Tensor,
     grounded: torch.Tensor,
     variant: str,
-    pos_margin: float = 0.7,
-    neg_margin: float = 0.7,
+    pos_margin: float = RELEASE_MARGIN,
+    neg_margin: float = RELEASE_MARGIN,
 ) -> torch.Tensor:
     """(B, 4) per video: grounded pairs with s >= p, grounded pairs, other pairs with s <= n, other pairs.
 
@@ -154,8 +218,16 @@ def pretrain_losses(
     neg_margin: float,
     in_batch_negatives: bool = False,
     gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    objective: str = "hinge",
+    temperature: float = 0.1,
 ) -> dict[str, torch.Tensor]:
-    """The named loss terms of one batch: `avg`, and `in_batch_negative` when asked for; the loop sums them."""
+    """The named loss terms of one batch; the loop sums them.
+
+    `hinge`: `avg`, and `in_batch_negative` when asked for; `infonce`: `infonce` alone (its negatives already
+    include the other videos of the batch; the margins are not used).
+    """
+    if objective == "infonce":
+        return {"infonce": info_nce_loss(audio, visual, grounded, video_index, variant, temperature, gather)}
     terms = {"avg": avg_loss(audio, visual, grounded, variant, pos_margin, neg_margin)}
     if in_batch_negatives:
         terms["in_batch_negative"] = in_batch_negative_loss(audio, visual, video_index, variant, neg_margin, gather)

@@ -198,3 +198,46 @@ def test_grounding_accuracy_hand_worked():
         "negative_accuracy": 0.75,
         "balanced_accuracy": 0.625,
     }
+
+
+def test_margins_are_checked():
+    from pretrain.losses import RELEASE_MARGIN, check_margins
+
+    check_margins(RELEASE_MARGIN, RELEASE_MARGIN)  # p = n: the release's setting
+    check_margins(0.8, 0.3)
+    with pytest.raises(ConfigError, match=r"--pos-margin 0.3 is below --neg-margin 0.5: grounded pairs would be"):
+        check_margins(0.3, 0.5)
+    for p, n, flag in ((1.5, 0.2, "--pos-margin 1.5"), (0.5, -1.2, "--neg-margin -1.2"), (float("nan"), 0, "nan")):
+        with pytest.raises(ConfigError, match=rf"{flag}.*: a cosine margin lies in \[-1, 1\]"):
+            check_margins(p, n)
+
+
+def test_info_nce_matches_a_direct_computation():
+    from pretrain.losses import info_nce_loss
+
+    generator = torch.Generator().manual_seed(3)
+    audio, visual = torch.randn(3, 4, 5, generator=generator), torch.randn(3, 4, 5, generator=generator)
+    grounded = torch.rand(3, 4, 4, generator=generator) < 0.5
+    grounded = grounded | grounded.transpose(1, 2) | torch.eye(4, dtype=torch.bool)
+    index = torch.tensor([7, 2, 7])  # videos 0 and 2 are one video seen twice
+    streams = {"audio": torch.nn.functional.normalize(audio, dim=-1),
+               "visual": torch.nn.functional.normalize(visual, dim=-1)}  # fmt: skip
+    tau = 0.2
+    for variant in VARIANTS:
+        total, count = 0.0, 0
+        for b, (x, y), i in itertools.product(range(3), VARIANTS[variant], range(4)):
+            anchor = streams[x][b, i]
+            positives, negatives = [], []
+            for g, j in itertools.product(range(3), range(4)):
+                s = (anchor @ streams[y][g, j]).item() / tau
+                if index[g] != index[b] or not grounded[b, i, j]:
+                    negatives.append(s)
+                elif not (x == y and i == j):
+                    positives.append(s)
+            for s in positives:
+                total += -s + torch.logsumexp(torch.tensor([s, *negatives]), dim=0).item()
+                count += 1
+        loss = info_nce_loss(audio, visual, grounded, index, variant, tau)
+        assert loss.item() == pytest.approx(total / count, rel=1e-5)
+    terms = pretrain_losses(audio, visual, grounded, index, "multi", 0.7, 0.7, objective="infonce", temperature=tau)
+    assert set(terms) == {"infonce"}
