@@ -1,25 +1,43 @@
 #!/usr/bin/env bash
 # Reproduce the paper's Tables 1 and 2 on real LLP features with the `paper` preset (3 seeds per row).
 #   bash scripts/reproduce_tables.sh --features DIR --annotations DIR [--seeds N] [--out results/llp]
-# DIR (features) holds llp.h5 and pretrain.h5, made with `avvp data import-han`; the annotation folder holds the
-# LLP files (AVVP_train.csv, AVVP_val_pd.csv, AVVP_test_pd.csv, AVVP_eval_audio.csv, AVVP_eval_visual.csv).
-# Stages are cached in OUT/cache, so an interrupted run continues where it stopped. Meant for a GPU.
+#                                    [--preset paper] [--rows "Base,HAN"]
+# DIR (features) holds llp.h5 and pretrain.h5, made from the LLP feature release with
+# `avvp data import-han RELEASE --annotations DIR --out DIR/llp.h5` (README, "Reproducing on real LLP");
+# the annotation folder holds the LLP files (AVVP_train.csv, AVVP_val_pd.csv, AVVP_test_pd.csv,
+# AVVP_eval_audio.csv, AVVP_eval_visual.csv). Relative paths are read from the folder the script is run in;
+# the default --out is results/llp in the repository. Stages are cached in OUT/cache, so an interrupted run
+# continues where it stopped. Meant for a GPU; `--preset tiny --seeds 1 --rows ...` is a minute-long check.
+# The toolkit is installed (scripts/setup.sh) first if the environment ($AVVP_VENV, default .venv) lacks it.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-features="" annotations="" seeds=3 out="results/llp"
+usage="usage: $0 --features DIR --annotations DIR [--seeds N] [--out DIR] [--preset NAME] [--rows NAMES]"
+features="" annotations="" seeds=3 out="" preset="paper" rows=""
 while [ $# -gt 0 ]; do
+    if [ $# -lt 2 ]; then echo "error: $1 needs a value; $usage" >&2; exit 2; fi
     case "$1" in
         --features) features="$2"; shift 2 ;;
         --annotations) annotations="$2"; shift 2 ;;
         --seeds) seeds="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
-        *) echo "error: unknown option $1; usage: $0 --features DIR --annotations DIR [--seeds N] [--out DIR]" >&2; exit 2 ;;
+        --preset) preset="$2"; shift 2 ;;
+        --rows) rows="$2"; shift 2 ;;
+        *) echo "error: unknown option $1; $usage" >&2; exit 2 ;;
     esac
 done
 if [ -z "$features" ] || [ -z "$annotations" ]; then
     echo "error: --features DIR and --annotations DIR are required" >&2
     exit 2
 fi
-bash scripts/setup.sh
-"${AVVP_VENV:-.venv}/bin/python" -m benchmarks.tables --preset paper --data "$features" --annotations "$annotations" \
-    --seeds "$seeds" --out "$out"
+from_here() { case "$1" in /*) printf '%s' "$1" ;; *) printf '%s/%s' "$PWD" "$1" ;; esac; }
+features=$(from_here "$features")
+annotations=$(from_here "$annotations")
+if [ -n "$out" ]; then out=$(from_here "$out"); fi
+cd "$(dirname "$0")/.."
+venv="${AVVP_VENV:-.venv}"
+if [ ! -x "$venv/bin/avvp-finetune" ] || ! "$venv/bin/python" -c "import avvp" 2>/dev/null; then
+    bash scripts/setup.sh
+fi
+py="$venv/bin/python"
+args=(--preset "$preset" --data "$features" --annotations "$annotations" --seeds "$seeds" --out "${out:-results/llp}")
+if [ -n "$rows" ]; then args+=(--rows "$rows"); fi
+"$py" -m benchmarks.tables "${args[@]}"

@@ -1,5 +1,7 @@
 """`avvp data import-han`: the LLP feature release layout into a store, through the library and the CLI."""
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -219,3 +221,214 @@ def test_an_empty_or_cut_npy_file_is_an_error_naming_it(release, tmp_path, conte
     with pytest.raises(StoreError, match=r"r2plus1d_18/ccccccccccc_30_40\.npy: not a readable \.npy array"):
         import_han(root, tmp_path / "store.h5", workers=2)
     assert not (tmp_path / "store.h5").exists()
+
+
+# --- the LLP release names its files by YouTube id: the store names the videos by their LLP filenames ---
+
+MADE_UP = [f"{letter * 10}{i % 10}_{10 * i}_{10 * i + 10}" for i, letter in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZ")]
+
+
+def release_ids(source: str, real_llp_folder) -> list[str]:
+    """A few dozen LLP filenames: made up, or the first ones of the real AVVP_dataset_full.csv."""
+    if source == "made-up":
+        return MADE_UP + [f"x{i:02d}yz-_Q12w_{i}_{i + 10}" for i in range(10)]
+    from avvp.annotations import DATASET_FILE, read_weak_labels
+
+    return read_weak_labels(real_llp_folder / DATASET_FILE).video_ids[:36]
+
+
+def annotation_folder(path, video_ids, file_name="AVVP_dataset_full.csv"):
+    """An annotation folder listing `video_ids` (each labelled Speech) in one file."""
+    from avvp.annotations import WeakLabels, write_weak_labels
+
+    path.mkdir(parents=True, exist_ok=True)
+    labels = np.zeros((len(video_ids), 25), dtype=bool)
+    labels[:, 0] = True
+    write_weak_labels(path / file_name, WeakLabels(list(video_ids), labels))
+    return path
+
+
+def release_tree(root, video_ids, by_youtube_id=True):
+    """The release layout with one clip per video, files named by YouTube id or by filename: {video: arrays}."""
+    return {
+        video_id: write_clip(root, video_id[:11] if by_youtube_id else video_id, seed=i)
+        for i, video_id in enumerate(video_ids)
+    }
+
+
+@pytest.fixture(params=["made-up", "real"])
+def llp_ids(request):
+    if request.param == "made-up":
+        return release_ids("made-up", None)
+    return release_ids("real", request.getfixturevalue("real_llp"))
+
+
+def test_youtube_id_files_import_under_the_annotation_filenames(llp_ids, tmp_path, run_avvp):
+    clips = release_tree(tmp_path / "feats", llp_ids)
+    assert all(len(path.stem) == 11 for path in (tmp_path / "feats" / "vggish").iterdir())
+    annotations = annotation_folder(tmp_path / "ann", llp_ids)
+    out = tmp_path / "llp.h5"
+    code, stdout, stderr = run_avvp(
+        "data", "import-han", tmp_path / "feats", "--out", out, "--annotations", annotations, "--dtype", "float32"
+    )
+    assert code == 0, stderr
+    assert stdout.splitlines() == [f"wrote {out}: 36 videos (float32); 0 visual clip(s) padded; 36 found by YouTube id"]
+    store = read_store(out, widths=RAW_WIDTHS)
+    assert store.video_ids == llp_ids  # in the annotation file's order
+    for i, video_id in enumerate(llp_ids):
+        np.testing.assert_array_equal(store["audio"][i], clips[video_id]["vggish"])
+        np.testing.assert_array_equal(store["visual"][i], clips[video_id]["res152"].reshape(10, 8, -1).mean(axis=1))
+        np.testing.assert_array_equal(store["motion"][i], clips[video_id]["r2plus1d_18"])
+
+    # The same clips named by their whole filenames give the same store.
+    release_tree(tmp_path / "named", llp_ids, by_youtube_id=False)
+    named = import_han(tmp_path / "named", tmp_path / "named.h5", dtype="float32", annotations=annotations)
+    assert named.by_youtube_id == 0 and named.unmatched == [] and named.shared == {}
+    again = read_store(named.path, widths=RAW_WIDTHS)
+    assert again.video_ids == store.video_ids
+    for name in RAW_WIDTHS:
+        np.testing.assert_array_equal(again[name], store[name])
+
+
+def test_the_real_dataset_list_names_the_files_of_the_release(real_llp, tmp_path):
+    """AVVP_dataset_full.csv itself: the files present import under their filenames, the rest are skipped."""
+    video_ids = release_ids("real", real_llp)[:5]
+    release_tree(tmp_path / "feats", video_ids)
+    result = import_han(tmp_path / "feats", tmp_path / "llp.h5", annotations=real_llp, skip_missing=True)
+    assert result.video_ids == video_ids and result.by_youtube_id == 5
+    assert len(result.skipped) == 11849 - 5 and result.skipped_list.read_text().count("\n") == 11844
+
+
+def test_split_files_stand_in_for_the_dataset_list(tmp_path):
+    """Without AVVP_dataset_full.csv the split files present are read (train, val, test order)."""
+    release_tree(tmp_path / "feats", MADE_UP)
+    annotations = annotation_folder(tmp_path / "ann", MADE_UP[10:20], "AVVP_test_pd.csv")
+    annotation_folder(annotations, MADE_UP[:10], "AVVP_train.csv")
+    result = import_han(tmp_path / "feats", tmp_path / "llp.h5", annotations=annotations)
+    assert result.video_ids == MADE_UP[:20] and result.by_youtube_id == 20
+    assert result.unmatched == sorted(v[:11] for v in MADE_UP[20:])
+
+
+def test_a_split_file_as_video_list_finds_youtube_id_files(tmp_path, run_avvp):
+    """`--video-ids AVVP_train.csv` on the release as downloaded (it looked for vggish/ID_start_end.npy)."""
+    release_tree(tmp_path / "feats", MADE_UP)
+    split = annotation_folder(tmp_path / "ann", MADE_UP[3:9], "AVVP_train.csv") / "AVVP_train.csv"
+    out = tmp_path / "train.h5"
+    code, stdout, stderr = run_avvp("data", "import-han", tmp_path / "feats", "--out", out, "--video-ids", split)
+    assert code == 0, stderr
+    assert read_store(out).video_ids == MADE_UP[3:9]
+    assert "not imported" not in stdout  # a list is a chosen subset: the other files are not reported
+
+
+def test_shared_youtube_id_and_unmatched_files_are_reported(tmp_path, run_avvp):
+    video_ids = MADE_UP[:6]
+    release_tree(tmp_path / "feats", video_ids)
+    write_clip(tmp_path / "feats", "zzzzzzzzzzz")  # a file of no annotated video
+    write_clip(tmp_path / "feats", "yyyyyyyyyyy")
+    twin = f"{video_ids[2][:11]}_300_310"  # a second clip of the third video's YouTube id: one file, two videos
+    annotations = annotation_folder(tmp_path / "ann", [*video_ids, twin])
+    out = tmp_path / "llp.h5"
+    code, stdout, stderr = run_avvp(
+        "data", "import-han", tmp_path / "feats", "--out", out, "--annotations", annotations
+    )
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    assert lines[0] == f"wrote {out}: 5 videos (float16); 0 visual clip(s) padded; 5 found by YouTube id"
+    assert lines[1] == (
+        "left out 2 video(s) sharing a YouTube id with another, whose one file cannot say which clip it holds: "
+        f"{video_ids[2][:11]}.npy ({video_ids[2]}, {twin})"
+    )
+    assert lines[2] == (
+        f"not imported: 2 file(s) of {tmp_path / 'feats' / 'vggish'}/ match no annotated video: "
+        "yyyyyyyyyyy.npy, zzzzzzzzzzz.npy"
+    )
+    assert len(lines) == 3
+    assert read_store(out).video_ids == [v for v in video_ids if v != video_ids[2]]  # neither doubled nor guessed
+    assert store_info(out)["attrs"]["shared_file_video_ids"] == sorted([video_ids[2], twin])
+
+
+def test_many_unmatched_files_are_a_count_and_the_first_few(tmp_path, run_avvp):
+    release_tree(tmp_path / "feats", MADE_UP)
+    annotations = annotation_folder(tmp_path / "ann", MADE_UP[:2])
+    code, stdout, _ = run_avvp(
+        "data", "import-han", tmp_path / "feats", "--out", tmp_path / "s.h5", "--annotations", annotations
+    )
+    assert code == 0
+    first_five = ", ".join(f"{video_id[:11]}.npy" for video_id in MADE_UP[2:7])
+    assert stdout.splitlines()[1].endswith(f"/ match no annotated video: {first_five}, ..."), stdout
+    assert " 24 file(s) " in stdout
+
+
+def test_without_annotations_the_ids_are_the_file_stems(tmp_path):
+    """A pretraining corpus (or the release imported as is): every file, named by its stem."""
+    release_tree(tmp_path / "feats", MADE_UP[:4])
+    result = import_han(tmp_path / "feats", tmp_path / "corpus.h5")
+    assert result.video_ids == sorted(v[:11] for v in MADE_UP[:4]) and result.by_youtube_id == 0
+    assert read_store(result.path).video_ids == result.video_ids
+
+
+def one_line_error(result):
+    code, stdout, stderr = result
+    assert code == 1 and stdout == "" and stderr.count("\n") == 1 and stderr.startswith("error: "), stderr
+    assert "Traceback" not in stderr
+    return stderr.strip()
+
+
+def test_bad_release_and_annotation_folders_are_one_line_errors(tmp_path, run_avvp):
+    root = tmp_path / "feats"
+    release_tree(root, MADE_UP[:3])
+    out = tmp_path / "s.h5"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "AVVP_eval_audio.csv").write_text("filename\tonset\toffset\tevent_labels\n")
+    message = one_line_error(run_avvp("data", "import-han", root, "--out", out, "--annotations", empty))
+    assert message == (
+        f"error: {empty}: no AVVP_dataset_full.csv and no split file (AVVP_train.csv, AVVP_val_pd.csv, "
+        "AVVP_test_pd.csv); expected a folder of LLP annotation files"
+    )
+    message = one_line_error(run_avvp("data", "import-han", root, "--out", out, "--annotations", tmp_path / "nope"))
+    assert message.startswith(f"error: {tmp_path / 'nope'}: no such annotation folder")
+
+    annotations = annotation_folder(tmp_path / "ann", MADE_UP[:3])
+    list_file = tmp_path / "ids.txt"
+    list_file.write_text(MADE_UP[0] + "\n")
+    message = one_line_error(
+        run_avvp("data", "import-han", root, "--out", out, "--annotations", annotations, "--video-ids", list_file)
+    )
+    assert message == "error: --annotations and --video-ids: give one of the two"
+
+    for folder in ("res152", "r2plus1d_18"):
+        shutil.move(root / folder, tmp_path / "aside")
+        message = one_line_error(run_avvp("data", "import-han", root, "--out", out, "--annotations", annotations))
+        layout = "vggish/, res152/, r2plus1d_18/"
+        assert message == f"error: {root}: no {folder}/ folder; expected the LLP feature release layout ({layout})"
+        shutil.move(tmp_path / "aside", root / folder)
+    assert not out.exists()
+
+
+def test_two_files_for_one_video_is_a_one_line_error(tmp_path, run_avvp):
+    root = tmp_path / "feats"
+    release_tree(root, MADE_UP[:3])
+    write_clip(root, MADE_UP[1])  # also under its whole filename
+    annotations = annotation_folder(tmp_path / "ann", MADE_UP[:3])
+    message = one_line_error(
+        run_avvp("data", "import-han", root, "--out", tmp_path / "s.h5", "--annotations", annotations)
+    )
+    assert message == (
+        f"error: {root / 'vggish'}: two files for video {MADE_UP[1]!r}, {MADE_UP[1]}.npy and {MADE_UP[1][:11]}.npy "
+        "(its YouTube id; 1 video(s) in all); expected one, named by either"
+    )
+    assert not (tmp_path / "s.h5").exists()
+
+
+def test_a_missing_file_names_both_names_tried(tmp_path):
+    root = tmp_path / "feats"
+    release_tree(root, MADE_UP[:3])
+    for folder in ("vggish", "res152", "r2plus1d_18"):
+        (root / folder / f"{MADE_UP[2][:11]}.npy").unlink()
+    with pytest.raises(StoreError) as error:
+        import_han(root, tmp_path / "s.h5", video_ids=MADE_UP[:3])
+    assert str(error.value) == (
+        f"{root / 'vggish' / MADE_UP[2]}.npy: no such file (video {MADE_UP[2]!r}; nor {MADE_UP[2][:11]}.npy, its "
+        "YouTube id); pass --skip-missing to leave it out"
+    )
