@@ -2,12 +2,21 @@
 
     python -m benchmarks.tables --preset demo --seeds 3 --out results/          # LLP-sim demo, generated here
     python -m benchmarks.tables --preset paper --data DIR --annotations DIR --seeds 3 --out results/
+    python -m benchmarks.tables --rows HAN,Base+GCAA --recipes release ...       # a subset, into the same cache
     avvp bench tables ...                                                        # the same command
 
+Each Base-family row without pretraining runs under both training recipes, `avvp-finetune --recipe paper` (the
+paper's text) and `--recipe release` (what the paper release's scripts do), as two rows ("Base (paper recipe)",
+"Base (release recipe)"); HAN runs once with HAN's recipe and the pretrained rows with the paper's. `--rows`
+takes row names, or a family name ("Base+GCAA") for its rows under each of `--recipes`. The paper column shows
+the published figures of `benchmarks/paper_tables.json`, transcribed with their source.
+
 Every stage runs as its own command line (`avvp data synth`, `avvp-groundtruth build`, `avvp-pretrain`,
-`avvp-pretrain export`, `avvp-finetune`), in a folder of `OUT/cache/` named by a hash of its command and the
-contents of its input files: grounding runs once, each pretraining variant once, each (row, seed) once, and a
-rerun or an added seed redoes only what changed. Writes `OUT/tables.md`, `OUT/tables.json` and
+`avvp-pretrain export`, `avvp-finetune`), in a folder of `OUT/cache/` named by a hash of its command (paths
+inside the cache written relative to it, so a moved or relatively named OUT keeps its stages) and the contents of
+its input files: grounding runs once, each pretraining variant once, each (row, seed) once, and a rerun, an added
+seed or an added row redoes only what changed. The key holds no hash of the code: after a change to what a
+command computes, use a fresh OUT (or delete the stages concerned). Writes `OUT/tables.md`, `OUT/tables.json` and
 `OUT/per_class_f1.png` (the paper's Figure 4: per-class F1 of the best non-pretrained and the best
 pretrained row, audio and visual).
 """
@@ -46,32 +55,65 @@ class Row:
     source: str
     """raw (LLP features), frozen (exported pretrained embeddings), e2e (encoder trained with the parser), reference."""
     variant: str | None = None
-    """Pretraining variant (uni, cross, multi) for the pretrained rows."""
+    """Pretraining variant (uni, cross, multi) for the pretrained rows; the reference prediction's name."""
+    recipe: str | None = None
+    """`avvp-finetune --recipe` (one of RECIPES); None: no flag, the model's default recipe (HAN's for han)."""
+    paper: str | None = None
+    """The row of PAPER whose published figures stand beside ours; None where the paper has none."""
+    family: str | None = None
+    """A name that selects this row in --rows besides its own, shared by one row's recipes ("Base")."""
 
 
+RECIPES = ("paper", "release")
+"""The training recipes a Base-family row without pretraining runs under, one table row each."""
+
+
+def recipe_rows(family: str, model: str) -> tuple[Row, ...]:
+    """A raw Base-family row under each recipe: "Base (paper recipe)", "Base (release recipe)"."""
+    return tuple(
+        Row(f"{family} ({recipe} recipe)", model, "raw", recipe=recipe, paper=family, family=family)
+        for recipe in RECIPES
+    )
+
+
+BASE_FAMILY = (
+    ("Base", "base"),
+    ("Base+GCAA", "base-gcaa"),
+    ("Base+Adv+Skip", "base-adv-skip"),
+    ("Base+Adv+Skip+GCAA", "base-adv-skip-gcaa"),
+)
+_BY_RECIPE = [recipe_rows(family, model) for family, model in BASE_FAMILY]
 ROWS = (
-    Row("HAN", "han", "raw"),
-    Row("Base", "base", "raw"),
-    Row("Base+GCAA", "base-gcaa", "raw"),
-    Row("Base+Adv+Skip", "base-adv-skip", "raw"),
-    Row("Base+Adv+Skip+GCAA", "base-adv-skip-gcaa", "raw"),
-    Row("Pretrained", "base-adv-skip-gcaa", "frozen", "multi"),
-    Row("Pretrain E2E (uni)", "mmil", "e2e", "uni"),
-    Row("Pretrain E2E (cross)", "mmil", "e2e", "cross"),
-    Row("Pretrain E2E (multi)", "mmil", "e2e", "multi"),
+    Row("HAN", "han", "raw", paper="HAN"),
+    *(rows[0] for rows in _BY_RECIPE),  # the paper recipe's four rows, then the release recipe's
+    *(rows[1] for rows in _BY_RECIPE),
+    Row("Pretrained", "base-adv-skip-gcaa", "frozen", "multi", paper="Pretrained (frozen)"),
+    Row("Pretrain E2E (uni)", "mmil", "e2e", "uni", paper="Pretrain E2E (uni)"),
+    Row("Pretrain E2E (cross)", "mmil", "e2e", "cross", paper="Pretrain E2E (cross)"),
+    Row("Pretrain E2E (multi)", "mmil", "e2e", "multi", paper="Pretrain E2E (multi)"),
     Row("Weak-label oracle (reference)", None, "reference", "weak-oracle"),
     Row("Predict nothing (reference)", None, "reference", "nothing"),
+    Row("Speech everywhere (reference)", None, "reference", "speech-everywhere"),
 )
+"""Every row, in table order. A new row is one more entry (its stages follow from `source` and `model`)."""
 ROW_NAMES = {row.name: row for row in ROWS}
 
-PAPER = {
-    # HAN on LLP as published by Tian et al. (ECCV 2020), the figures the paper's HAN row reproduces.
-    "HAN": {
-        "segment": {"audio": 60.1, "visual": 52.9, "av": 48.9, "type_av": 54.0, "event_av": 55.4},
-        "event": {"audio": 51.3, "visual": 48.9, "av": 43.0, "type_av": 47.7, "event_av": 48.0},
-    },
-}
-"""Published figures shown beside ours; a row without an entry shows '—' (not yet transcribed)."""
+PAPER_TABLES = Path(__file__).with_name("paper_tables.json")
+"""The published figures, transcribed from the paper with the table and row of each."""
+
+
+def load_paper_figures(path: Path = PAPER_TABLES) -> dict[str, dict[str, dict[str, float]]]:
+    """{paper row: {level: {score: published figure}}} from `path`."""
+    document = json.loads(path.read_text(encoding="utf-8"))
+    columns = document["columns"]
+    return {
+        name: {level: dict(zip(columns, row[level], strict=True)) for level in LEVELS}
+        for name, row in document["rows"].items()
+    }
+
+
+PAPER = load_paper_figures()
+"""Published figures shown beside ours, by paper row (Row.paper)."""
 
 PRESET_SETTINGS = {
     "tiny": {"synth": "tiny", "grounding": []},
@@ -131,8 +173,9 @@ class StageCache:
 
     def run(self, name: str, argv: list[str], inputs: dict[str, Path]) -> Path:
         """Run `argv` (with '{out}' standing for the stage folder) unless an identical stage already finished."""
+        inside = str(self.root)
         recipe = {
-            "argv": [Path(argv[0]).name, *argv[1:]],
+            "argv": [Path(argv[0]).name, *(part.replace(inside, "{cache}") for part in argv[1:])],
             "inputs": {key: self.fingerprint(path) for key, path in sorted(inputs.items())},
         }
         key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
@@ -202,16 +245,14 @@ def run_tables(
     annotations: Path | None = None,
     rows: list[str] | None = None,
     verbose: bool = True,
+    recipes: list[str] | None = None,
 ) -> dict:
     """Run (or fetch from the cache) every stage the chosen rows need, then score and write the tables."""
     if preset not in PRESET_SETTINGS:
         raise ConfigError(f"--preset {preset!r}; choose one of {', '.join(PRESET_SETTINGS)}")
     if seeds < 1:
         raise ConfigError(f"--seeds {seeds}: need at least one seed")
-    unknown = [name for name in rows or [] if name not in ROW_NAMES]
-    if unknown:
-        raise ConfigError(f"unknown row(s) {', '.join(unknown)}; choose from {', '.join(ROW_NAMES)}")
-    chosen = [ROW_NAMES[name] for name in rows] if rows else list(ROWS)
+    chosen = select_rows(rows, recipes)
     started = time.perf_counter()
     cache = StageCache(out / "cache", verbose=verbose)
     data, annotations = prepare_data(cache, preset, data, annotations)
@@ -282,25 +323,8 @@ def run_tables(
         runs, scores = [], []
         for seed in range(seeds):
             features = exported[row.variant] if row.source == "frozen" else llp
-            argv = [
-                console_script("avvp-finetune"),
-                "--model",
-                row.model,
-                "--features",
-                str(features),
-                "--annotations",
-                str(annotations),
-                "--out",
-                "{out}/run",
-                "--preset",
-                preset,
-                "--seed",
-                str(seed),
-            ]
-            inputs = {"features": features, "annotations": annotations}
-            if row.source == "e2e":
-                argv += ["--e2e", "--encoder", str(encoders[row.variant])]
-                inputs["encoder"] = encoders[row.variant]
+            encoder = encoders[row.variant] if row.source == "e2e" else None
+            argv, inputs = finetune_stage(row, features, annotations, preset, seed, encoder)
             stage = f"finetune-{slug(row.name)}-seed{seed}"
             run_dir = cache.run(stage, argv, inputs) / "run"
             runs.append(run_dir)
@@ -334,6 +358,63 @@ def run_tables(
     return report
 
 
+def select_rows(names: list[str] | None, recipes: list[str] | None = None) -> list[Row]:
+    """The rows `names` ask for, in table order: each a row name or a family name (its rows under `recipes`).
+
+    `recipes` (default: all of RECIPES) also filters the rows chosen by default; rows with one recipe of their
+    own (HAN, pretrained, reference) are kept whatever it says.
+    """
+    recipes = list(RECIPES) if recipes is None else recipes
+    wrong = [recipe for recipe in recipes if recipe not in RECIPES]
+    if wrong or not recipes:
+        raise ConfigError(f"--recipes {','.join(recipes)}: expected one or more of {', '.join(RECIPES)}")
+    families = {row.family for row in ROWS if row.family}
+    unknown = [name for name in names or [] if name not in ROW_NAMES and name not in families]
+    if unknown:
+        raise ConfigError(
+            f"unknown row(s) {', '.join(unknown)}; choose from {', '.join(ROW_NAMES)} "
+            f"(or a family for its recipes: {', '.join(sorted(families))})"
+        )
+
+    def wanted(row: Row) -> bool:
+        if names and row.name not in names and row.family not in names:
+            return False
+        return row.recipe is None or row.recipe in recipes or row.name in (names or [])
+
+    chosen = [row for row in ROWS if wanted(row)]
+    if not chosen:
+        raise ConfigError(f"--rows {','.join(names or [])} --recipes {','.join(recipes)}: no row left to run")
+    return chosen
+
+
+def finetune_stage(
+    row: Row, features: Path, annotations: Path, preset: str, seed: int, encoder: Path | None = None
+) -> tuple[list[str], dict[str, Path]]:
+    """The `avvp-finetune` command of one (row, seed) and the input files its cache key hashes."""
+    argv = [
+        console_script("avvp-finetune"),
+        "--model",
+        row.model,
+        "--features",
+        str(features),
+        "--annotations",
+        str(annotations),
+        "--out",
+        "{out}/run",
+        "--preset",
+        preset,
+        "--seed",
+        str(seed),
+    ]
+    if row.recipe is not None:
+        argv += ["--recipe", row.recipe]
+    inputs = {"features": features, "annotations": annotations}
+    if encoder is not None:
+        argv += ["--e2e", "--encoder", str(encoder)]
+        inputs["encoder"] = encoder
+    return argv, inputs
+
+
 def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
 
@@ -346,7 +427,14 @@ def is_llp_sim(store: Path) -> bool:
 
 def summarise(row: Row, scores: list[dict], runs: list[Path]) -> dict:
     """Mean and standard deviation over seeds of the ten numbers."""
-    summary: dict = {"model": row.model, "source": row.source, "variant": row.variant, "runs": [str(r) for r in runs]}
+    summary: dict = {
+        "model": row.model,
+        "source": row.source,
+        "variant": row.variant,
+        "recipe": row.recipe,
+        "paper": row.paper,
+        "runs": [str(r) for r in runs],
+    }
     for level in LEVELS:
         values = np.array([[s[level][name] for name in SCORE_NAMES] for s in scores])  # (seeds, 5)
         summary[level] = {
@@ -361,7 +449,7 @@ def format_tables(report: dict) -> str:
     origin = "LLP-sim (synthetic stand-in for LLP)" if report["llp_sim"] else "real LLP features"
     lines = [
         f"Data: **{origin}**, preset `{report['preset']}`, {report['seeds']} seed(s); test split. "
-        "Cells: ours, mean ± std over seeds [paper; — where not transcribed].",
+        "Cells: ours, mean ± std over seeds [the paper's figure on real LLP; — where it has none].",
         "",
     ]
     for number, level in ((1, "segment"), (2, "event")):
@@ -369,7 +457,7 @@ def format_tables(report: dict) -> str:
         lines.append("| Method | " + " | ".join(SCORE_TITLES[name] for name in SCORE_NAMES) + " |")
         lines.append("|---|" + "---|" * len(SCORE_NAMES))
         for name, result in report["rows"].items():
-            paper = PAPER.get(name, {}).get(level, {})
+            paper = PAPER.get(result.get("paper") or "", {}).get(level, {})
             cells = []
             for score in SCORE_NAMES:
                 figure = result[level][score]
@@ -431,11 +519,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--annotations", type=Path, help="LLP annotation folder (default: the --data folder)")
     parser.add_argument("--seeds", type=int, default=3, help="finetuning seeds per row")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder (and its cache/)")
-    parser.add_argument("--rows", help="comma-separated row names (default: all)")
+    parser.add_argument(
+        "--rows", help="comma-separated row names, or family names for a row under each recipe (default: all)"
+    )
+    parser.add_argument(
+        "--recipes",
+        default=",".join(RECIPES),
+        help="comma-separated recipes the Base-family rows without pretraining run under (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     rows = [name.strip() for name in args.rows.split(",")] if args.rows else None
+    recipes = [name.strip() for name in args.recipes.split(",") if name.strip()]
     try:
-        run_tables(args.preset, args.seeds, args.out, args.data, args.annotations, rows)
+        run_tables(args.preset, args.seeds, args.out, args.data, args.annotations, rows, recipes=recipes)
     except AvvpError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)

@@ -1,14 +1,27 @@
 """The table benchmark's stage cache: reruns reuse finished stages, and a changed input or config redoes them."""
 
 import json
+import re
 import shutil
 
 import numpy as np
 import pytest
 
 from avvp.errors import ConfigError
+from avvp.metrics import SCORE_NAMES
 from avvp.store import read_store, write_store
-from benchmarks.tables import format_tables, run_tables
+from benchmarks.tables import (
+    BASE_FAMILY,
+    PAPER,
+    ROW_NAMES,
+    ROWS,
+    finetune_stage,
+    format_tables,
+    load_paper_figures,
+    run_tables,
+    select_rows,
+)
+from tests.conftest import SHARED_LLP
 
 
 @pytest.fixture
@@ -43,17 +56,103 @@ def test_cached_stages_are_reused_and_redone_when_input_or_config_changes(data, 
     assert changed["stages_run"] == ["finetune-han-seed0", "finetune-han-seed1"]
 
 
+def test_a_cache_named_another_way_keeps_its_stages(tiny_llp, tmp_path, monkeypatch):
+    """Paths inside the cache enter the key relative to it: OUT given relative, or moved, reuses every stage."""
+    rows = ["HAN", "Speech everywhere (reference)"]
+    first = run_tables("tiny", 1, tmp_path / "results", rows=rows, verbose=False)  # LLP-sim generated in the cache
+    assert first["stages_run"] == ["data", "finetune-han-seed0"]
+    assert first["rows"]["Speech everywhere (reference)"]["segment"]["audio"]["mean"] > 0
+    (tmp_path / "results").rename(tmp_path / "moved")
+    monkeypatch.chdir(tmp_path)
+    again = run_tables("tiny", 1, tmp_path.joinpath("moved").relative_to(tmp_path), rows=rows, verbose=False)
+    assert again["stages_run"] == [] and again["stages_cached"] == ["data", "finetune-han-seed0"]
+
+
 def test_table_layout_and_bad_options(tmp_path):
+    def result(paper):
+        return {
+            "paper": paper,
+            **{
+                level: {name: {"mean": 50.0, "std": 1.0, "seeds": [49.0, 51.0]} for name in SCORE_NAMES}
+                for level in ("segment", "event")
+            },
+        }
+
     report = {
         "llp_sim": True, "preset": "tiny", "seeds": 2,
-        "rows": {"HAN": {level: {name: {"mean": 50.0, "std": 1.0, "seeds": [49.0, 51.0]}
-                                 for name in ("audio", "visual", "av", "type_av", "event_av")}
-                         for level in ("segment", "event")}},
+        "rows": {"HAN": result("HAN"), "Base+GCAA (release recipe)": result("Base+GCAA"), "Control": result(None)},
     }  # fmt: skip
     table = format_tables(report)
     assert "| HAN | 50.0 ± 1.0 [60.1] |" in table  # ours beside HAN's published segment-level Audio
+    assert "| Base+GCAA (release recipe) | 50.0 ± 1.0 [62.0] |" in table  # the paper's Base+GCAA, both recipes
+    assert "| Control | 50.0 ± 1.0 [—] |" in table  # a row the paper does not have
+    assert "| 50.0 ± 1.0 [50.7] |\n" in table.split("Table 2")[1]  # Base+GCAA's event-level Event@AV, last cell
     assert "Table 2: event-level" in table
     with pytest.raises(ConfigError, match="unknown row"):
         run_tables("tiny", 1, tmp_path, rows=["Nope"], verbose=False)
     with pytest.raises(ConfigError, match="--preset"):
         run_tables("huge", 1, tmp_path, verbose=False)
+
+
+def test_rows_under_both_recipes_and_their_selection():
+    names = [row.name for row in select_rows(None)]
+    assert names == [row.name for row in ROWS]
+    for family, model in BASE_FAMILY:
+        paper_row, release_row = ROW_NAMES[f"{family} (paper recipe)"], ROW_NAMES[f"{family} (release recipe)"]
+        assert (paper_row.model, paper_row.recipe, release_row.recipe) == (model, "paper", "release")
+        assert paper_row.paper == release_row.paper == family
+    assert [row.recipe for row in ROWS if row.model == "han"] == [None]  # HAN once, with its own recipe
+    assert all(row.recipe is None for row in ROWS if row.source in ("frozen", "e2e"))  # the paper recipe: no flag
+
+    assert [row.name for row in select_rows(["Base+GCAA"], ["release"])] == ["Base+GCAA (release recipe)"]
+    assert [row.name for row in select_rows(["HAN", "Base"])] == ["HAN", "Base (paper recipe)", "Base (release recipe)"]
+    assert [row.name for row in select_rows(["Base (paper recipe)", "HAN"], ["release"])] == [
+        "HAN",
+        "Base (paper recipe)",
+    ]  # a row named outright is run whatever --recipes says; table order kept
+    default_release = select_rows(None, ["release"])
+    assert not any(row.recipe == "paper" for row in default_release) and ROW_NAMES["HAN"] in default_release
+    with pytest.raises(ConfigError, match=r"--recipes text: expected one or more of paper, release"):
+        select_rows(None, ["text"])
+    with pytest.raises(ConfigError, match=r"unknown row\(s\) Base\+Skip; .*a family for its recipes: Base, "):
+        select_rows(["Base+Skip"])
+
+
+def test_the_finetune_command_names_the_recipe(tmp_path):
+    features, annotations = tmp_path / "llp.h5", tmp_path
+    argv, inputs = finetune_stage(ROW_NAMES["Base+Adv+Skip (release recipe)"], features, annotations, "demo", 2)
+    assert argv[1:] == [
+        "--model", "base-adv-skip", "--features", str(features), "--annotations", str(annotations),
+        "--out", "{out}/run", "--preset", "demo", "--seed", "2", "--recipe", "release",
+    ]  # fmt: skip
+    assert inputs == {"features": features, "annotations": annotations}
+    han, _ = finetune_stage(ROW_NAMES["HAN"], features, annotations, "demo", 0)
+    assert "--recipe" not in han  # unchanged command: HAN's cached stages stay valid
+    e2e, inputs = finetune_stage(ROW_NAMES["Pretrain E2E (uni)"], features, annotations, "demo", 0, tmp_path / "enc")
+    assert "--recipe" not in e2e and e2e[-3:] == ["--e2e", "--encoder", str(tmp_path / "enc")]
+    assert inputs["encoder"] == tmp_path / "enc"
+
+
+def test_every_paper_row_has_its_published_figures():
+    for row in ROWS:
+        if row.source != "reference":
+            assert row.paper in PAPER, row.name
+            assert all(len(PAPER[row.paper][level]) == len(SCORE_NAMES) for level in ("segment", "event"))
+    assert PAPER["Base+Adv+Skip+GCAA"]["segment"]["type_av"] == 55.5
+    assert PAPER["Pretrain E2E (multi)"]["event"]["event_av"] == 51.2
+
+
+def test_the_transcription_matches_the_shared_paper_tables():
+    """benchmarks/paper_tables.json against ../shared/paper_tables.md, where that file is present."""
+    source = SHARED_LLP.parent / "paper_tables.md"
+    if not source.is_file():
+        pytest.skip("../shared/paper_tables.md not present")
+    text = source.read_text(encoding="utf-8")
+    published = {}
+    for level, heading in (("segment", "Table 1 (segment level)"), ("event", "Table 2 (event level)")):
+        block = text.split(heading, 1)[1].split("\n\n", 2)[1]  # the table after the heading's line
+        for line in block.splitlines()[2:]:
+            name, *figures = (cell.strip() for cell in line.strip().strip("|").split("|"))
+            name = re.sub(r" \(Tian et al\., as published\)$", "", name)
+            published.setdefault(name, {})[level] = dict(zip(SCORE_NAMES, map(float, figures), strict=True))
+    assert load_paper_figures() == published
