@@ -1,4 +1,5 @@
-"""`avvp-finetune`: train a parser (the default command), `evaluate` a saved run, `import-han` official weights."""
+"""`avvp-finetune`: train a parser (the default command), `evaluate` a saved run, import official weights
+(`import-han` for HAN's release, `import-release` for the paper release's Base-family nets)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ def finetune(
     annotations: Path | None = typer.Option(None, help="Folder with the LLP annotation files (AVVP_*.csv)."),
     out: Path | None = typer.Option(None, help="Run directory to create (runs/NAME)."),
     preset: str = typer.Option("paper", help="tiny (seconds), demo (minutes on a CPU) or paper (the full schedule)."),
+    recipe: str | None = typer.Option(
+        None,
+        help="paper (default): the paper's text; release: what the paper release's scripts do (han: HAN's own).",
+    ),
     epochs: int | None = typer.Option(None, help="Epochs (default: the recipe's 40, or the preset's)."),
     batch_size: int | None = typer.Option(None, help="Videos per batch [64; HAN 16]."),
     lr: float | None = typer.Option(None, help="Adam learning rate [3e-4]."),
@@ -72,6 +77,7 @@ def finetune(
     cfg = make_config(
         model or ("mmil" if e2e else "base-adv-skip-gcaa"),
         preset,
+        recipe,
         features=str(features),
         annotations=str(annotations),
         out=str(out),
@@ -123,6 +129,23 @@ def import_han(
     from finetune.import_han import import_han as convert
 
     print(f"wrote {convert(checkpoint, out, overwrite)}")
+
+
+@app.command("import-release")
+def import_release(
+    checkpoint: Path = typer.Argument(..., help="State dict saved by the paper release's scripts (MMIL_Net.pt)."),
+    model: str = typer.Option(
+        ...,
+        help="The row the net is: base (net_audiovisual_basic), base-gcaa (_gcaa), base-adv-skip (_adv_skip), "
+        "base-adv-skip-gcaa (net_audiovisual); skip and non-skip nets save the same keys, so say which.",
+    ),
+    out: Path = typer.Option(..., help="Run directory to create (e.g. runs/bass-release)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
+) -> None:
+    """Turn weights of the paper release (Lamba et al.) into a run directory giving its probabilities."""
+    from finetune.import_release import import_release as convert
+
+    print(f"wrote {convert(checkpoint, model, out, overwrite)}")
 
 
 def main() -> None:

@@ -18,11 +18,33 @@ from avvp.precision import MIXED_PRECISION
 from finetune.models import REGISTRY, STREAMS
 
 RECIPES: dict[str, dict] = {
-    "paper": dict(epochs=40, batch_size=64, lr=3e-4, lr_step=5, lr_gamma=0.5, lambda_guided=0.6),
-    # HAN's release: lr x0.1 every 10 epochs, batch 16, and its three BCE terms weighed equally.
-    "han": dict(epochs=40, batch_size=16, lr=3e-4, lr_step=10, lr_gamma=0.1, lambda_guided=1.0),
+    # The paper's text: lambda_g 0.6, lambda_ad 0.4, Adam 3e-4 halved every 5 epochs, 40 epochs, batch 64.
+    "paper": dict(
+        epochs=40, batch_size=64, lr=3e-4, lr_step=5, lr_gamma=0.5, lambda_guided=0.6, lambda_adv=0.4,
+        gcaa_first_snippet=False, adv_on_every_row=False, reversal_epoch_offset=0, select_ties_later=False,
+    ),
+    # The paper release's scripts (main_avvp*.py): BCE + 0.3 (BCE_a + BCE_v) + 0.3 BCE_mod on every Base-family
+    # net, Adam 6e-4 with StepLR(6, 0.5) per epoch, epochs counted from 1 in the reversal schedule, `>=`
+    # selection, and the `[0]` of its GCAA layers.
+    "release": dict(
+        epochs=40, batch_size=64, lr=6e-4, lr_step=6, lr_gamma=0.5, lambda_guided=0.3, lambda_adv=0.3,
+        gcaa_first_snippet=True, adv_on_every_row=True, reversal_epoch_offset=1, select_ties_later=True,
+    ),
+    # HAN's release: lr x0.1 every 10 epochs, batch 16, its three BCE terms weighed equally, `>=` selection.
+    "han": dict(
+        epochs=40, batch_size=16, lr=3e-4, lr_step=10, lr_gamma=0.1, lambda_guided=1.0,
+        gcaa_first_snippet=False, adv_on_every_row=False, reversal_epoch_offset=0, select_ties_later=True,
+    ),
+}  # fmt: skip
+"""Training recipes. `han` always trains with HAN's; every other model with the paper's (default) or the
+release's (`--recipe release`)."""
+RECIPE_HELP = {
+    "paper": "the paper's text (lambda_g 0.6, lambda_ad 0.4, lr 3e-4 halved every 5 epochs, GCAA on every snippet)",
+    "release": "the paper release's scripts (1 BCE + 0.3 (BCE_a + BCE_v) + 0.3 BCE_mod with a discriminator on "
+    "every Base-family row, lr 6e-4 halved every 6 epochs, reversal epochs from 1, >= selection, GCAA's [0])",
+    "han": "HAN's release (lr 3e-4 x0.1 every 10 epochs, batch 16, three BCE terms weighed 1); the only one for han",
 }
-"""Training recipes; `han` uses the HAN recipe, every other model the paper's."""
+"""One line per recipe, for --help and the README."""
 PRESETS: dict[str, dict] = {
     "tiny": dict(epochs=2, d_model=64, ff_dim=64),
     "demo": dict(epochs=20, batch_size=16, d_model=128, ff_dim=128),
@@ -33,8 +55,15 @@ recipe's schedule, a narrower model, and batch 16 so that LLP-sim demo's 1,400 t
 optimizer steps per epoch); paper (the recipe and sizes as published)."""
 
 
-def recipe_name(model: str) -> str:
-    return "han" if model == "han" else "paper"
+def recipe_name(model: str, recipe: str | None = None) -> str:
+    """The recipe a model trains with: HAN's for `han`, else `recipe` (default: the paper's)."""
+    if recipe is not None and recipe not in RECIPES:
+        raise ConfigError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    if model == "han":
+        if recipe not in (None, "han"):
+            raise ConfigError(f"--recipe {recipe}: han trains with HAN's own recipe (the only one for han)")
+        return "han"
+    return recipe or "paper"
 
 
 def unknown_model_message(model: str) -> str:
@@ -94,13 +123,30 @@ class FinetuneConfig:
     frontend_config: dict = field(default_factory=dict)
     """The frontend encoder's own config (rebuilds its architecture; its weights are in model.safetensors)."""
     imported_from: str = ""
-    """The file the weights were converted from, for runs not trained here (import-han)."""
+    """The file the weights were converted from, for runs not trained here (import-han, import-release)."""
+    recipe: str = "paper"
+    """The training recipe the schedule and the release switches below came from: paper, release or han."""
+    gcaa_first_snippet: bool = False
+    """GCAA layers give every snippet snippet 0's attended vector, as the paper release's `[0]` of its (T, B, D)
+    attention output does (a defect; on under the release recipe and for imported release checkpoints)."""
+    adv_on_every_row: bool = False
+    """Every Base-family variant trains the modality discriminator, as the paper release's scripts do (Base+GCAA
+    included); otherwise only the `adv` variants have one."""
+    reversal_epoch_offset: int = 0
+    """Epochs added to the training progress p of the gradient-reversal schedule; 1 in the release, whose epochs
+    count from 1 (p runs from 1/E to about 1 + 1/E)."""
+    select_ties_later: bool = False
+    """A tie of the validation score selects the later epoch (the releases' `>=`); otherwise the earlier."""
 
     def __post_init__(self):
         if self.model not in REGISTRY:
             raise ConfigError(unknown_model_message(self.model))
         if self.preset not in PRESETS:
             raise ConfigError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        if self.recipe not in RECIPES:
+            raise ConfigError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}")
+        if self.reversal_epoch_offset < 0:
+            raise ConfigError(f"reversal_epoch_offset must be at least 0, got {self.reversal_epoch_offset}")
         if self.mixed_precision not in MIXED_PRECISION:
             raise ConfigError(
                 f"--mixed-precision {self.mixed_precision!r}: expected one of {', '.join(MIXED_PRECISION)}"
@@ -166,21 +212,27 @@ def _has_type(value, annotation: str) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if annotation == "int":
         return isinstance(value, int) and not isinstance(value, bool)
+    if annotation == "bool":
+        return isinstance(value, bool)
     if annotation == "dict[str, int]":
         return isinstance(value, dict) and all(_has_type(v, "int") for v in value.values())
     return isinstance(value, {"str": str, "dict": dict}[annotation])
 
 
-def make_config(model: str, preset: str = "paper", **overrides) -> FinetuneConfig:
-    """Resolve a config: the model's recipe, then the preset, then `overrides` (None values are ignored)."""
+def make_config(model: str, preset: str = "paper", recipe: str | None = None, **overrides) -> FinetuneConfig:
+    """Resolve a config: the model's recipe, then the preset, then `overrides` (None values are ignored).
+
+    `recipe`: paper (default) or release for every model but `han`, which always has HAN's recipe.
+    """
     if model not in REGISTRY:
         raise ConfigError(unknown_model_message(model))
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    values = {**RECIPES[recipe_name(model)], **PRESETS[preset]}
+    recipe = recipe_name(model, recipe)
+    values = {**RECIPES[recipe], **PRESETS[preset]}
     values.update({key: value for key, value in overrides.items() if value is not None})
     known = {f.name for f in fields(FinetuneConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
-    return FinetuneConfig(model=model, preset=preset, **values)
+    return FinetuneConfig(model=model, preset=preset, recipe=recipe, **values)

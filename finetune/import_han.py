@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 
 from avvp.errors import ConfigError
 from avvp.io import atomic_dir
-from finetune.config import FinetuneConfig
+from finetune.config import make_config
 from finetune.evaluate import check_weights, listing
 from finetune.models import build_model
 
@@ -110,8 +110,9 @@ def import_han(checkpoint: str | os.PathLike, out: str | os.PathLike, overwrite:
     state = read_reference(checkpoint)
     weights = convert_reference(state, source=str(checkpoint))
     d_model, audio_width = weights["parser.inputs.audio_proj.weight"].shape
-    cfg = FinetuneConfig(
-        model="han",
+    cfg = make_config(
+        "han",
+        "paper",
         out=str(out),
         d_model=int(d_model),
         ff_dim=int(weights["parser.layer.linear1.weight"].shape[0]),

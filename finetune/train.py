@@ -222,7 +222,8 @@ def train(
             model.train()
             sums: dict[str, torch.Tensor] = {}
             for step, batch in enumerate(train_loader):
-                strength = reversal_strength((epoch * steps + step) / (cfg.epochs * steps))
+                progress_done = ((epoch + cfg.reversal_epoch_offset) * steps + step) / (cfg.epochs * steps)
+                strength = reversal_strength(progress_done)
                 output = model({name: batch[name] for name in STREAMS}, adv_strength=strength)
                 terms = parser_loss(output, batch["labels"], **loss_kwargs)
                 optimizer.zero_grad(set_to_none=True)
@@ -238,7 +239,7 @@ def train(
 
             val = score(predict(model, val_loader, accelerator, splits["val"].video_ids), splits["val"].dense)
             selected = val[SELECTION[0]][SELECTION[1]]
-            if selected > state.best_score:
+            if selected > state.best_score or (cfg.select_ties_later and selected == state.best_score):
                 state.best_epoch, state.best_score = epoch + 1, selected
                 best_weights = _cpu_copy(accelerator.unwrap_model(model))
             state.history.append(

@@ -264,7 +264,8 @@ def test_bf16_on_cpu_trains_and_rescores_in_bf16(paper_runs, tiny_llp, tmp_path)
     bf16_losses = [epoch["train"]["loss"] for epoch in metrics["epochs"]]
     assert bf16_losses != full_losses and bf16_losses == pytest.approx(full_losses, rel=0.05)
     # the saved weights are float32 and re-scoring (under the run's bf16 autocast) gives the numbers of training
-    assert all(t.dtype == torch.float32 for t in load_file(out / "model.safetensors").values())
+    weights = load_file(out / "model.safetensors").values()  # (the discriminator's batch norms count in int64)
+    assert all(t.dtype == torch.float32 for t in weights if t.is_floating_point())
     rescored = json.loads(
         subprocess.run(
             [sys.executable, "-m", "finetune.cli", "evaluate", "--run", out, "--json"], capture_output=True, text=True
@@ -290,7 +291,7 @@ def test_two_processes_train_and_score_every_test_video(tiny_llp, tmp_path, laun
         "avvp-finetune", "--model", "base-adv-skip-gcaa", "--features", tiny_llp / "llp.h5",
         "--annotations", tiny_llp, "--out", out, "--preset", "tiny", "--quiet",
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, result.rank_errors()
     test_ids = load_split(tiny_llp, "test").video_ids
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_videos"] == len(test_ids)

@@ -34,15 +34,30 @@ PAPER_ROWS = ("han", "base", "base-gcaa", "base-adv-skip", "base-adv-skip-gcaa")
 """The rows of the paper's tables that involve no pretraining, in table order."""
 
 
-def has_discriminator(name: str) -> bool:
-    """Whether the variant trains a modality discriminator (and so has the adversarial loss term)."""
-    return bool(REGISTRY[name].get("adv"))
+def has_discriminator(name: str, adv_on_every_row: bool = False) -> bool:
+    """Whether the variant trains a modality discriminator (and so has the adversarial loss term).
+
+    `adv_on_every_row`: every Base-family variant has one, as in the paper release's scripts.
+    """
+    spec = REGISTRY[name]
+    return bool(spec.get("adv") or (adv_on_every_row and spec["arch"] == "base"))
 
 
 def build_parser(
-    name: str, widths: dict[str, int], d_model: int = 512, heads: int = 1, ff_dim: int = 512, dropout: float = 0.1
+    name: str,
+    widths: dict[str, int],
+    d_model: int = 512,
+    heads: int = 1,
+    ff_dim: int = 512,
+    dropout: float = 0.1,
+    gcaa_first_snippet: bool = False,
+    adv_on_every_row: bool = False,
 ) -> nn.Module:
-    """A registered parser for inputs of the given widths, e.g. {"audio": 128, "visual": 2048, "motion": 512}."""
+    """A registered parser for inputs of the given widths, e.g. {"audio": 128, "visual": 2048, "motion": 512}.
+
+    `gcaa_first_snippet` and `adv_on_every_row` reproduce the paper release (see FinetuneConfig); they apply to
+    the Base family only.
+    """
     spec = dict(REGISTRY[name])
     arch = spec.pop("arch")
     sizes = dict(d_model=d_model, heads=heads, ff_dim=ff_dim, dropout=dropout)
@@ -50,12 +65,22 @@ def build_parser(
         return HAN(widths, **sizes)
     if arch == "mmil":
         return MMILParser(widths, d_model=d_model)
-    return Base(widths, **sizes, **spec)
+    spec["adv"] = has_discriminator(name, adv_on_every_row)
+    return Base(widths, **sizes, **spec, gcaa_first_snippet=gcaa_first_snippet)
 
 
 def build_model(cfg, frontend: nn.Module | None = None) -> FinetuneModel:
-    """The model a finetuning config describes (`cfg.model`, `cfg.input_widths`, sizes), with an optional frontend."""
-    parser = build_parser(cfg.model, cfg.input_widths, cfg.d_model, cfg.heads, cfg.ff_dim, cfg.dropout)
+    """The model a finetuning config describes (`cfg.model`, `cfg.input_widths`, sizes, switches), with a frontend."""
+    parser = build_parser(
+        cfg.model,
+        cfg.input_widths,
+        cfg.d_model,
+        cfg.heads,
+        cfg.ff_dim,
+        cfg.dropout,
+        gcaa_first_snippet=cfg.gcaa_first_snippet,
+        adv_on_every_row=cfg.adv_on_every_row,
+    )
     return FinetuneModel(parser, frontend)
 
 

@@ -1,15 +1,22 @@
-"""Attention: multi-head scaled dot-product attention, optionally global-context-aware (GCAA).
+"""Attention as the releases compute it: multi-head scaled dot-product attention, optionally global-context-aware.
 
-GCAA (context-aware self-attention, Yang et al., AAAI 2019, as used by Lamba et al. 2021) gates a global
-context vector into each query and key before the usual scaled dot-product attention:
+Plain attention is `nn.MultiheadAttention` of the HAN and paper releases, with its initialisation (the packed
+q/k/v projection xavier-uniform, zero biases), split into q/k/v projections so that its weights load directly.
 
-    c = mean_t(x)                       the sequence's global context, (B, 1, D)
-    c_q = U_q c                         context projected into query space
-    lambda_q = sigmoid(w_q . q + w_c . c_q)   one gate per position, (B, T, 1)
-    q' = (1 - lambda_q) q + lambda_q c_q
+GCAA is the paper release's `GlobalContextAwareAttention` (the context-aware attention of Yang et al., AAAI 2019,
+which the paper cites as global-context-aware attention after Xuan et al.): the global context of a sequence
+(the mean of its layer inputs over the snippets) is projected with a biased linear and gated into each projected
+query and key before the usual scaled dot-product attention,
 
-and likewise for the keys with the context of the key sequence (in cross-attention the queries and keys
-come from different modalities, so each side is gated with its own sequence's context).
+    c_q = U_q mean_t(query) + b_q          c_k = U_k mean_t(keys) + b_k          (B, 1, D)
+    lambda_q = sigmoid(V_qx q + V_qc c_q)  lambda_k = sigmoid(V_kx k + V_kc c_k)  (B, T, 1), four biased linears
+    q' = (1 - lambda_q) q + lambda_q c_q   k' = (1 - lambda_k) k + lambda_k c_k
+
+In cross-attention the queries and keys come from different modalities, so each side is gated with its own
+sequence's context. Its projections are plain `nn.Linear`s with their default initialisation, as in the release.
+
+`first_snippet=True` reproduces a defect of the paper release's GCAA layers: they take `[0]` of the attention
+output laid out (T, B, D), i.e. snippet 0's attended vector, which the residual then adds to every snippet.
 """
 
 from __future__ import annotations
@@ -20,12 +27,16 @@ from torch import nn
 
 
 class Attention(nn.Module):
-    """Multi-head attention of `query` over `context`; `global_context=True` makes it GCAA.
+    """Multi-head attention of `query` over `context`; `global_context=True` makes it GCAA."""
 
-    The projections match `torch.nn.MultiheadAttention` (q, k, v, out), so its weights load directly.
-    """
-
-    def __init__(self, d_model: int, heads: int = 1, dropout: float = 0.0, global_context: bool = False):
+    def __init__(
+        self,
+        d_model: int,
+        heads: int = 1,
+        dropout: float = 0.0,
+        global_context: bool = False,
+        first_snippet: bool = False,
+    ):
         super().__init__()
         if d_model % heads:
             raise ValueError(f"d_model {d_model} is not divisible by heads {heads}")
@@ -36,33 +47,52 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(d_model, d_model)
         self.out_proj = nn.Linear(d_model, d_model)
         self.global_context = global_context
+        self.first_snippet = first_snippet
+        """Every query position gets position 0's output (the paper release's `[0]` defect)."""
         if global_context:
-            self.context_q = nn.Linear(d_model, d_model, bias=False)
-            self.context_k = nn.Linear(d_model, d_model, bias=False)
-            self.gate_q = nn.Linear(2 * d_model, 1)
-            self.gate_k = nn.Linear(2 * d_model, 1)
+            self.context_q = nn.Linear(d_model, d_model)  # release: qc_linear
+            self.context_k = nn.Linear(d_model, d_model)  # release: kc_linear
+            self.gate_q_x = nn.Linear(d_model, 1)  # release: Vqx_linear
+            self.gate_q_c = nn.Linear(d_model, 1)  # release: Vqc_linear
+            self.gate_k_x = nn.Linear(d_model, 1)  # release: Vkx_linear
+            self.gate_k_c = nn.Linear(d_model, 1)  # release: Vkc_linear
+        else:
+            self._init_as_multihead_attention()
         self.fixed_gate: float | None = None
         """Force every GCAA gate lambda to this value (tests and ablations); None = learned gates."""
 
-    def _gate(self, x: torch.Tensor, proj: torch.Tensor, context: nn.Linear, gate: nn.Linear) -> torch.Tensor:
-        # x (B, T, D) the layer input, proj (B, T, D) its query or key projection
-        global_context = context(x.mean(dim=1, keepdim=True)).expand_as(proj)  # (B, T, D)
+    @torch.no_grad()
+    def _init_as_multihead_attention(self) -> None:
+        # nn.MultiheadAttention: xavier-uniform over the packed (3D, D) in-projection, zero in/out biases.
+        packed = torch.empty(3 * self.q_proj.out_features, self.q_proj.in_features)
+        nn.init.xavier_uniform_(packed)
+        for proj, weight in zip((self.q_proj, self.k_proj, self.v_proj), packed.chunk(3), strict=True):
+            proj.weight.copy_(weight)
+            proj.bias.zero_()
+        self.out_proj.bias.zero_()
+
+    def _gate(self, sequence: torch.Tensor, proj: torch.Tensor, side: str) -> torch.Tensor:
+        # sequence (B, T, D) the layer input, proj (B, T, D) its query or key projection
+        context = getattr(self, f"context_{side}")(sequence.mean(dim=1, keepdim=True))  # (B, 1, D)
         if self.fixed_gate is None:
-            weight = torch.sigmoid(gate(torch.cat([proj, global_context], dim=-1)))  # (B, T, 1)
+            gate_x, gate_c = getattr(self, f"gate_{side}_x"), getattr(self, f"gate_{side}_c")
+            weight = torch.sigmoid(gate_x(proj) + gate_c(context))  # (B, T, 1)
         else:
             weight = torch.full_like(proj[..., :1], self.fixed_gate)
-        return (1 - weight) * proj + weight * global_context
+        return (1 - weight) * proj + weight * context
 
     def forward(self, query: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         # query (B, Tq, D) attends over context (B, Tk, D); returns (B, Tq, D)
         q, k, v = self.q_proj(query), self.k_proj(context), self.v_proj(context)
         if self.global_context:
-            q = self._gate(query, q, self.context_q, self.gate_q)
-            k = self._gate(context, k, self.context_k, self.gate_k)
+            q, k = self._gate(query, q, "q"), self._gate(context, k, "k")
         batch, length, width = q.shape
-        q, k, v = (t.unflatten(-1, (self.heads, width // self.heads)).transpose(1, 2) for t in (q, k, v))  # (B,H,T,D/H)
+        q, k, v = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in (q, k, v))  # (B, H, T, D/H)
         attended = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
-        return self.out_proj(attended.transpose(1, 2).reshape(batch, length, width))
+        output = self.out_proj(attended.transpose(1, 2).reshape(batch, length, width))  # (B, Tq, D)
+        if self.first_snippet:
+            output = output[:, :1].expand_as(output)
+        return output
 
 
 class FeedForward(nn.Module):
@@ -80,16 +110,29 @@ class FeedForward(nn.Module):
         return self.norm(x + self.dropout(self.linear2(self.dropout(F.relu(self.linear1(x))))))
 
 
-class SelfAttentionLayer(nn.Module):
-    """A post-norm Transformer encoder layer: x <- LN(x + dropout(attn(x, x))), then the feed-forward block."""
+class AttentionLayer(nn.Module):
+    """A post-norm Transformer layer: x <- LN(x + dropout(attn(x, context))), then the feed-forward block.
 
-    def __init__(self, d_model: int, heads: int, ff_dim: int, dropout: float, global_context: bool = False):
+    With no `context` it is self-attention (the release's `SANLayer`); with the other modality's features it
+    is the release's cross-modal `CMANLayer`.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        heads: int,
+        ff_dim: int,
+        dropout: float,
+        global_context: bool = False,
+        first_snippet: bool = False,
+    ):
         super().__init__()
-        self.attn = Attention(d_model, heads, dropout, global_context)
+        self.attn = Attention(d_model, heads, dropout, global_context, first_snippet)
         self.norm = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
         self.ff = FeedForward(d_model, ff_dim, dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x (B, T, D)
-        return self.ff(self.norm(x + self.dropout(self.attn(x, x))))
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        # x (B, T, D), context (B, Tk, D) or None for self-attention
+        attended = self.attn(x, x if context is None else context)
+        return self.ff(self.norm(x + self.dropout(attended)))

@@ -1,15 +1,19 @@
 """Base (Lamba et al., Interspeech 2021) and its switches `skip`, `adv`, `gcaa`: one class, one set of flags.
 
-Per modality a self-attention layer, then cross-modal attention of each modality over the other's
-self-attended features, a feed-forward block, and the MMIL head.
+The forward pass of the paper release's nets (`nets/net_audiovisual_basic.py`, `_gcaa.py`, `_adv_skip.py` and
+`net_audiovisual.py`, the last being Base+Adv+Skip+GCAA):
 
-- without `skip` the cross-attended features go on alone (normalised), so each stream carries mostly the
-  other modality's content;
-- `skip`: a linear layer shared by both modalities maps the cross-attended features, whose output is added
-  back to the modality's own self-attended features and normalised, so each stream keeps its own signal;
-- `adv`: a modality discriminator on the snippet features just before MMIL pooling, behind a gradient
-  reversal layer (see `finetune.models.discriminator`);
-- `gcaa`: global-context-aware attention for the self- and the cross-attention.
+    a, v       = input projections                             (B, T, D) each
+    a_s, v_s   = self-attention layer per modality             x <- LN(x + attn(x)), then the feed-forward block
+    a_c        = cross(a_s, v_s),  v_c = cross(v_s, a_s)       ONE cross-modal layer used in both directions:
+                                                               x <- LN(x + attn(x, other)), then its feed-forward
+    x          = shared_fc([a_c, v_c])                         a Linear(D, D) shared by both modalities (B, T, 2, D)
+    skip:  x_m = LN_m(x_s,m + x_m)                             the outer skip around the whole cross layer,
+                                                               one LayerNorm per modality
+    MMIL head on x; `adv`: the modality discriminator on ReLU(x) behind a gradient reversal layer.
+
+`gcaa` makes every attention (self and cross) global-context-aware; `gcaa_first_snippet` reproduces the
+release's `[0]` of its GCAA outputs (see `finetune.models.attention`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from finetune.models.attention import Attention, FeedForward, SelfAttentionLayer
+from finetune.models.attention import AttentionLayer
 from finetune.models.discriminator import ModalityDiscriminator
 from finetune.models.mmil import InputProjection, MMILHead, ParserOutput
 
@@ -25,7 +29,7 @@ MODALITIES = ("audio", "visual")
 
 
 class Base(nn.Module):
-    """The Base parser with optional skip connection, modality discriminator and GCAA."""
+    """The Base parser with optional outer skip connection, modality discriminator and GCAA."""
 
     def __init__(
         self,
@@ -37,33 +41,34 @@ class Base(nn.Module):
         skip: bool = False,
         adv: bool = False,
         gcaa: bool = False,
+        gcaa_first_snippet: bool = False,
     ):
         super().__init__()
+        layer = dict(
+            d_model=d_model,
+            heads=heads,
+            ff_dim=ff_dim,
+            dropout=dropout,
+            global_context=gcaa,
+            first_snippet=gcaa and gcaa_first_snippet,
+        )
         self.inputs = InputProjection(widths, d_model)
-        self.self_layers = nn.ModuleDict(
-            {m: SelfAttentionLayer(d_model, heads, ff_dim, dropout, global_context=gcaa) for m in MODALITIES}
-        )
-        self.cross_attn = nn.ModuleDict(
-            {m: Attention(d_model, heads, dropout, global_context=gcaa) for m in MODALITIES}
-        )
-        self.cross_norm = nn.ModuleDict({m: nn.LayerNorm(d_model) for m in MODALITIES})
-        self.cross_ff = nn.ModuleDict({m: FeedForward(d_model, ff_dim, dropout) for m in MODALITIES})
-        self.skip = nn.Linear(d_model, d_model) if skip else None
-        self.discriminator = ModalityDiscriminator(d_model, dropout=dropout) if adv else None
-        self.dropout = nn.Dropout(dropout)
+        self.self_layers = nn.ModuleDict({m: AttentionLayer(**layer) for m in MODALITIES})
+        self.cross_layer = AttentionLayer(**layer)
+        self.shared_fc = nn.Linear(d_model, d_model)
+        self.skip_norm = nn.ModuleDict({m: nn.LayerNorm(d_model) for m in MODALITIES}) if skip else None
+        self.discriminator = ModalityDiscriminator(d_model) if adv else None
         self.head = MMILHead(d_model)
-
-    def _cross(self, modality: str, own: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-        # own, other (B, T, D): self-attended features of this modality and of the other one
-        attended = self.dropout(self.cross_attn[modality](own, other))  # (B, T, D)
-        if self.skip is not None:
-            attended = own + self.skip(attended)
-        return self.cross_ff[modality](self.cross_norm[modality](attended))
 
     def forward(self, features: dict[str, torch.Tensor], adv_strength: float = 0.0) -> ParserOutput:
         audio, visual = self.inputs(features)  # (B, T, D) each
         audio, visual = self.self_layers["audio"](audio), self.self_layers["visual"](visual)
-        x = torch.stack([self._cross("audio", audio, visual), self._cross("visual", visual, audio)], dim=2)  # (B,T,2,D)
+        crossed = torch.stack([self.cross_layer(audio, visual), self.cross_layer(visual, audio)], dim=2)  # (B,T,2,D)
+        x = self.shared_fc(crossed)  # (B, T, 2, D)
+        if self.skip_norm is not None:
+            x = torch.stack(
+                [self.skip_norm["audio"](audio + x[:, :, 0]), self.skip_norm["visual"](visual + x[:, :, 1])], dim=2
+            )  # (B, T, 2, D)
         output = self.head(x)
         if self.discriminator is not None:
             output.modality_logits = self.discriminator(x, adv_strength)  # (B, T, 2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -30,13 +31,25 @@ def reverse_gradient(x: torch.Tensor, strength: float) -> torch.Tensor:
 
 
 class ModalityDiscriminator(nn.Module):
-    """A small MLP that tells audio snippet features from visual ones, behind a gradient reversal layer."""
+    """The paper release's `Modality_classifier`, behind a gradient reversal layer.
 
-    def __init__(self, d_model: int, hidden: int | None = None, dropout: float = 0.1):
+    Linear(D, 128) - BatchNorm1d - ReLU - Linear(128, 10) - BatchNorm1d - ReLU - Linear(10, 1), applied to ReLU
+    of every snippet feature entering the MMIL head (the batch norms see all B*T*2 snippet features at once).
+    It returns logits; the release's `mod_pred` is their sigmoid. The release also shuffles the features before
+    the classifier, which changes nothing: the batch statistics and the mean BCE are the same in any order.
+    """
+
+    def __init__(self, d_model: int, hidden: tuple[int, int] = (128, 10)):
         super().__init__()
-        hidden = hidden or d_model // 2
-        self.net = nn.Sequential(nn.Linear(d_model, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+        self.fc1 = nn.Linear(d_model, hidden[0])
+        self.norm1 = nn.BatchNorm1d(hidden[0])
+        self.fc2 = nn.Linear(hidden[0], hidden[1])
+        self.norm2 = nn.BatchNorm1d(hidden[1])
+        self.fc3 = nn.Linear(hidden[1], 1)
 
     def forward(self, x: torch.Tensor, strength: float) -> torch.Tensor:
         # x (B, T, 2, D) snippet features -> (B, T, 2) logits that the feature is visual
-        return self.net(reverse_gradient(x, strength)).squeeze(-1)
+        rows = reverse_gradient(F.relu(x), strength).flatten(0, -2)  # (B*T*2, D)
+        hidden = F.relu(self.norm1(self.fc1(rows)))  # (B*T*2, 128)
+        hidden = F.relu(self.norm2(self.fc2(hidden)))  # (B*T*2, 10)
+        return self.fc3(hidden).view(x.shape[:-1])

@@ -1,0 +1,185 @@
+"""Convert a state dict saved by the paper release's scripts into a run directory of our Base family.
+
+The release (Lamba et al., `jayaprakash-a/Cross-Modal-learning-for-Audio-Visual-Video-Parsing`) saves
+`torch.save(model.state_dict())` of its `MMIL_Net`, one net per file:
+
+| our row              | release net                    | attention                          |
+|----------------------|--------------------------------|------------------------------------|
+| base                 | nets/net_audiovisual_basic.py  | nn.MultiheadAttention              |
+| base-gcaa            | nets/net_audiovisual_gcaa.py   | GlobalContextAwareAttention        |
+| base-adv-skip        | nets/net_audiovisual_adv_skip.py | nn.MultiheadAttention            |
+| base-adv-skip-gcaa   | nets/net_audiovisual.py        | GlobalContextAwareAttention        |
+
+Its names: `fc_a`, `fc_v`, `fc_st`, `fc_fusion` (inputs), `sa_layer_a`/`sa_layer_v` (self-attention layers:
+`self_attn`, `linear1`, `linear2`, `norm1`, `norm2`), `cma_layer.layers.0` (the one cross-modal layer: `cm_attn`
+and the same), `shared_fc`, `norm_a`/`norm_v` (the skip's LayerNorms), `mod_classifier` (`fc1`, `norm1`, `fc2`,
+`norm2`, `fc3`), `fc_prob`, `fc_frame_att`, `fc_av_att` (MMIL head). Every net saves all of them, used or not
+(`norm_a`/`norm_v` without skip, `cma_layer.norm1/norm2` always unused), so the keys tell GCAA from plain
+attention but not skip from no skip: `--model` says which row the net is. The imported run has the release's
+recipe (so the discriminator is built on every row and the GCAA rows keep the release's `[0]`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from avvp.errors import ConfigError
+from avvp.io import atomic_dir
+from finetune.config import make_config, unknown_model_message
+from finetune.evaluate import check_weights, listing
+from finetune.import_han import read_reference
+from finetune.models import REGISTRY, build_model
+
+RELEASE_ROWS = {
+    "base": "nets/net_audiovisual_basic.py",
+    "base-gcaa": "nets/net_audiovisual_gcaa.py",
+    "base-adv-skip": "nets/net_audiovisual_adv_skip.py",
+    "base-adv-skip-gcaa": "nets/net_audiovisual.py",
+}
+"""The paper's rows and the release net that computes each (any other Base-family switch set imports too)."""
+LINEARS = {
+    "fc_a": "inputs.audio_proj",
+    "fc_v": "inputs.visual_proj",
+    "fc_st": "inputs.motion_proj",
+    "fc_fusion": "inputs.fuse",
+    "fc_prob": "head.prob",
+    "fc_frame_att": "head.temporal_att",
+    "fc_av_att": "head.modality_att",
+    "shared_fc": "shared_fc",
+}
+LAYERS = {"sa_layer_a": "self_layers.audio", "sa_layer_v": "self_layers.visual", "cma_layer.layers.0": "cross_layer"}
+LAYER_PARTS = {"linear1": "ff.linear1", "linear2": "ff.linear2", "norm1": "norm", "norm2": "ff.norm"}
+GCAA_PARTS = {
+    "qx_linear": "q_proj",
+    "kx_linear": "k_proj",
+    "vx_linear": "v_proj",
+    "out": "out_proj",
+    "qc_linear": "context_q",
+    "kc_linear": "context_k",
+    "Vqx_linear": "gate_q_x",
+    "Vqc_linear": "gate_q_c",
+    "Vkx_linear": "gate_k_x",
+    "Vkc_linear": "gate_k_c",
+}
+SKIP_NORMS = {"norm_a": "skip_norm.audio", "norm_v": "skip_norm.visual"}
+DISCRIMINATOR = ("fc1", "norm1", "fc2", "norm2", "fc3")
+BATCH_NORM_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+UNUSED_PREFIXES = ("cma_layer.norm1.", "cma_layer.norm2.")
+
+
+def key_map(gcaa: bool, skip: bool) -> tuple[dict[str, str], dict[str, str]]:
+    """(release key -> our key for plain copies, release packed `in_proj` prefix -> our attention prefix)."""
+    copies: dict[str, str] = {}
+    packed: dict[str, str] = {}
+
+    def linear(release: str, ours: str, params=("weight", "bias")) -> None:
+        copies.update({f"{release}.{p}": f"parser.{ours}.{p}" for p in params})
+
+    for release, ours in LINEARS.items():
+        linear(release, ours)
+    for release_layer, our_layer in LAYERS.items():
+        for release, ours in LAYER_PARTS.items():
+            linear(f"{release_layer}.{release}", f"{our_layer}.{ours}")
+        attention = f"{release_layer}.{'cm_attn' if release_layer.startswith('cma') else 'self_attn'}"
+        if gcaa:
+            for release, ours in GCAA_PARTS.items():
+                linear(f"{attention}.{release}", f"{our_layer}.attn.{ours}")
+        else:
+            packed[attention] = f"parser.{our_layer}.attn"
+            linear(f"{attention}.out_proj", f"{our_layer}.attn.out_proj")
+    if skip:
+        for release, ours in SKIP_NORMS.items():
+            linear(release, ours)
+    for part in DISCRIMINATOR:
+        params = ("weight", "bias", *BATCH_NORM_BUFFERS) if part.startswith("norm") else ("weight", "bias")
+        linear(f"mod_classifier.{part}", f"discriminator.{part}", params)
+    return copies, packed
+
+
+def release_row_of(state: dict[str, torch.Tensor]) -> str:
+    """What the keys look like: 'HAN', 'GCAA' (a GCAA net of the release), 'plain' (MultiheadAttention), or '?'."""
+    if any(key.startswith("hat_encoder.") for key in state):
+        return "HAN"
+    if "sa_layer_a.self_attn.qx_linear.weight" in state:
+        return "GCAA"
+    if "sa_layer_a.self_attn.in_proj_weight" in state:
+        return "plain"
+    return "?"
+
+
+def convert_release(state: dict[str, torch.Tensor], model: str, source: str = "state dict") -> dict[str, torch.Tensor]:
+    """A release state dict -> our `FinetuneModel` state dict for `model`; a mismatch is a one-line error."""
+    spec = REGISTRY[model]
+    looks_like = release_row_of(state)
+    if looks_like == "HAN":
+        raise ConfigError(f"{source} is a HAN checkpoint (hat_encoder.*); import it with avvp-finetune import-han")
+    if looks_like != "?" and (looks_like == "GCAA") != spec["gcaa"]:
+        rows = "base-gcaa or base-adv-skip-gcaa" if looks_like == "GCAA" else "base or base-adv-skip"
+        kind = "global-context-aware attention" if looks_like == "GCAA" else "plain multi-head attention"
+        raise ConfigError(f"{source}: its keys are those of a net with {kind} ({rows}), not of --model {model}")
+    copies, packed = key_map(spec["gcaa"], spec["skip"])
+    wanted = list(copies) + [f"{prefix}.{p}" for prefix in packed for p in ("in_proj_weight", "in_proj_bias")]
+    ignored = (*UNUSED_PREFIXES, *(() if spec["skip"] else tuple(f"{name}." for name in SKIP_NORMS)))
+    missing = [key for key in wanted if key not in state]
+    unexpected = [key for key in state if key not in wanted and not key.startswith(ignored)]
+    if missing or unexpected:
+        hint = f" (its keys look like a {looks_like} net)" if looks_like != "?" else ""
+        raise ConfigError(
+            f"{source} is not a state dict of the release's {model} net{hint}; "
+            f"{listing(missing=missing, unexpected=unexpected)}"
+        )
+    converted = {ours: state[release] for release, ours in copies.items()}
+    for release, ours in packed.items():
+        weight, bias = state[f"{release}.in_proj_weight"], state[f"{release}.in_proj_bias"]
+        if weight.ndim != 2 or weight.shape[0] % 3 or bias.shape != (weight.shape[0],):
+            raise ConfigError(
+                f"{source}: {release}.in_proj_weight/bias have shapes {tuple(weight.shape)}/{tuple(bias.shape)}; "
+                "expected (3D, D) and (3D,)"
+            )
+        for name, w, b in zip(("q_proj", "k_proj", "v_proj"), weight.chunk(3), bias.chunk(3), strict=True):
+            converted[f"{ours}.{name}.weight"], converted[f"{ours}.{name}.bias"] = w, b
+    converted = {
+        key: value.detach().contiguous() if key.endswith("num_batches_tracked") else value.detach().float().contiguous()
+        for key, value in converted.items()
+    }
+    broken = [key for key, value in converted.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if broken:
+        raise ConfigError(f"{source}: non-finite values (NaN or inf) in {', '.join(broken[:3])}")
+    return converted
+
+
+def import_release(checkpoint: str | os.PathLike, model: str, out: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write a run directory (config.json, model.safetensors) of our `model` holding the release's weights."""
+    if model not in REGISTRY:
+        raise ConfigError(unknown_model_message(model))
+    if REGISTRY[model]["arch"] != "base":
+        hint = "; for HAN's release use avvp-finetune import-han" if model == "han" else ""
+        raise ConfigError(f"--model {model}: the paper release's nets are the Base family (base, base-gcaa, ...){hint}")
+    checkpoint = Path(checkpoint)
+    state = read_reference(checkpoint)
+    weights = convert_release(state, model, source=str(checkpoint))
+    d_model, audio_width = weights["parser.inputs.audio_proj.weight"].shape
+    cfg = make_config(
+        model,
+        "paper",
+        "release",
+        out=str(out),
+        d_model=int(d_model),
+        ff_dim=int(weights["parser.cross_layer.ff.linear1.weight"].shape[0]),
+        heads=1,
+        input_widths={
+            "audio": int(audio_width),
+            "visual": int(weights["parser.inputs.visual_proj.weight"].shape[1]),
+            "motion": int(weights["parser.inputs.motion_proj.weight"].shape[1]),
+        },
+        imported_from=str(checkpoint.resolve()),
+    )
+    check_weights(build_model(cfg), weights, f"{checkpoint} does not fit a {model} of its own sizes")
+    with atomic_dir(out, overwrite) as tmp:
+        cfg.save(tmp / "config.json")
+        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    return Path(out)
