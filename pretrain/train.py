@@ -3,7 +3,9 @@
 Run directory (`cfg.out`): config.json + model.safetensors (the encoder, `save_pretrained`, written last),
 pretrain_config.json (the PretrainConfig), metrics.json (the untrained encoder's and every epoch's validation
 figures, throughput, each process's weight checksum), log.jsonl (training loss every `log_every` steps, appended
-as the run goes), checkpoints/step_N (Accelerate state for --resume; the latest two are kept).
+as the run goes), checkpoints/NNNNNN (the state for --resume, safetensors and JSON, `avvp.runs`; the latest two
+are kept). The loop is split into named steps: `_set_up`, `_train_step` (one batch), `_log` (log.jsonl),
+`_train_epoch`, `_end_epoch` (validation, the epoch's figures, a checkpoint) and `finish_run_dir`.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,22 +26,33 @@ from transformers import get_linear_schedule_with_warmup
 
 from avvp.console import progress as progress_bar
 from avvp.distributed import settle_collectives
-from avvp.errors import AvvpError, ConfigError
+from avvp.errors import AvvpError
 from avvp.io import atomic_path
 from avvp.precision import resolve_mixed_precision
-from pretrain.config import PretrainConfig
+from avvp.runs import (
+    check_resume,
+    hold_output,
+    load_checkpoint,
+    process_state,
+    save_checkpoint,
+    staging_dir,
+    write_json,
+    writing,
+)
+from avvp.runs import check_run_dir as check_run_folder
+from avvp.runs import start_run_dir as start_run_folder
+from pretrain.config import PATH_FIELDS, PretrainConfig
 from pretrain.data import CorpusRows, PretrainCorpus, feature_statistics, keep_batch, load_corpus, split_rows
 from pretrain.losses import accuracy_from_counts, avg_loss, grounding_counts, pretrain_losses
 from pretrain.modeling import AVEncoderConfig, AVEncoderModel, save_encoder, weights_checksum
 
-CHECKPOINTS = "checkpoints"
-KEEP_CHECKPOINTS = 2
 CONFIG_FILE = "pretrain_config.json"
+LOG_FILE = "log.jsonl"
 
 
 @dataclass
 class TrainProgress:
-    """Where the run stands; checkpointed with the Accelerate state, so --resume continues from it."""
+    """Where the run stands; saved (as JSON) in every checkpoint, so --resume continues from it."""
 
     epoch: int = 0
     """Epochs finished."""
@@ -60,6 +71,9 @@ class TrainProgress:
     """Validation figures of the encoder before any step."""
     epochs: list = field(default_factory=list)
     """Per-epoch figures."""
+    log_loss: dict = field(default_factory=dict)
+    """Sum of each loss term over the batches since the last line of log.jsonl (this process)."""
+    log_batches: int = 0
 
     def state_dict(self) -> dict:
         return asdict(self)
@@ -95,64 +109,19 @@ def initial_encoder(cfg: PretrainConfig, corpus: PretrainCorpus, train_rows: np.
     return model
 
 
-def latest_checkpoint(out: Path) -> Path | None:
-    """The newest checkpoints/step_N folder (other names there are not ours and are left alone)."""
-    steps = {int(p.name[5:]): p for p in (out / CHECKPOINTS).glob("step_*") if p.is_dir() and p.name[5:].isdigit()}
-    return steps[max(steps)] if steps else None
-
-
 def check_run_dir(cfg: PretrainConfig) -> Path:
-    """Refuse to clobber a run; for --resume, find the checkpoint and check the settings are the run's."""
-    out = Path(cfg.out)
+    """Refuse to clobber a run; for --resume, check that the settings are the run's (`avvp.runs.check_run_dir`)."""
+    inputs = {"features": cfg.features, "labels": cfg.labels}  # no labels: the untrained control
+    out = check_run_folder(cfg.out, CONFIG_FILE, cfg.resume, cfg.overwrite, inputs)
     if cfg.resume:
-        if not (out / CONFIG_FILE).is_file():
-            raise AvvpError(f"{out}: no {CONFIG_FILE}; nothing to resume (run without --resume to start it)")
         saved = PretrainConfig.load(out / CONFIG_FILE)
         if saved.untrained:
             raise AvvpError(
                 f"{out}: an untrained control written by `avvp-pretrain init`; there is no run to resume "
                 "(train into another --out without --resume)"
             )
-        differ = cfg.differences(saved)
-        if differ:
-            name = differ[0]
-            raise ConfigError(
-                f"--resume: --{name.replace('_', '-')} is {getattr(cfg, name)!r} here but "
-                f"{getattr(saved, name)!r} in {out / CONFIG_FILE}; resume with the run's settings"
-            )
-        checkpoint = latest_checkpoint(out)
-        if checkpoint is None:
-            raise AvvpError(f"{out}: no checkpoint under {CHECKPOINTS}/ to resume from")
-        if not any(checkpoint.iterdir()):
-            raise AvvpError(f"{checkpoint}: an empty checkpoint; resume from another one or start again")
-    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not cfg.overwrite:
-            raise AvvpError(f"{out}: already exists; pass --overwrite to replace it or --resume to continue it")
-        if not (out / CONFIG_FILE).is_file():  # --overwrite replaces a run, never other files
-            raise AvvpError(f"{out}: not a pretraining run (no {CONFIG_FILE}); --overwrite will not delete it")
-    for name in ("features", "labels"):
-        if not getattr(cfg, name):  # no labels: the untrained control
-            continue
-        source = Path(getattr(cfg, name)).resolve()
-        if source == out.resolve() or out.resolve() in source.parents:
-            raise AvvpError(f"{out}: holds the input --{name} {getattr(cfg, name)}; choose another run directory")
+        check_resume(out / CONFIG_FILE, saved.to_dict(), cfg.to_dict(), PATH_FIELDS, ignore=("resume", "overwrite"))
     return out
-
-
-def start_run_dir(cfg: PretrainConfig, out: Path) -> None:
-    """Main process: a fresh run directory holding pretrain_config.json."""
-    if not cfg.resume:
-        if out.is_dir():
-            shutil.rmtree(out)
-        elif out.exists():
-            out.unlink()
-        out.mkdir(parents=True)
-        write_json(out / CONFIG_FILE, cfg.to_dict())
-
-
-def write_json(path: Path, data: dict) -> None:
-    with atomic_path(path, overwrite=True) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def make_accelerator(cfg: PretrainConfig, out: Path) -> Accelerator:
@@ -203,39 +172,61 @@ def evaluate(model, loader, cfg: PretrainConfig, accelerator: Accelerator) -> di
     return {"val_loss": float(stats[:, 0].mean()), **{f"val_{name}": value for name, value in accuracy.items()}}
 
 
-def save_checkpoint(accelerator: Accelerator, out: Path, step: int) -> None:
-    """Accelerate state into checkpoints/step_N (written under a temporary name, then renamed); keep the latest."""
-    final = out / CHECKPOINTS / f"step_{step}"
-    tmp = out / CHECKPOINTS / f".step_{step}.tmp"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        steps = sorted(int(p.name[5:]) for p in (out / CHECKPOINTS).glob("step_*") if p.name[5:].isdigit())
-        for old in steps[:-KEEP_CHECKPOINTS]:
-            shutil.rmtree(out / CHECKPOINTS / f"step_{old}")
-    accelerator.wait_for_everyone()
-
-
 def _fmt(figures: dict) -> str:
     return ", ".join(f"{name} {value:.4f}" for name, value in figures.items() if isinstance(value, float))
+
+
+@dataclass
+class PretrainRun:
+    """What the steps of the loop share: the prepared objects and where the run stands."""
+
+    cfg: PretrainConfig
+    out: Path
+    accelerator: Accelerator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    train_loader: DataLoader
+    val_loader: DataLoader | None
+    total_updates: int
+    progress: TrainProgress
+
+    def save(self) -> None:
+        save_checkpoint(
+            self.out, self.accelerator, self.model, self.optimizer, self.scheduler, self.progress.state_dict()
+        )
 
 
 def train(cfg: PretrainConfig) -> Path:
     """Pretrain the encoder on cfg.features with the AVG labels of cfg.labels; returns the run directory."""
     corpus = load_corpus(cfg.features, cfg.labels)
     train_rows, val_rows = split_rows(len(corpus), cfg.val_fraction, cfg.seed)
-    out = check_run_dir(cfg)  # every process checks before any writes
+    with hold_output(cfg.out, process_state()):  # one writer per run folder, for the command's life
+        out = check_run_dir(cfg)  # every process checks before any writes
+        run = _set_up(cfg, out, corpus, train_rows, val_rows)
+        accelerator = run.accelerator
+        with progress_bar(disable=not accelerator.is_main_process) as bar:
+            task = bar.add_task(f"pretrain {cfg.variant}", total=run.total_updates, completed=run.progress.step)
+            while run.progress.epoch < cfg.epochs and run.progress.step < run.total_updates:
+                _train_epoch(run, lambda: bar.update(task, completed=run.progress.step))
+                _end_epoch(run, bar.console.print)
+        encoder = accelerator.unwrap_model(run.model)
+        checksums = gather_object([weights_checksum(encoder)])
+        if accelerator.is_main_process:
+            finish_run_dir(cfg, out, encoder, run.progress, checksums, accelerator.num_processes)
+        accelerator.wait_for_everyone()
+        settle_collectives(accelerator)  # before the process group goes (a teardown hang otherwise, at random)
+        accelerator.end_training()
+    return out
+
+
+def _set_up(cfg: PretrainConfig, out: Path, corpus, train_rows: np.ndarray, val_rows: np.ndarray) -> PretrainRun:
+    """The accelerator, model, optimizer, loaders and schedule; a fresh run folder, or the resumed state."""
     accelerator = make_accelerator(cfg, out)
-    main = accelerator.is_main_process
     model = initial_encoder(cfg, corpus, train_rows)
     optimizer = torch.optim.AdamW(parameter_groups(model, cfg.weight_decay), lr=cfg.lr)
-    if main:  # only now that everything is set up: a run replaced by --overwrite goes when the new one can start
-        start_run_dir(cfg, out)
+    if accelerator.is_main_process and not cfg.resume:  # only now: a run replaced by --overwrite goes when this starts
+        start_run_folder(out, CONFIG_FILE, cfg.to_dict())
     accelerator.wait_for_everyone()
     # Loaders draw from their own generators, so that starting an epoch (or resuming) leaves the global RNG,
     # which dropout uses, exactly where the checkpoint found it.
@@ -268,103 +259,136 @@ def train(cfg: PretrainConfig) -> Path:
         num_training_steps=total_updates * accelerator.num_processes,
     )
     scheduler = accelerator.prepare(scheduler)
-    progress = TrainProgress()
-    accelerator.register_for_checkpointing(progress)
+    run = PretrainRun(
+        cfg, out, accelerator, model, optimizer, scheduler, train_loader, val_loader, total_updates, TrainProgress()
+    )
     if cfg.resume:
-        checkpoint = latest_checkpoint(out)
-        accelerator.load_state(str(checkpoint))
-        accelerator.print(f"resumed from {checkpoint} (epoch {progress.epoch}, step {progress.step})")
+        _resume(run)
+    if val_loader is not None and run.progress.untrained is None:
+        run.progress.untrained = evaluate(model, val_loader, cfg, accelerator)
+        accelerator.print(f"untrained encoder: {_fmt(run.progress.untrained)}")
+    return run
 
-    if val_loader is not None and progress.untrained is None:
-        progress.untrained = evaluate(model, val_loader, cfg, accelerator)
-        accelerator.print(f"untrained encoder: {_fmt(progress.untrained)}")
 
-    def gather(tensor: torch.Tensor) -> torch.Tensor:
-        return gather_keeping_local_grad(accelerator, tensor)
+def _resume(run: PretrainRun) -> None:
+    """Continue from the newest readable checkpoint; log.jsonl keeps only the lines up to it."""
+    checkpoint = load_checkpoint(run.out, run.accelerator, run.model, run.optimizer, run.scheduler)
+    if checkpoint is None:
+        run.accelerator.print(f"note: {run.out}: no checkpoint yet; starting the run from its first step")
+    else:
+        run.progress.load_state_dict(checkpoint.progress)
+        run.accelerator.print(f"resumed from {checkpoint.path} (epoch {run.progress.epoch}, step {run.progress.step})")
+    if run.accelerator.is_main_process:
+        _truncate_log(run.out / LOG_FILE, run.progress.step)
 
-    log_sums: dict[str, float] = {}
-    log_batches = 0
-    with progress_bar(disable=not main) as bar:
-        task = bar.add_task(f"pretrain {cfg.variant}", total=total_updates, completed=progress.step)
-        while progress.epoch < cfg.epochs and progress.step < total_updates:
-            train_loader.set_epoch(progress.epoch)
-            loader = train_loader
-            if progress.batches_done:
-                loader = accelerator.skip_first_batches(train_loader, progress.batches_done)
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop the log lines written after the checkpoint a run resumes from (and a line cut by a kill)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("step", math.inf) <= step:
+            kept.append(line + "\n")
+    with writing(path), atomic_path(path, overwrite=True) as tmp:
+        tmp.write_text("".join(kept), encoding="utf-8")
+
+
+def _train_step(run: PretrainRun, batch: dict) -> None:
+    """Forward, AVG losses, backward and (at the end of an accumulation) the optimizer step, for one batch."""
+    cfg, accelerator, model = run.cfg, run.accelerator, run.model
+    with accelerator.accumulate(model):
+        output = model(batch["audio"], batch["visual"], batch["motion"])
+        terms = pretrain_losses(
+            output.audio,
+            output.visual,
+            batch["grounded"],
+            batch["video_index"],
+            cfg.variant,
+            cfg.pos_margin,
+            cfg.neg_margin,
+            cfg.in_batch_negatives,
+            lambda tensor: gather_keeping_local_grad(accelerator, tensor),
+        )
+        loss = sum(terms.values())
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and cfg.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        run.optimizer.step()
+        run.scheduler.step()
+        run.optimizer.zero_grad()
+    progress = run.progress
+    for name, value in {"loss": loss, **terms}.items():
+        progress.epoch_loss[name] = progress.epoch_loss.get(name, 0.0) + value.item()
+        progress.log_loss[name] = progress.log_loss.get(name, 0.0) + value.item()
+    progress.epoch_batches += 1
+    progress.log_batches += 1
+    progress.batches_done += 1
+    progress.videos += len(batch["video_index"]) * accelerator.num_processes
+
+
+def _log(run: PretrainRun) -> None:
+    """One line of log.jsonl: the mean of each loss term (over every process) since the last line."""
+    progress, accelerator = run.progress, run.accelerator
+    sums = progress.log_loss
+    means = accelerator.reduce(
+        torch.tensor([sums[name] / progress.log_batches for name in sums], device=accelerator.device), "mean"
+    )
+    record = {"step": progress.step, "epoch": progress.epoch + 1, "lr": run.scheduler.get_last_lr()[0]}
+    record.update({f"train_{name}": float(value) for name, value in zip(sums, means, strict=True)})
+    if accelerator.is_main_process:
+        with writing(run.out / LOG_FILE), open(run.out / LOG_FILE, "a", encoding="utf-8") as log:
+            log.write(json.dumps(record) + "\n")
+    progress.log_loss, progress.log_batches = {}, 0
+
+
+def _train_epoch(run: PretrainRun, on_step) -> None:
+    """The epoch's remaining batches (all of them, or those after the checkpoint resumed from)."""
+    cfg, progress = run.cfg, run.progress
+    run.train_loader.set_epoch(progress.epoch)
+    loader = run.train_loader
+    if progress.batches_done:
+        loader = run.accelerator.skip_first_batches(run.train_loader, progress.batches_done)
+    tick = time.perf_counter()
+    for batch in loader:
+        _train_step(run, batch)
+        now = time.perf_counter()
+        progress.train_seconds += now - tick
+        tick = now
+        if not run.accelerator.sync_gradients:
+            continue
+        progress.step += 1
+        on_step()
+        if progress.step % cfg.log_every == 0:
+            _log(run)
+        if progress.step % cfg.save_every == 0:
+            run.save()
             tick = time.perf_counter()
-            for batch in loader:
-                with accelerator.accumulate(model):
-                    output = model(batch["audio"], batch["visual"], batch["motion"])
-                    terms = pretrain_losses(
-                        output.audio,
-                        output.visual,
-                        batch["grounded"],
-                        batch["video_index"],
-                        cfg.variant,
-                        cfg.pos_margin,
-                        cfg.neg_margin,
-                        cfg.in_batch_negatives,
-                        gather,
-                    )
-                    loss = sum(terms.values())
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-                        accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad()
-                for name, value in {"loss": loss, **terms}.items():
-                    progress.epoch_loss[name] = progress.epoch_loss.get(name, 0.0) + value.item()
-                    log_sums[name] = log_sums.get(name, 0.0) + value.item()
-                progress.epoch_batches += 1
-                log_batches += 1
-                progress.batches_done += 1
-                progress.videos += len(batch["video_index"]) * accelerator.num_processes
-                now = time.perf_counter()
-                progress.train_seconds += now - tick
-                tick = now
-                if not accelerator.sync_gradients:
-                    continue
-                progress.step += 1
-                bar.update(task, completed=progress.step)
-                if progress.step % cfg.log_every == 0:
-                    means = accelerator.reduce(
-                        torch.tensor([log_sums[k] / log_batches for k in log_sums], device=accelerator.device), "mean"
-                    )
-                    record = {"step": progress.step, "epoch": progress.epoch + 1, "lr": scheduler.get_last_lr()[0]}
-                    record.update({f"train_{k}": float(v) for k, v in zip(log_sums, means, strict=True)})
-                    if main:
-                        with open(out / "log.jsonl", "a") as log:
-                            log.write(json.dumps(record) + "\n")
-                    log_sums, log_batches = {}, 0
-                if progress.step % cfg.save_every == 0:
-                    save_checkpoint(accelerator, out, progress.step)
-                    tick = time.perf_counter()
-                if progress.step >= total_updates:
-                    break
-            progress.epoch += 1
-            progress.batches_done = 0
-            epoch_means = [total / progress.epoch_batches for total in progress.epoch_loss.values()]
-            means = accelerator.reduce(torch.tensor(epoch_means, device=accelerator.device), "mean")
-            figures = {"epoch": progress.epoch, "step": progress.step}
-            figures.update({f"train_{k}": float(v) for k, v in zip(progress.epoch_loss, means, strict=True)})
-            if val_loader is not None:
-                figures.update(evaluate(model, val_loader, cfg, accelerator))
-            figures["lr"] = scheduler.get_last_lr()[0]
-            progress.epochs.append(figures)
-            progress.epoch_loss, progress.epoch_batches = {}, 0
-            if main:
-                bar.console.print(f"epoch {progress.epoch}/{cfg.epochs}: {_fmt(figures)}")
-            save_checkpoint(accelerator, out, progress.step)
+        if progress.step >= run.total_updates:
+            break
 
-    encoder = accelerator.unwrap_model(model)
-    checksums = gather_object([weights_checksum(encoder)])
-    if main:
-        finish_run_dir(cfg, out, encoder, progress, checksums, accelerator.num_processes)
-    accelerator.wait_for_everyone()
-    settle_collectives(accelerator)  # before the process group goes (a teardown hang otherwise, at random)
-    accelerator.end_training()
-    return out
+
+def _end_epoch(run: PretrainRun, show) -> None:
+    """The epoch's figures (mean training losses over every process, validation), shown, and a checkpoint."""
+    cfg, progress, accelerator = run.cfg, run.progress, run.accelerator
+    progress.epoch += 1
+    progress.batches_done = 0
+    epoch_means = [total / progress.epoch_batches for total in progress.epoch_loss.values()]
+    means = accelerator.reduce(torch.tensor(epoch_means, device=accelerator.device), "mean")
+    figures = {"epoch": progress.epoch, "step": progress.step}
+    figures.update({f"train_{k}": float(v) for k, v in zip(progress.epoch_loss, means, strict=True)})
+    if run.val_loader is not None:
+        figures.update(evaluate(run.model, run.val_loader, cfg, accelerator))
+    figures["lr"] = run.scheduler.get_last_lr()[0]
+    progress.epochs.append(figures)
+    progress.epoch_loss, progress.epoch_batches = {}, 0
+    if accelerator.is_main_process:
+        show(f"epoch {progress.epoch}/{cfg.epochs}: {_fmt(figures)}")
+    run.save()
 
 
 def finish_run_dir(
@@ -391,10 +415,7 @@ def finish_run_dir(
         "config": cfg.to_dict(),
     }
     write_json(out / "metrics.json", metrics)
-    tmp = Path(tempfile.mkdtemp(prefix=".encoder.", suffix=".tmp", dir=out))
-    try:
+    with writing(out), staging_dir(out, ".encoder.") as tmp:
         save_encoder(encoder, tmp)
         for written in sorted(tmp.iterdir()):  # config.json before model.safetensors
             os.replace(written, out / written.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

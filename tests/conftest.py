@@ -43,29 +43,52 @@ def run_avvp(monkeypatch, capsys):
     return run
 
 
+class Launched:
+    """What `accelerate launch` left: its exit status and output, and each rank's own stderr (from --log_dir)."""
+
+    def __init__(self, completed, log_dir: Path):
+        self.returncode, self.stdout, self.stderr = completed.returncode, completed.stdout, completed.stderr
+        self.log_dir = log_dir
+
+    def rank_errors(self, tail: int = 4000) -> str:
+        """Each rank's stderr (its last `tail` characters), then the launcher's: for a failing assertion."""
+        parts = []
+        for log in sorted(self.log_dir.glob("**/stderr.log")):
+            parts.append(f"--- rank {log.parent.name} ({log}) ---\n{log.read_text(errors='replace')[-tail:]}")
+        parts.append(f"--- launcher (exit {self.returncode}) ---\n{self.stderr[-tail:]}")
+        return "\n".join(parts)
+
+
 @pytest.fixture
 def launch_two_cpu_processes(tmp_path):
-    """Run a console script as two real CPU processes under `accelerate launch`: returns the CompletedProcess.
+    """Run a console script as two real CPU processes under `accelerate launch`: returns a `Launched`.
 
     Accelerate 1.x starts a single process for `accelerate launch --cpu --num_processes 2` (its multi-CPU path
     goes through mpirun; huggingface/accelerate#2741), so the two CPU processes come from the torch.distributed
     launcher behind `--multi_gpu`, kept on the CPU by ACCELERATE_USE_CPU (what `--cpu` sets); they join with gloo.
+    The port stays reserved for the launch: a socket bound to it with SO_REUSEADDR (not listening) keeps every
+    other process's ephemeral ports off it, while the launcher's store (which sets SO_REUSEADDR too) can listen
+    on it. Each rank's stderr goes to its own file as well (--tee 3), for `Launched.rank_errors`.
     """
     import os
     import socket
     import subprocess
     import sys
 
-    def launch(script: str, *args) -> subprocess.CompletedProcess:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+    def launch(script: str, *args) -> Launched:
         bin_dir = Path(sys.executable).parent
-        command = [
-            bin_dir / "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", port, bin_dir / script, *args,
-        ]  # fmt: skip
+        log_dir = tmp_path / "rank_logs"
         env = {**os.environ, "ACCELERATE_USE_CPU": "1", "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1"}
-        return subprocess.run([str(c) for c in command], env=env, capture_output=True, text=True, timeout=240)
+        with socket.socket() as reserved:
+            reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            reserved.bind(("127.0.0.1", 0))
+            port = reserved.getsockname()[1]
+            command = [
+                bin_dir / "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
+                "--main_process_port", port, "--tee", "3", "--log_dir", log_dir, bin_dir / script, *args,
+            ]  # fmt: skip
+            completed = subprocess.run([str(c) for c in command], env=env, capture_output=True, text=True, timeout=240)
+        return Launched(completed, log_dir)
 
     return launch

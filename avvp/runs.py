@@ -1,0 +1,670 @@
+"""The run layer: what every command that writes a run folder or a corpus shares.
+
+- **One writer per output.** `output_lock(path)` holds an exclusive `fcntl.flock` on `.NAME.lock` beside the
+  output for the command's life (`hold_output` in a multi-process trainer: the main process holds it); a
+  second command on the same output stops with one line naming it and the holder's pid, having changed nothing.
+- **Checkpoints that never unpickle.** `save_checkpoint` writes the model, the optimizer (tensors plus JSON),
+  the scheduler (JSON), each process's RNG states and the loop's own progress (JSON) into a temporary folder,
+  fsyncs it and renames it to `RUN/checkpoints/NNNNNN`; the newest two are kept, so a kill at any instant
+  leaves the previous checkpoint or the new one. `load_checkpoint` reads the newest that parses (a damaged
+  one falls back to the one before, with a note); a run folder holding Accelerate's pickled state is refused.
+- **Run folders.** `check_run_dir` (resume / overwrite / inputs inside the run), `start_run_dir`,
+  `resume_differences` (the settings a resume must repeat) and `load_config` (a dataclass from JSON, checked
+  field by field), for both trainers.
+- **Full disks.** `writing(output)` turns ENOSPC and the other OS errors of writing into one line naming the
+  output; `check_free_space` refuses a corpus that cannot fit before HDF5 (which crashes on a full disk)
+  starts writing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+import types
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from avvp.errors import AvvpError, ConfigError
+from avvp.io import check_writable
+
+CHECKPOINTS = "checkpoints"
+"""Folder of a run holding its checkpoints, one folder each, named by a six-digit sequence number."""
+KEEP_CHECKPOINTS = 2
+FORMAT = "avvp-checkpoint"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+"""Written last into a checkpoint: the format, the processes that saved it and every file with its size."""
+MODEL_FILE = "model.safetensors"
+OPTIMIZER_TENSORS, OPTIMIZER_JSON = "optimizer.safetensors", "optimizer.json"
+SCHEDULER_JSON = "scheduler.json"
+PROGRESS_JSON = "progress.json"
+PICKLED_SUFFIXES = (".pkl", ".bin", ".pt", ".pth")
+"""Files of Accelerate's `save_state` (and torch.save) layouts: never read, since unpickling runs code."""
+
+
+# --- one writer per output ---
+
+
+def lock_path(output: str | os.PathLike) -> Path:
+    """The lock file of an output: `.NAME.lock` beside it (the same file however the output is spelled)."""
+    output = Path(os.path.abspath(output))
+    parent = output.parent.resolve() if output.parent.exists() else output.parent
+    return parent / f".{output.name}.lock"
+
+
+class OutputLock:
+    """An exclusive lock on one output, held from `acquire` to `release` (or the process's end)."""
+
+    def __init__(self, output: str | os.PathLike):
+        if not str(output):
+            raise ConfigError("no output given (--out)")
+        self.output = Path(output)
+        self.path = lock_path(output)
+        self._fd: int | None = None
+
+    def acquire(self) -> OutputLock:
+        with writing(self.output):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            while True:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    holder = _holder_pid(fd)
+                    os.close(fd)
+                    raise AvvpError(
+                        f"{self.output}: another command (pid {holder}) is writing it; wait for it to end "
+                        "or choose another output"
+                    ) from None
+                try:
+                    current = os.stat(self.path).st_ino
+                except FileNotFoundError:
+                    current = None
+                if current != os.fstat(fd).st_ino:  # released and removed by its holder meanwhile: take the new one
+                    os.close(fd)
+                    continue
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                self._fd = fd
+                return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)  # while still held, so that no one takes the file on its way out
+        os.close(self._fd)
+        self._fd = None
+
+
+def _holder_pid(fd: int, wait: float = 1.0) -> str:
+    """The pid the holder wrote into the lock file (it writes it just after taking the lock)."""
+    deadline = time.monotonic() + wait
+    while True:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        if text.isdigit() or time.monotonic() > deadline:
+            return text or "unknown"
+        time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def output_lock(*outputs: str | os.PathLike) -> Iterator[None]:
+    """Hold the lock of every output for the block (one process); a taken one is a one-line AvvpError."""
+    locks: list[OutputLock] = []
+    try:
+        for output in outputs:
+            locks.append(OutputLock(output).acquire())
+        yield
+    finally:
+        for lock in reversed(locks):
+            lock.release()
+
+
+def process_state():
+    """Accelerate's `PartialState` as the run's `Accelerator` will see it (ACCELERATE_USE_CPU: the CPU processes
+    of `accelerate launch --multi_gpu`), available before the Accelerator is made."""
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+
+
+@contextlib.contextmanager
+def hold_output(output: str | os.PathLike, state=None) -> Iterator[None]:
+    """`output_lock` for the processes of one (Accelerate) run: the main process holds the lock, and every
+    process stops with the same one-line error when another command holds it. `state`: `process_state()`."""
+    lock, message = OutputLock(output), None
+    main = state is None or state.is_main_process
+    if main:
+        try:
+            lock.acquire()
+        except AvvpError as error:
+            message = str(error)
+    if state is not None and state.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        message = broadcast_object_list([message])[0]  # an in-memory string between our own processes
+    if message is not None:
+        raise AvvpError(message)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+# --- full disks ---
+
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+WRITE_ERRNOS = (*NO_SPACE_ERRNOS, errno.EROFS, errno.EFBIG, errno.EIO, errno.EACCES, errno.EPERM)
+
+
+def _no_space(error: BaseException) -> bool:
+    text = str(error)
+    return getattr(error, "errno", None) in NO_SPACE_ERRNOS or "No space left" in text or "os error 28" in text
+
+
+def format_size(size: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
+def free_space(path: str | os.PathLike) -> int:
+    """Bytes free for writing at `path` (measured on its nearest existing folder)."""
+    folder = Path(os.path.abspath(path))
+    while not folder.exists():
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def check_free_space(output: str | os.PathLike, needed: int) -> None:
+    """Refuse to start writing `needed` bytes (an estimate; 5% and 1 MB are added) where they do not fit."""
+    free = free_space(output)
+    wanted = int(needed * 1.05) + (1 << 20)
+    if wanted > free:
+        raise AvvpError(
+            f"{output}: not enough free space: it needs about {format_size(wanted)}, {format_size(free)} are free"
+        )
+
+
+@contextlib.contextmanager
+def writing(output: str | os.PathLike, needed: int | None = None) -> Iterator[None]:
+    """Turn a full disk (or another OS error of writing) inside the block into one line naming `output`.
+
+    The block's own cleanup (temporary files, staging folders) runs before the error reaches the caller.
+    """
+    try:
+        yield
+    except AvvpError:
+        raise
+    except (OSError, SafetensorError, RuntimeError) as error:
+        if _no_space(error):
+            size = f" (it needs about {format_size(needed)})" if needed else ""
+            raise AvvpError(f"{output}: no space left on the device while writing it{size}") from None
+        if isinstance(error, OSError) and error.errno in WRITE_ERRNOS:
+            raise AvvpError(f"{output}: cannot write it ({error.strerror or error})") from None
+        raise
+
+
+# --- run folders ---
+
+
+def _entries(folder: Path) -> list[Path]:
+    """What a folder holds, apart from the temporary files and folders (`.*.tmp`) a killed writer leaves."""
+    return [p for p in folder.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp"))]
+
+
+def check_run_dir(
+    out: str | os.PathLike, config_name: str, resume: bool, overwrite: bool, inputs: dict[str, str] | None = None
+) -> Path:
+    """Check a run folder against --resume / --overwrite before any work; creates nothing.
+
+    A new run needs an absent or empty `out` (or --overwrite, which replaces only a run: a folder holding
+    `config_name`); --resume needs `config_name` and a checkpoint layout it can read; `out` may not hold an
+    input (`inputs`: option name -> path).
+    """
+    if not out:
+        raise ConfigError("no run directory given (--out)")
+    out = Path(out)
+    check_writable(out, overwrite=True, directory=True)  # a file on the way to it; existing runs below
+    if resume:
+        if not (out / config_name).is_file():
+            raise AvvpError(f"{out}: nothing to resume (no {config_name}); start the run without --resume")
+        refuse_pickled_state(out)
+    elif out.exists() and (not out.is_dir() or _entries(out)):
+        if not overwrite:
+            raise AvvpError(f"{out}: already exists; pass --overwrite to replace it or --resume to continue it")
+        if not out.is_dir():
+            raise AvvpError(f"{out}: exists and is not a directory")
+        if not (out / config_name).is_file():
+            raise AvvpError(f"{out}: not a run (no {config_name}); --overwrite will not delete it")
+    for name, source in (inputs or {}).items():
+        if source and (Path(source).resolve() == out.resolve() or out.resolve() in Path(source).resolve().parents):
+            raise AvvpError(f"{out}: holds the input --{name} {source}; choose another run directory")
+    return out
+
+
+def start_run_dir(out: Path, config_name: str, config: dict) -> None:
+    """A fresh run folder holding only `config_name` (an earlier run there, checked by `check_run_dir`, goes)."""
+    with writing(out):
+        if out.is_dir():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        write_json(out / config_name, config)
+
+
+def resume_differences(
+    saved: dict, wanted: dict, path_fields: tuple[str, ...] = (), ignore: tuple[str, ...] = ()
+) -> list[str]:
+    """`name value (saved value)` for every setting of `wanted` that --resume would change; paths compared resolved."""
+    changed = []
+    for name, value in wanted.items():
+        if name in ignore:
+            continue
+        old = saved.get(name)
+        if name in path_fields and value and old and Path(value).resolve() == Path(old).resolve():
+            continue
+        if value != old:
+            changed.append(f"--{name.replace('_', '-')} {value!r} (saved {old!r})")
+    return changed
+
+
+def check_resume(config_path: Path, saved: dict, wanted: dict, path_fields=(), ignore=()) -> None:
+    """One line naming every changed setting, unless --resume repeats the saved ones."""
+    changed = resume_differences(saved, wanted, path_fields, ignore)
+    if changed:
+        raise ConfigError(f"{config_path}: --resume needs the saved settings; changed: {', '.join(changed)}")
+
+
+T = typing.TypeVar("T")
+
+
+def load_config(cls: type[T], path: str | os.PathLike, what: str) -> T:
+    """A config dataclass from its JSON file; a missing or malformed file, unknown fields and values of the
+    wrong type are one-line ConfigErrors naming the file (`what`: e.g. "the config.json of a finetuning run")."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file; expected {what}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object: {what}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown fields {', '.join(unknown)}; expected {what}")
+    hints = typing.get_type_hints(cls)
+    for name, value in data.items():
+        if not _has_type(value, hints[name]):
+            raise ConfigError(f"{path}: {name} is {value!r}; expected {_type_name(hints[name])}")
+    try:
+        return cls(**data)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def _type_name(annotation) -> str:
+    return getattr(annotation, "__name__", None) if isinstance(annotation, type) else str(annotation)
+
+
+def _has_type(value, annotation) -> bool:
+    """Whether a JSON value fits a field's type (bool, int, float, str, None, and lists/dicts/unions of them)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, arg) for arg in args)
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin is dict or annotation is dict:
+        return isinstance(value, dict) and (not args or all(_has_type(v, args[1]) for v in value.values()))
+    if origin in (list, tuple) or annotation in (list, tuple):
+        return isinstance(value, list) and (not args or all(_has_type(v, args[0]) for v in value))
+    return True  # a type JSON cannot check here: the dataclass's own checks decide
+
+
+# --- JSON and tensors ---
+
+
+def write_json(path: Path, data, allow_nan: bool = True) -> None:
+    """Write JSON atomically (a temporary file, fsynced, renamed)."""
+    from avvp.io import atomic_path
+
+    with atomic_path(path, overwrite=True) as tmp:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(data, indent=2, allow_nan=allow_nan) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def json_safe(value):
+    """`value` with every NaN or infinity replaced by None, so that it prints as strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(path, "missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(path, f"not valid JSON ({error})") from None
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path), device="cpu")
+    except FileNotFoundError:
+        raise CheckpointError(path, "missing") from None
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(path, f"not a safetensors file ({_one_line(error)})") from None
+
+
+def _one_line(error: BaseException, limit: int = 160) -> str:
+    return " ".join(str(error).split())[:limit]
+
+
+def _cpu_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in state.items()}
+
+
+def optimizer_pieces(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """An optimizer's `state_dict()` as tensors ("state.PARAM.NAME") plus JSON (param groups, plain values)."""
+    tensors, state = {}, {}
+    for param, entries in state_dict["state"].items():
+        plain = {}
+        for name, value in entries.items():
+            if torch.is_tensor(value):
+                tensors[f"state.{param}.{name}"] = value.detach().to("cpu", copy=True).contiguous()
+            else:
+                plain[name] = value
+        state[str(param)] = plain
+    return tensors, {"param_groups": state_dict["param_groups"], "state": state}
+
+
+def optimizer_state_dict(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    """The inverse of `optimizer_pieces`."""
+    state: dict[int, dict] = {int(param): dict(plain) for param, plain in meta["state"].items()}
+    for key, tensor in tensors.items():
+        _, param, name = key.split(".", 2)
+        state.setdefault(int(param), {})[name] = tensor
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def rng_pieces() -> tuple[dict[str, torch.Tensor], dict]:
+    """This process's RNG states: torch (CPU and every CUDA device) as tensors, Python's and NumPy's as JSON."""
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for index, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda.{index}"] = state
+    version, internal, gauss = random.getstate()
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    plain = {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, keys.tolist(), int(position), int(has_gauss), float(cached)],
+    }
+    return tensors, plain
+
+
+def restore_rng(tensors: dict[str, torch.Tensor], plain: dict) -> None:
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[f"cuda.{i}"] for i in range(sum(name.startswith("cuda.") for name in tensors))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    version, internal, gauss = plain["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, position, has_gauss, cached = plain["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
+
+
+# --- checkpoints ---
+
+
+class CheckpointError(Exception):
+    """A checkpoint file that cannot be read as saved."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+
+
+def checkpoint_dirs(out: Path) -> list[Path]:
+    """The run's checkpoints, newest first (only six-digit names: other folders there are not ours)."""
+    folder = out / CHECKPOINTS
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and len(p.name) == 6 and p.name.isdigit()]
+    return sorted(found, key=lambda p: int(p.name), reverse=True)
+
+
+def refuse_pickled_state(out: Path) -> None:
+    """Refuse a run folder saved as Accelerate's pickled state (`state/`, `checkpoints/step_N/`) by name."""
+    old = [out / "state"] if (out / "state").is_dir() else []
+    if (out / CHECKPOINTS).is_dir():
+        old += sorted(p for p in (out / CHECKPOINTS).glob("step_*") if p.is_dir() and p.name[5:].isdigit())
+    for folder in old:
+        pickled = sorted(p for p in folder.rglob("*") if p.suffix in PICKLED_SUFFIXES)
+        raise AvvpError(
+            f"{pickled[0] if pickled else folder}: pickled state saved by an earlier version of avvp, which "
+            "--resume does not read (unpickling can run code); start the run again with --overwrite"
+        )
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_rank_rng(tmp: Path, rank: int) -> None:
+    tensors, plain = rng_pieces()
+    save_file(tensors, str(tmp / f"rng_{rank}.safetensors"))
+    (tmp / f"rng_{rank}.json").write_text(json.dumps(plain) + "\n", encoding="utf-8")
+    for name in (f"rng_{rank}.safetensors", f"rng_{rank}.json"):
+        _fsync_path(tmp / name)
+
+
+def _write_main_pieces(tmp: Path, accelerator, model, optimizer, scheduler, progress: dict, tensors: dict) -> None:
+    save_file(_cpu_tensors(accelerator.unwrap_model(model).state_dict()), str(tmp / MODEL_FILE))
+    optimizer_tensors, optimizer_meta = optimizer_pieces(optimizer.state_dict())
+    save_file(optimizer_tensors, str(tmp / OPTIMIZER_TENSORS))
+    (tmp / OPTIMIZER_JSON).write_text(json.dumps(optimizer_meta) + "\n", encoding="utf-8")
+    (tmp / SCHEDULER_JSON).write_text(json.dumps(scheduler.state_dict()) + "\n", encoding="utf-8")
+    for name, group in tensors.items():
+        save_file(_cpu_tensors(group), str(tmp / f"{name}.safetensors"))
+    scaler = accelerator.scaler.state_dict() if getattr(accelerator, "scaler", None) is not None else None
+    loop = {"progress": progress, "accelerator_step": accelerator.step, "scaler": scaler, "tensors": sorted(tensors)}
+    (tmp / PROGRESS_JSON).write_text(json.dumps(loop) + "\n", encoding="utf-8")
+
+
+def _publish(tmp: Path, final: Path, processes: int) -> None:
+    """Manifest last, everything fsynced, then one rename: `final` appears complete or not at all."""
+    files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
+    manifest = {"format": FORMAT, "version": FORMAT_VERSION, "processes": processes, "files": files}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    for name in (*files, MANIFEST):
+        _fsync_path(tmp / name)
+    _fsync_path(tmp)
+    os.rename(tmp, final)
+    _fsync_path(final.parent)
+
+
+def save_checkpoint(
+    out: Path,
+    accelerator,
+    model,
+    optimizer,
+    scheduler,
+    progress: dict,
+    tensors: dict[str, dict[str, torch.Tensor]] | None = None,
+) -> Path:
+    """Save a resumable checkpoint: RUN/checkpoints/NNNNNN, the next number; the newest KEEP_CHECKPOINTS stay.
+
+    `progress`: the loop's own state (JSON); `tensors`: named groups of tensors saved beside it (e.g. the best
+    weights so far). Every process writes its RNG states; the main process the rest. The folder is written
+    under a temporary name and renamed once complete and fsynced; on any exception or signal it is removed.
+    """
+    folder = out / CHECKPOINTS
+    main = accelerator.is_main_process
+    existing = checkpoint_dirs(out)
+    number = int(existing[0].name) + 1 if existing else 1
+    final = folder / f"{number:06d}"
+    tmp = folder / f".{number:06d}.tmp"
+    try:
+        with writing(out):
+            if main:
+                remove_staging(out)
+                tmp.mkdir(parents=True)
+            accelerator.wait_for_everyone()
+            _write_rank_rng(tmp, accelerator.process_index)
+            if main:
+                _write_main_pieces(tmp, accelerator, model, optimizer, scheduler, progress, tensors or {})
+            accelerator.wait_for_everyone()
+            if main:
+                _publish(tmp, final, accelerator.num_processes)
+                for old in checkpoint_dirs(out)[KEEP_CHECKPOINTS:]:
+                    shutil.rmtree(old)
+    finally:
+        if main and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def remove_staging(out: Path) -> None:
+    """Remove temporary checkpoint folders a killed process left (a signal removes its own on the way out)."""
+    folder = out / CHECKPOINTS
+    if folder.is_dir():
+        for leftover in folder.glob(".*.tmp"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """A checkpoint read into memory and checked, before any of it is applied."""
+
+    path: Path
+    model: dict[str, torch.Tensor]
+    optimizer: dict
+    scheduler: dict
+    rng: tuple[dict[str, torch.Tensor], dict]
+    loop: dict
+    tensors: dict[str, dict[str, torch.Tensor]]
+
+    @property
+    def progress(self) -> dict:
+        return self.loop["progress"]
+
+
+def read_checkpoint(path: Path, rank: int, model_state: dict[str, torch.Tensor]) -> Checkpoint:
+    """Read and check one checkpoint; a CheckpointError names the first file that is not as saved."""
+    manifest = _read_json(path / MANIFEST)
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise CheckpointError(path / MANIFEST, f"not an {FORMAT} manifest")
+    for name, size in manifest["files"].items():
+        if not (path / name).is_file() or (path / name).stat().st_size != size:
+            raise CheckpointError(path / name, "missing or not of the size saved")
+    model = _read_tensors(path / MODEL_FILE)
+    expected = {name: tuple(tensor.shape) for name, tensor in model_state.items()}
+    found = {name: tuple(tensor.shape) for name, tensor in model.items()}
+    if found != expected:
+        differ = sorted(set(found) ^ set(expected)) or [n for n in expected if found[n] != expected[n]]
+        raise CheckpointError(path / MODEL_FILE, f"weights do not fit the model ({', '.join(differ[:3])})")
+    optimizer = optimizer_state_dict(_read_tensors(path / OPTIMIZER_TENSORS), _read_json(path / OPTIMIZER_JSON))
+    loop = _read_json(path / PROGRESS_JSON)
+    tensors = {name: _read_tensors(path / f"{name}.safetensors") for name in loop["tensors"]}
+    rng = (_read_tensors(path / f"rng_{rank}.safetensors"), _read_json(path / f"rng_{rank}.json"))
+    return Checkpoint(path, model, optimizer, _read_json(path / SCHEDULER_JSON), rng, loop, tensors)
+
+
+def load_checkpoint(out: Path, accelerator, model, optimizer, scheduler) -> Checkpoint | None:
+    """Restore the newest readable checkpoint into the (prepared) objects; None where the run has none yet.
+
+    A damaged newest checkpoint falls back to the one before it, with a note on stderr; when none can be read,
+    a one-line AvvpError names the file of the newest. Every process reads the checkpoint the main one chose.
+    """
+    refuse_pickled_state(out)
+    if accelerator.is_main_process:
+        remove_staging(out)
+    model_state = accelerator.unwrap_model(model).state_dict()
+    chosen, first_error = None, None
+    if accelerator.is_main_process:
+        found = checkpoint_dirs(out)
+        for index, path in enumerate(found):
+            try:
+                for rank in range(accelerator.num_processes):
+                    read_checkpoint(path, rank, model_state)
+            except (CheckpointError, KeyError, TypeError, ValueError) as error:
+                first_error = first_error or error
+                if index + 1 < len(found):
+                    print(f"note: {_one_line(error, 300)}; resuming from {found[index + 1]} instead", file=sys.stderr)
+                continue
+            chosen = path.name
+            break
+        for damaged in checkpoint_dirs(out):
+            if chosen is not None and int(damaged.name) > int(chosen):
+                shutil.rmtree(damaged)  # else it would outlive the good one as the next saves are pruned
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        chosen, first_error = broadcast_object_list([chosen, None if first_error is None else str(first_error)])
+    if chosen is None:
+        if first_error is None:
+            return None
+        raise AvvpError(f"{first_error}: damaged saved state; start the run again with --overwrite")
+    checkpoint = read_checkpoint(out / CHECKPOINTS / chosen, accelerator.process_index, model_state)
+    accelerator.unwrap_model(model).load_state_dict(checkpoint.model)
+    try:
+        optimizer.load_state_dict(checkpoint.optimizer)
+        scheduler.load_state_dict(checkpoint.scheduler)
+    except (KeyError, TypeError, ValueError) as error:
+        raise AvvpError(f"{checkpoint.path}: saved state does not fit this run ({_one_line(error)})") from None
+    if checkpoint.loop.get("scaler") is not None and getattr(accelerator, "scaler", None) is not None:
+        accelerator.scaler.load_state_dict(checkpoint.loop["scaler"])
+    accelerator.step = checkpoint.loop["accelerator_step"]
+    restore_rng(*checkpoint.rng)
+    return checkpoint
+
+
+@contextlib.contextmanager
+def staging_dir(out: Path, prefix: str) -> Iterator[Path]:
+    """A temporary folder inside `out`, removed whatever happens."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=out))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
