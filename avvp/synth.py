@@ -486,6 +486,31 @@ def _write_corpus(
             on_progress(rows.stop - rows.start)
 
 
+def pretrain_chunk_events(events: EventModel, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The latent events of n pretraining videos: audio, visual (n, 60, 10) bool, the first draws of a chunk."""
+    # AudioSet-like: half the class mass on the LLP classes (as frequent as in LLP), half on the others (Zipf)
+    llp_count = np.asarray(events.stats["train_class_count"], dtype=np.float64) + 1
+    zipf = 1 / np.arange(1, LATENT_CLASSES - NUM_CLASSES + 1) ** 0.8
+    weights = np.concatenate([llp_count / llp_count.sum(), zipf / zipf.sum()])
+    return events.unlabelled_events(rng, n, weights, count_p=(0.0, 0.45, 0.4, 0.15), both_p=0.7)
+
+
+def latent_pretrain_events(preset: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The latent events behind pretrain.h5 of LLP-sim (`preset`, `seed`): audio, visual (N, 60, 10) bool.
+
+    Replayed from the generators that wrote the store (each chunk draws its events first), in the store's order;
+    for diagnostics of the toolkit's own data only (e.g. how well grounding labels predict shared events).
+    """
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    events, count = EventModel(llp_stats()), PRESETS[preset].pretrain
+    chunks = [
+        pretrain_chunk_events(events, np.random.default_rng([seed, 4, index]), min(CHUNK_VIDEOS, count - start))
+        for index, start in enumerate(range(0, count, CHUNK_VIDEOS))
+    ]
+    return np.concatenate([audio for audio, _ in chunks]), np.concatenate([visual for _, visual in chunks])
+
+
 def output_paths(out: Path) -> dict[str, Path]:
     """Every file `synthesize` writes into `out`."""
     files = {"llp": out / LLP_FILE, "pretrain": out / PRETRAIN_FILE}
@@ -534,14 +559,8 @@ def synthesize(
     def llp_events(rng: np.random.Generator, rows: slice) -> tuple[np.ndarray, np.ndarray]:
         return _with_distractors(rng, events, layout.audio[rows], layout.visual[rows])
 
-    # AudioSet-like: half the class mass on the LLP classes (as frequent as in LLP), half on the others (Zipf)
-    llp_count = np.asarray(events.stats["train_class_count"], dtype=np.float64) + 1
-    zipf = 1 / np.arange(1, LATENT_CLASSES - NUM_CLASSES + 1) ** 0.8
-    pretrain_weights = np.concatenate([llp_count / llp_count.sum(), zipf / zipf.sum()])
-
     def pretrain_events(rng: np.random.Generator, rows: slice) -> tuple[np.ndarray, np.ndarray]:
-        n = rows.stop - rows.start
-        return events.unlabelled_events(rng, n, pretrain_weights, count_p=(0.0, 0.45, 0.4, 0.15), both_p=0.7)
+        return pretrain_chunk_events(events, rng, rows.stop - rows.start)
 
     source = "LLP-sim" + (f" (annotations {annotations})" if annotations is not None else "")
     attrs = {"preset": preset, "seed": seed, "latent_classes": LATENT_CLASSES}

@@ -26,10 +26,12 @@ from grounding.graph import (
     silent_snippets,
     torch_threads,
 )
-from grounding.thresholds import calibrate, check_quantile
+from grounding.thresholds import BALANCED_SHARE, balanced_quantile, calibrate, check_quantile, check_share
 
 PAPER_THRESHOLDS = {"visual": 0.96, "audio": 0.99}
-"""The authors' thresholds, for ResNet-152 (visual) and VGGish (audio) features."""
+"""The authors' thresholds, for ResNet-152 (visual) and VGGish (audio) features: the `release` recipe."""
+RECIPES = ("toolkit", "release")
+"""Thresholds when none is given: `toolkit` balanced (a stated share of pairs grounded), `release` the authors'."""
 
 
 BATCH_SIZE = 512
@@ -51,13 +53,17 @@ class GroundingConfig:
     out: Path
     """AVG label file to write."""
     visual_threshold: float | None = None
-    """Fixed visual cosine threshold in [-1, 1]; 0.96 when neither it nor `visual_quantile` is given."""
+    """Fixed visual cosine threshold in [-1, 1]; unset: the recipe's (the other modality's unset one: 0.96)."""
     audio_threshold: float | None = None
-    """Fixed audio cosine threshold in [-1, 1]; 0.99 when neither it nor `audio_quantile` is given."""
+    """Fixed audio cosine threshold in [-1, 1]; unset: the recipe's (the other modality's unset one: 0.99)."""
     visual_quantile: float | None = None
     """Calibrate the visual threshold at this quantile (0, 1) of the sample's neighbour similarities."""
     audio_quantile: float | None = None
     """Calibrate the audio threshold at this quantile (0, 1) of the sample's neighbour similarities."""
+    recipe: str = "toolkit"
+    """With no threshold or quantile given: `toolkit` (balanced, `grounded_share`) or `release` (0.96, 0.99)."""
+    grounded_share: float = BALANCED_SHARE
+    """`toolkit`: the share of the calibration sample's snippet pairs grounded after the components are joined."""
     rule: str = "or"
     """`or` (the paper) or `and`: how the visual and audio tests combine into an edge."""
     engine: str = "fast"
@@ -96,6 +102,9 @@ class GroundingConfig:
                 check_quantile(f"--{modality}-quantile", quantile)
         if self.rule not in RULES:
             raise ConfigError(f"--rule {self.rule!r}: choose one of {', '.join(RULES)}")
+        if self.recipe not in RECIPES:
+            raise ConfigError(f"--recipe {self.recipe!r}: choose one of {', '.join(RECIPES)}")
+        check_share(self.grounded_share)
         if self.engine not in ENGINES:
             raise ConfigError(f"--engine {self.engine!r}: choose one of {', '.join(ENGINES)}")
         if not -1.0 <= self.silence_threshold <= 1.0:
@@ -109,9 +118,20 @@ class GroundingConfig:
             raise ConfigError(f"--seed {self.seed}: must be at least 0")
 
     @property
+    def explicit(self) -> bool:
+        """Whether a threshold or a quantile was given (the recipe then sets nothing)."""
+        given = (self.visual_threshold, self.audio_threshold, self.visual_quantile, self.audio_quantile)
+        return any(value is not None for value in given)
+
+    @property
+    def balanced(self) -> bool:
+        """Whether the thresholds are balanced to `grounded_share` (the toolkit's default)."""
+        return not self.explicit and self.recipe == "toolkit"
+
+    @property
     def calibrated(self) -> bool:
         """Whether a threshold comes from a quantile (FAISS calibration on a sample of the store)."""
-        return self.visual_quantile is not None or self.audio_quantile is not None
+        return self.visual_quantile is not None or self.audio_quantile is not None or self.balanced
 
 
 def load_silence(path: str | os.PathLike, audio_width: int) -> np.ndarray:
@@ -209,8 +229,12 @@ def resolve_edge_rule(cfg: GroundingConfig) -> tuple[EdgeRule, dict]:
     attrs: dict = {}
     if cfg.calibrated:
         calibration = calibrate(cfg.features, cfg.neighbours, cfg.sample_videos, cfg.seed)
-        for modality in ("visual", "audio"):
-            quantile = getattr(cfg, f"{modality}_quantile")
+        quantiles = {m: getattr(cfg, f"{m}_quantile") for m in ("visual", "audio")}
+        if cfg.balanced:
+            quantile, achieved = balanced_quantile(calibration, cfg.grounded_share, cfg.rule)
+            quantiles = {"visual": quantile, "audio": quantile}
+            attrs.update(grounded_share=cfg.grounded_share, sample_grounded_share=achieved)
+        for modality, quantile in quantiles.items():
             if quantile is not None:
                 thresholds[modality] = calibration.threshold(modality, quantile)
                 attrs[f"{modality}_quantile"] = quantile
@@ -235,7 +259,7 @@ def build(cfg: GroundingConfig) -> Path:
         "audio_threshold": edge_rule.audio_threshold,
         "rule": edge_rule.rule,
         "engine": cfg.engine,
-        "thresholds_from": "quantile" if cfg.calibrated else "fixed",
+        "thresholds_from": "balanced" if cfg.balanced else "quantile" if cfg.calibrated else "fixed",
         **calibration_attrs,
     }
     if silence is not None:

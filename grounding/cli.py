@@ -8,6 +8,7 @@ import typer
 
 from avvp.console import run_app
 from grounding.build import BATCH_SIZE, SILENCE_THRESHOLD
+from grounding.thresholds import BALANCED_SHARE
 
 app = typer.Typer(
     help="Audio-visual grounding labels: per-video snippet graphs and their connected components.",
@@ -21,11 +22,19 @@ app = typer.Typer(
 def build(
     features: Path = typer.Option(..., help="Feature store with 'audio' and 'visual' streams."),
     out: Path = typer.Option(..., help="AVG label file to write (HDF5)."),
+    recipe: str = typer.Option(
+        "toolkit",
+        help="No threshold given: 'toolkit' (balanced: --grounded-share of the pairs grounded after the components "
+        "are joined) or 'release' (the authors' 0.96 visual, 0.99 audio).",
+    ),
+    grounded_share: float = typer.Option(
+        BALANCED_SHARE, help="toolkit recipe: share of the sampled videos' snippet pairs grounded (calibrated)."
+    ),
     visual_threshold: float = typer.Option(
-        None, help="Fixed visual cosine threshold in [-1, 1]; 0.96 (the authors', ResNet-152) unless --visual-quantile."
+        None, help="Fixed visual cosine threshold in [-1, 1] (with only audio set: 0.96, the authors', ResNet-152)."
     ),
     audio_threshold: float = typer.Option(
-        None, help="Fixed audio cosine threshold in [-1, 1]; 0.99 (the authors', VGGish) unless --audio-quantile."
+        None, help="Fixed audio cosine threshold in [-1, 1] (with only visual set: 0.99, the authors', VGGish)."
     ),
     visual_quantile: float = typer.Option(
         None, help="Calibrate the visual threshold at this quantile of neighbour similarities (FAISS)."
@@ -59,6 +68,8 @@ def build(
     cfg = GroundingConfig(
         features=features,
         out=out,
+        recipe=recipe,
+        grounded_share=grounded_share,
         visual_threshold=visual_threshold,
         audio_threshold=audio_threshold,
         visual_quantile=visual_quantile,
@@ -132,8 +143,14 @@ def stats(
     labels: Path = typer.Argument(..., help="AVG label file written by `avvp-groundtruth build`."),
     plot: Path = typer.Option(None, help="Also draw the histograms into this .png, .pdf, .svg or .jpg."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --plot."),
+    latent: bool = typer.Option(
+        False,
+        "--latent",
+        help="LLP-sim pretraining stores only: how well the labels predict shared latent events (a diagnostic of "
+        "the toolkit's own data; never used in training).",
+    ),
 ) -> None:
-    """Share of positive pairs, components per video and component sizes of an AVG label file."""
+    """Grounded share per pair type, components per video and component sizes of an AVG label file."""
     from avvp.avg_labels import read_avg_labels
     from avvp.io import check_picture
     from grounding.stats import format_stats, label_stats, plot_stats
@@ -149,6 +166,12 @@ def stats(
     )
     print(f"{labels}: {rule}; source {avg.attrs.get('source', '?')}")
     print(format_stats(figures))
+    if latent:
+        from grounding.stats import format_agreement, latent_events_of, shared_event_agreement
+
+        audio_events, visual_events = latent_events_of(labels, avg)
+        print("\nlabels against LLP-sim's latent events (diagnostic only):")
+        print(format_agreement(shared_event_agreement(avg.components, audio_events, visual_events)))
     if plot is not None:
         plot_stats(figures, plot, title=f"{labels.name}: {rule}", overwrite=overwrite)
         print(f"wrote {plot}")

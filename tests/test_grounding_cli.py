@@ -33,7 +33,8 @@ def random_store(path, videos=12, streams=("audio", "visual"), nan_video=None):
 
 def test_build_stats_calibrate_on_llp_sim(tiny_llp, tmp_path, monkeypatch, capsys):
     features, out, plot = tiny_llp / "pretrain.h5", tmp_path / "avg.h5", tmp_path / "stats.png"
-    status, stdout, _ = run_cli(monkeypatch, capsys, "build", "--features", features, "--out", out, "--quiet")
+    args = ["--recipe", "release", "--quiet"]
+    status, stdout, _ = run_cli(monkeypatch, capsys, "build", "--features", features, "--out", out, *args)
     assert status == 0 and f"wrote {out}: 200 videos" in stdout
     labels = read_avg_labels(out)
     assert labels.components.shape == (200, SNIPPETS)
@@ -41,8 +42,10 @@ def test_build_stats_calibrate_on_llp_sim(tiny_llp, tmp_path, monkeypatch, capsy
     assert labels.attrs["rule"] == "or" and labels.attrs["engine"] == "fast"
     assert labels.attrs["source"] == str(features) and labels.attrs["thresholds_from"] == "fixed"
 
-    status, stdout, _ = run_cli(monkeypatch, capsys, "stats", out, "--plot", plot)
+    status, stdout, _ = run_cli(monkeypatch, capsys, "stats", out, "--plot", plot, "--latent")
     assert status == 0 and "positive pairs:" in stdout and "videos with n components" in stdout
+    assert "grounded share per pair type: audio-audio" in stdout and "audio-visual" in stdout
+    assert "labels against LLP-sim's latent events" in stdout
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     status, stdout, _ = run_cli(
@@ -61,6 +64,26 @@ def test_build_stats_calibrate_on_llp_sim(tiny_llp, tmp_path, monkeypatch, capsy
     assert attrs["visual_threshold"] == pytest.approx(median_visual, abs=1e-4)
     assert attrs["audio_threshold"] == pytest.approx(median_audio, abs=1e-4)
     assert attrs["visual_quantile"] == 0.5 and attrs["neighbours"] == 10 and attrs["sample_videos"] == 200
+
+
+def test_balanced_thresholds_are_the_default(tiny_llp, tmp_path, monkeypatch, capsys):
+    """Calibrated so that the stated share of pairs is grounded after the components are joined."""
+    from grounding.stats import label_stats
+
+    features = tiny_llp / "pretrain.h5"
+    for share in (0.5, 0.3):
+        out = tmp_path / f"avg-{share}.h5"
+        args = ["--grounded-share", share] if share != 0.5 else []
+        status, _, _ = run_cli(monkeypatch, capsys, "build", "--features", features, "--out", out, "--quiet", *args)
+        labels = read_avg_labels(out)
+        assert status == 0 and labels.attrs["thresholds_from"] == "balanced"
+        assert labels.attrs["grounded_share"] == share
+        # The sample is the whole store (200 videos): the labels written hold the share reached on it.
+        assert label_stats(labels.components).positive_pairs == pytest.approx(labels.attrs["sample_grounded_share"])
+        assert labels.attrs["sample_grounded_share"] == pytest.approx(share, abs=0.01)
+        assert labels.attrs["visual_quantile"] == labels.attrs["audio_quantile"]
+    status, _, err = run_cli(monkeypatch, capsys, "build", "--features", features, "--out", out, "--grounded-share", 1)
+    assert status == 1 and "--grounded-share 1.0: a share of snippet pairs lies strictly between 0 and 1" in err
 
 
 def test_silence_rule_is_recorded(tmp_path, monkeypatch, capsys):
