@@ -5,13 +5,13 @@
 # DIR (features) holds llp.h5 and pretrain.h5, made from the LLP feature release with
 # `avvp data import-han RELEASE --annotations DIR --out DIR/llp.h5` (README, "Reproducing on real LLP");
 # the annotation folder holds the LLP files (AVVP_train.csv, AVVP_val_pd.csv, AVVP_test_pd.csv,
-# AVVP_eval_audio.csv, AVVP_eval_visual.csv). Relative paths are read from the folder the script is run in;
-# the default --out is results/llp in the repository. Stages are cached in OUT/cache, so an interrupted run
-# continues where it stopped. Meant for a GPU; `--preset tiny --seeds 1 --rows ...` is a minute-long check.
+# AVVP_eval_audio.csv, AVVP_eval_visual.csv). Paths (and the default --out, results/llp) are relative to the
+# folder the script is run in. Stages are cached in OUT/cache, so an interrupted run continues where it stopped.
+# Meant for a GPU; `--preset tiny --seeds 1 --rows ...` is a minute-long check.
 # The toolkit is installed (scripts/setup.sh) first if the environment ($AVVP_VENV, default .venv) lacks it.
 set -euo pipefail
 usage="usage: $0 --features DIR --annotations DIR [--seeds N] [--out DIR] [--preset NAME] [--rows NAMES]"
-features="" annotations="" seeds=3 out="" preset="paper" rows=""
+features="" annotations="" seeds=3 out="results/llp" preset="paper" rows=""
 while [ $# -gt 0 ]; do
     if [ $# -lt 2 ]; then echo "error: $1 needs a value; $usage" >&2; exit 2; fi
     case "$1" in
@@ -31,13 +31,13 @@ fi
 from_here() { case "$1" in /*) printf '%s' "$1" ;; *) printf '%s/%s' "$PWD" "$1" ;; esac; }
 features=$(from_here "$features")
 annotations=$(from_here "$annotations")
-if [ -n "$out" ]; then out=$(from_here "$out"); fi
+out=$(from_here "$out")
 cd "$(dirname "$0")/.."
 venv="${AVVP_VENV:-.venv}"
 if [ ! -x "$venv/bin/avvp-finetune" ] || ! "$venv/bin/python" -c "import avvp" 2>/dev/null; then
     bash scripts/setup.sh
 fi
 py="$venv/bin/python"
-args=(--preset "$preset" --data "$features" --annotations "$annotations" --seeds "$seeds" --out "${out:-results/llp}")
+args=(--preset "$preset" --data "$features" --annotations "$annotations" --seeds "$seeds" --out "$out")
 if [ -n "$rows" ]; then args+=(--rows "$rows"); fi
 "$py" -m benchmarks.tables "${args[@]}"

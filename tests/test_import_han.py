@@ -432,3 +432,35 @@ def test_a_missing_file_names_both_names_tried(tmp_path):
         f"{root / 'vggish' / MADE_UP[2]}.npy: no such file (video {MADE_UP[2]!r}; nor {MADE_UP[2][:11]}.npy, its "
         "YouTube id); pass --skip-missing to leave it out"
     )
+
+
+def test_export_frames_average_back_to_the_stored_rows():
+    from avvp.export_han import frames_of
+    from avvp.import_han import average_frames
+
+    rng = np.random.default_rng(0)
+    rows = (rng.standard_normal((10, 2048)) * 10.0 ** rng.integers(-8, 4, (10, 2048))).astype(np.float16)
+    rows[0, :3] = [0, np.float16(6e-8), -65504]  # zero, a subnormal, the float16 extreme
+    frames = frames_of(rows)
+    assert frames.shape == (80, 2048) and frames.dtype == np.float32
+    assert np.ptp(frames.reshape(10, 8, -1), axis=1)[rows != 0].min() > 0  # varied over the 8 frames
+    np.testing.assert_array_equal(average_frames(frames).astype(np.float16), rows)
+
+
+def test_export_refuses_two_videos_under_one_name_and_an_existing_folder(tmp_path, run_avvp):
+    from avvp.store import write_store
+
+    ids = ["abcdefghijk_0_10", "abcdefghijk_30_40"]
+    streams = {name: np.zeros((2, 10, width), np.float16) for name, width in RAW_WIDTHS.items()}
+    store = write_store(tmp_path / "s.h5", ids, streams)
+    message = one_line_error(run_avvp("data", "export-han", store, "--out", tmp_path / "rel"))
+    assert message == (
+        "error: videos 'abcdefghijk_0_10' and 'abcdefghijk_30_40' would both be written as abcdefghijk.npy; "
+        "use --names filename"
+    )
+    assert not (tmp_path / "rel").exists()
+    code, _, stderr = run_avvp("data", "export-han", store, "--out", tmp_path / "rel", "--names", "filename")
+    assert code == 0, stderr
+    assert sorted(p.stem for p in (tmp_path / "rel" / "res152").iterdir()) == ids
+    message = one_line_error(run_avvp("data", "export-han", store, "--out", tmp_path / "rel", "--names", "filename"))
+    assert message == f"error: {tmp_path / 'rel'}: already exists; pass --overwrite to replace it"
