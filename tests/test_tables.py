@@ -3,6 +3,7 @@
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,3 +157,17 @@ def test_the_transcription_matches_the_shared_paper_tables():
             name = re.sub(r" \(Tian et al\., as published\)$", "", name)
             published.setdefault(name, {})[level] = dict(zip(SCORE_NAMES, map(float, figures), strict=True))
     assert load_paper_figures() == published
+
+
+def test_a_base_family_row_runs_under_each_recipe(tiny_llp, tmp_path):
+    report = run_tables("tiny", 1, tmp_path / "results", data=tiny_llp, rows=["Base+GCAA"], verbose=False)
+    assert report["stages_run"] == [
+        "finetune-base-gcaa-paper-recipe-seed0",
+        "finetune-base-gcaa-release-recipe-seed0",
+    ]
+    for recipe in ("paper", "release"):
+        result = report["rows"][f"Base+GCAA ({recipe} recipe)"]
+        assert (result["recipe"], result["paper"]) == (recipe, "Base+GCAA")
+        config = json.loads((Path(result["runs"][0]) / "config.json").read_text())
+        assert config["recipe"] == recipe and config["gcaa_first_snippet"] == (recipe == "release")
+    assert "| Base+GCAA (release recipe) |" in (tmp_path / "results" / "tables.md").read_text()
