@@ -3,10 +3,12 @@
 Plain attention is `nn.MultiheadAttention` of the HAN and paper releases, with its initialisation (the packed
 q/k/v projection xavier-uniform, zero biases), split into q/k/v projections so that its weights load directly.
 
-GCAA is the paper release's `GlobalContextAwareAttention` (the context-aware attention of Yang et al., AAAI 2019,
-which the paper cites as global-context-aware attention after Xuan et al.): the global context of a sequence
-(the mean of its layer inputs over the snippets) is projected with a biased linear and gated into each projected
-query and key before the usual scaled dot-product attention,
+GCAA is what the paper release's `GlobalContextAwareAttention` computes, whatever its citation: DESIGN.md names
+it after Xuan et al. (AAAI 2020); the formula the release implements is the gated global context of
+context-aware self-attention (Yang et al., AAAI 2019). We implement the release's formula, since a row named
+after the paper must compute what its code computes. The global context of a sequence (the mean of its layer
+inputs over the snippets) is projected with a biased linear and gated into each projected query and key before
+the usual scaled dot-product attention,
 
     c_q = U_q mean_t(query) + b_q          c_k = U_k mean_t(keys) + b_k          (B, 1, D)
     lambda_q = sigmoid(V_qx q + V_qc c_q)  lambda_k = sigmoid(V_kx k + V_kc c_k)  (B, T, 1), four biased linears
