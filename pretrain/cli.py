@@ -40,13 +40,19 @@ def pretrain(
     epochs: int | None = typer.Option(None, help="Epochs (default: the preset's)."),
     batch_size: int | None = typer.Option(None, help="Videos per batch on each process (default: the preset's)."),
     lr: float | None = typer.Option(None, help="Peak learning rate (default: the preset's)."),
+    recipe: str = typer.Option(D.recipe, help="Objective and optimisation: toolkit, or release (the authors')."),
     dropout: float = typer.Option(D.dropout, help="Dropout on hidden states and attention probabilities."),
     grad_accum: int = typer.Option(D.grad_accum, help="Batches accumulated per optimizer step."),
-    warmup: float = typer.Option(D.warmup, help="Share of the steps with a linear warm-up (then linear decay)."),
-    pos_margin: float = typer.Option(D.pos_margin, help="p: grounded pairs are pulled above this cosine similarity."),
-    neg_margin: float = typer.Option(D.neg_margin, help="n: other pairs are pushed below this cosine similarity."),
-    in_batch_negatives: bool = typer.Option(D.in_batch_negatives, help="Other videos' snippets as negatives too."),
-    val_fraction: float = typer.Option(D.val_fraction, help="Held-out share of the corpus for validation."),
+    warmup: float | None = typer.Option(None, help=f"Share of the steps with a linear warm-up [{D.warmup}]."),
+    objective: str | None = typer.Option(None, help=f"hinge (margins p, n) or infonce (temperature) [{D.objective}]."),
+    pos_margin: float | None = typer.Option(None, help=f"p: grounded pairs pulled above this cosine [{D.pos_margin}]."),
+    neg_margin: float | None = typer.Option(None, help=f"n: other pairs pushed below this cosine [{D.neg_margin}]."),
+    in_batch_negatives: bool | None = typer.Option(
+        None, "--in-batch-negatives/--no-in-batch-negatives", help="Hinge: other videos' snippets as negatives too."
+    ),
+    temperature: float | None = typer.Option(None, help=f"InfoNCE temperature [{D.temperature}]."),
+    select: str | None = typer.Option(None, help=f"Encoder kept: auc, loss (held-out) or last [{D.select}]."),
+    val_fraction: float | None = typer.Option(None, help=f"Held-out share of the corpus [{D.val_fraction}]."),
     save_every: int = typer.Option(D.save_every, help="Save the Accelerate state every N steps (and per epoch)."),
     max_steps: int | None = typer.Option(None, help="Stop after this many optimizer steps."),
     mixed_precision: str = typer.Option(
@@ -67,6 +73,7 @@ def pretrain(
         raise ConfigError(f"missing {', '.join(missing)}; see avvp-pretrain --help")
     cfg = PretrainConfig.from_preset(
         preset,
+        recipe,
         features=str(features),
         labels=str(labels),
         out=str(out),
@@ -80,9 +87,12 @@ def pretrain(
         dropout=dropout,
         grad_accum=grad_accum,
         warmup=warmup,
+        objective=objective,
         pos_margin=pos_margin,
         neg_margin=neg_margin,
         in_batch_negatives=in_batch_negatives,
+        temperature=temperature,
+        select=select,
         val_fraction=val_fraction,
         save_every=save_every,
         max_steps=max_steps,
@@ -101,11 +111,12 @@ def init(
     labels: Path | None = typer.Option(None, help="The run's AVG label file (recorded only; not read)."),
     variant: str = typer.Option(D.variant, help="The run's variant (recorded only: weights do not depend on it)."),
     preset: str = typer.Option(D.preset, help="Encoder size: tiny, demo or paper."),
+    recipe: str = typer.Option(D.recipe, help="The run's recipe (its held-out share sets the statistics' videos)."),
     hidden_size: int | None = typer.Option(None, help="Encoder width (default: the preset's)."),
     layers: int | None = typer.Option(None, help="BERT layers (default: the preset's)."),
     heads: int | None = typer.Option(None, help="Attention heads (default: the preset's)."),
     dropout: float = typer.Option(D.dropout, help="Dropout on hidden states and attention probabilities."),
-    val_fraction: float = typer.Option(D.val_fraction, help="Held-out share (the statistics leave it out)."),
+    val_fraction: float | None = typer.Option(None, help="Held-out share (the statistics leave it out) [recipe's]."),
     seed: int = typer.Option(D.seed, help="Seed of the weights and of the held-out split."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
 ) -> None:
@@ -114,6 +125,7 @@ def init(
 
     cfg = PretrainConfig.from_preset(
         preset,
+        recipe,
         features=str(features),
         labels=str(labels) if labels is not None else "",
         out=str(out),

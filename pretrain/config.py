@@ -9,7 +9,7 @@ from pathlib import Path
 
 from avvp.errors import ConfigError
 from avvp.precision import MIXED_PRECISION
-from pretrain.losses import check_variant
+from pretrain.losses import OBJECTIVES, RELEASE_MARGIN, check_margins, check_variant
 
 PRESETS: dict[str, dict] = {
     "tiny": dict(hidden_size=64, num_layers=2, num_heads=2, epochs=2, batch_size=16, lr=1e-3),
@@ -18,6 +18,35 @@ PRESETS: dict[str, dict] = {
 }
 """Encoder size and schedule per preset: `tiny` for tests (seconds on CPU), `demo` for CPU minutes, `paper` the
 size of the authors' UNITER-based release (hidden 1024, 12 layers, 16 heads; a GPU)."""
+
+POS_MARGIN, NEG_MARGIN = 0.8, 0.3
+"""The toolkit's hinge margins p > n (measured on LLP-sim demo: README, Pretraining)."""
+
+RECIPES: dict[str, dict] = {
+    "toolkit": {},
+    # main_avvp_multi.py of the paper's release: Adam (no weight decay) at a constant 1e-6, no clipping, batch 16,
+    # 40 epochs, 20% held out, p = n = 0.7, no cross-video negatives, the checkpoint of the lowest validation loss.
+    "release": dict(
+        pos_margin=RELEASE_MARGIN,
+        neg_margin=RELEASE_MARGIN,
+        in_batch_negatives=False,
+        objective="hinge",
+        lr=1e-6,
+        weight_decay=0.0,
+        warmup=0.0,
+        schedule="constant",
+        max_grad_norm=0.0,
+        batch_size=16,
+        epochs=40,
+        val_fraction=0.2,
+        select="loss",
+    ),
+}
+"""Objective and optimisation per recipe, over the preset (which sets the encoder size): `toolkit` (the defaults
+below) or `release` (the authors' choices)."""
+SELECTIONS = ("auc", "loss", "last")
+"""Which epoch's encoder a run keeps: highest held-out AUC, lowest held-out loss, or the last."""
+SCHEDULES = ("linear", "constant")
 
 PATH_FIELDS = ("features", "labels", "out")
 
@@ -36,6 +65,8 @@ class PretrainConfig:
     """Modality pairs of the AVG loss: uni (a-a, v-v), cross (a-v, v-a) or multi (both)."""
     preset: str = "demo"
     """Named size and schedule (PRESETS) the other fields started from."""
+    recipe: str = "toolkit"
+    """Named objective and optimisation (RECIPES) applied over the preset: toolkit or release."""
     hidden_size: int = 256
     """Width of the encoder (every token and output embedding)."""
     num_layers: int = 4
@@ -57,15 +88,23 @@ class PretrainConfig:
     weight_decay: float = 0.01
     """AdamW weight decay (not on biases and LayerNorm weights)."""
     warmup: float = 0.1
-    """Share of the optimizer steps spent warming the learning rate up linearly; linear decay to 0 after."""
+    """Share of the optimizer steps spent warming the learning rate up linearly; then the schedule."""
+    schedule: str = "linear"
+    """After the warm-up: linear decay to 0 (`linear`) or the peak rate throughout (`constant`, the release's)."""
     max_grad_norm: float = 1.0
     """Gradient clipping norm (0 turns clipping off)."""
-    pos_margin: float = 0.7
-    """p: grounded pairs are pulled above this cosine similarity."""
-    neg_margin: float = 0.7
-    """n: other pairs are pushed below this cosine similarity."""
-    in_batch_negatives: bool = False
-    """Also treat every snippet of the other videos in the (global) batch as a negative."""
+    objective: str = "hinge"
+    """`hinge` (the AVG loss with margins p, n) or `infonce` (softmax at `temperature`, pretrain.losses)."""
+    pos_margin: float = POS_MARGIN
+    """p: grounded pairs are pulled above this cosine similarity (hinge)."""
+    neg_margin: float = NEG_MARGIN
+    """n: other pairs are pushed below this cosine similarity (hinge); at most p."""
+    in_batch_negatives: bool = True
+    """Hinge: also treat every snippet of the other videos in the (global) batch as a negative."""
+    temperature: float = 0.1
+    """InfoNCE temperature tau."""
+    select: str = "auc"
+    """The encoder kept: the epoch of the highest held-out AUC (`auc`), lowest held-out loss (`loss`), or `last`."""
     val_fraction: float = 0.1
     """Share of the corpus held out for the validation loss and grounding accuracy (0: none)."""
     save_every: int = 500
@@ -102,9 +141,15 @@ class PretrainConfig:
             raise ConfigError(f"--max-steps {self.max_steps}: must be at least 1")
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"--hidden-size {self.hidden_size} is not a multiple of --heads {self.num_heads}")
-        for name in ("pos_margin", "neg_margin"):
-            if not -1.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)}: a cosine margin in [-1, 1]")
+        check_margins(self.pos_margin, self.neg_margin)
+        for name, allowed in (("recipe", RECIPES), ("objective", OBJECTIVES), ("select", SELECTIONS),
+                              ("schedule", SCHEDULES)):  # fmt: skip
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"--{name} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ConfigError(f"--temperature {self.temperature}: must be a positive number")
+        if self.select != "last" and self.val_fraction == 0:
+            raise ConfigError(f"--select {self.select} needs held-out videos; give --val-fraction > 0 or --select last")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"--val-fraction {self.val_fraction}: expected a share in [0, 1)")
         if not 0.0 <= self.warmup < 1.0:
@@ -123,12 +168,14 @@ class PretrainConfig:
             self.intermediate_size = 4 * self.hidden_size
 
     @classmethod
-    def from_preset(cls, preset: str = "demo", **overrides) -> PretrainConfig:
-        """The preset's values, then every override that is not None."""
+    def from_preset(cls, preset: str = "demo", recipe: str = "toolkit", **overrides) -> PretrainConfig:
+        """The preset's values, then the recipe's, then every override that is not None."""
         if preset not in PRESETS:
             raise ConfigError(f"--preset {preset!r}: expected one of {', '.join(PRESETS)}")
+        if recipe not in RECIPES:
+            raise ConfigError(f"--recipe {recipe!r}: expected one of {', '.join(RECIPES)}")
         given = {name: value for name, value in overrides.items() if value is not None}
-        return cls(preset=preset, **{**PRESETS[preset], **given})
+        return cls(preset=preset, recipe=recipe, **{**PRESETS[preset], **RECIPES[recipe], **given})
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import gather_object, set_seed
 from torch.utils.data import DataLoader
-from transformers import get_linear_schedule_with_warmup
+from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
 from avvp.console import progress as progress_bar
 from avvp.distributed import settle_collectives
@@ -43,10 +44,13 @@ from avvp.runs import check_run_dir as check_run_folder
 from avvp.runs import start_run_dir as start_run_folder
 from pretrain.config import PATH_FIELDS, PretrainConfig
 from pretrain.data import CorpusRows, PretrainCorpus, feature_statistics, keep_batch, load_corpus, split_rows
-from pretrain.losses import accuracy_from_counts, avg_loss, grounding_counts, pretrain_losses
-from pretrain.modeling import AVEncoderConfig, AVEncoderModel, save_encoder, weights_checksum
+from pretrain.evaluation import evaluate
+from pretrain.losses import pretrain_losses
+from pretrain.modeling import AVEncoderConfig, AVEncoderModel, load_encoder, save_encoder, weights_checksum
 
 CONFIG_FILE = "pretrain_config.json"
+SELECTED = "selected"
+"""Folder of the run holding the encoder of the best epoch so far by `cfg.select` (the final one at the end)."""
 LOG_FILE = "log.jsonl"
 
 
@@ -71,6 +75,8 @@ class TrainProgress:
     """Validation figures of the encoder before any step."""
     epochs: list = field(default_factory=list)
     """Per-epoch figures."""
+    selected: dict | None = None
+    """Figures of the epoch whose encoder is kept (`cfg.select`), saved in SELECTED/."""
     log_loss: dict = field(default_factory=dict)
     """Sum of each loss term over the batches since the last line of log.jsonl (this process)."""
     log_batches: int = 0
@@ -152,26 +158,6 @@ def gather_keeping_local_grad(accelerator: Accelerator, tensor: torch.Tensor) ->
     return torch.cat([everything[:start], tensor, everything[start + tensor.shape[0] :]])
 
 
-@torch.no_grad()
-def evaluate(model, loader, cfg: PretrainConfig, accelerator: Accelerator) -> dict[str, float]:
-    """Validation AVG loss and grounding accuracy (share of the variant's pairs on the right side of the margins)."""
-    model.eval()
-    per_video = []
-    for batch in loader:
-        output = model(batch["audio"], batch["visual"], batch["motion"])
-        loss = avg_loss(
-            output.audio, output.visual, batch["grounded"], cfg.variant, cfg.pos_margin, cfg.neg_margin, "none"
-        )  # (B,)
-        counts = grounding_counts(
-            output.audio, output.visual, batch["grounded"], cfg.variant, cfg.pos_margin, cfg.neg_margin
-        )  # (B, 4)
-        per_video.append(accelerator.gather_for_metrics(torch.cat([loss[:, None], counts], dim=1)))
-    model.train()
-    stats = torch.cat(per_video).cpu()
-    accuracy = accuracy_from_counts(stats[:, 1:])
-    return {"val_loss": float(stats[:, 0].mean()), **{f"val_{name}": value for name, value in accuracy.items()}}
-
-
 def _fmt(figures: dict) -> str:
     return ", ".join(f"{name} {value:.4f}" for name, value in figures.items() if isinstance(value, float))
 
@@ -211,9 +197,13 @@ def train(cfg: PretrainConfig) -> Path:
                 _train_epoch(run, lambda: bar.update(task, completed=run.progress.step))
                 _end_epoch(run, bar.console.print)
         encoder = accelerator.unwrap_model(run.model)
+        if cfg.select != "last" and run.progress.selected is not None:
+            encoder.load_state_dict(load_encoder(out / SELECTED).state_dict())  # the selected epoch's weights
         checksums = gather_object([weights_checksum(encoder)])
         if accelerator.is_main_process:
             finish_run_dir(cfg, out, encoder, run.progress, checksums, accelerator.num_processes)
+            kept = run.progress.selected if cfg.select != "last" else (run.progress.epochs or [None])[-1]
+            accelerator.print(held_out_summary(run.progress.untrained, kept))
         accelerator.wait_for_everyone()
         settle_collectives(accelerator)  # before the process group goes (a teardown hang otherwise, at random)
         accelerator.end_training()
@@ -253,11 +243,13 @@ def _set_up(cfg: PretrainConfig, out: Path, corpus, train_rows: np.ndarray, val_
     if cfg.max_steps is not None:
         total_updates = min(total_updates, cfg.max_steps)
     # A prepared scheduler steps once per process at each optimizer step, hence the factor.
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer,
-        num_warmup_steps=int(cfg.warmup * total_updates) * accelerator.num_processes,
-        num_training_steps=total_updates * accelerator.num_processes,
-    )
+    warmup_steps = int(cfg.warmup * total_updates) * accelerator.num_processes
+    if cfg.schedule == "constant":
+        scheduler = get_constant_schedule_with_warmup(optimizer, num_warmup_steps=warmup_steps)
+    else:
+        scheduler = get_linear_schedule_with_warmup(
+            optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_updates * accelerator.num_processes
+        )
     scheduler = accelerator.prepare(scheduler)
     run = PretrainRun(
         cfg, out, accelerator, model, optimizer, scheduler, train_loader, val_loader, total_updates, TrainProgress()
@@ -313,6 +305,8 @@ def _train_step(run: PretrainRun, batch: dict) -> None:
             cfg.neg_margin,
             cfg.in_batch_negatives,
             lambda tensor: gather_keeping_local_grad(accelerator, tensor),
+            cfg.objective,
+            cfg.temperature,
         )
         loss = sum(terms.values())
         accelerator.backward(loss)
@@ -388,7 +382,33 @@ def _end_epoch(run: PretrainRun, show) -> None:
     progress.epoch_loss, progress.epoch_batches = {}, 0
     if accelerator.is_main_process:
         show(f"epoch {progress.epoch}/{cfg.epochs}: {_fmt(figures)}")
+    if cfg.select != "last" and better(cfg.select, figures, progress.selected):
+        progress.selected = figures
+        if accelerator.is_main_process:  # before the checkpoint that records it, so a resumed run finds it
+            with writing(run.out), staging_dir(run.out, f".{SELECTED}.") as tmp:
+                save_encoder(accelerator.unwrap_model(run.model), tmp)
+                shutil.rmtree(run.out / SELECTED, ignore_errors=True)
+                os.replace(tmp, run.out / SELECTED)
+        accelerator.wait_for_everyone()
     run.save()
+
+
+def better(select: str, figures: dict, best: dict | None) -> bool:
+    """Whether this epoch's held-out figures beat the best so far: higher `val_auc`, or lower `val_loss`."""
+    if best is None:
+        return True
+    if select == "auc":
+        return figures["val_auc"] > best["val_auc"]
+    return figures["val_loss"] < best["val_loss"]
+
+
+def held_out_summary(untrained: dict | None, kept: dict | None) -> str:
+    """One line: held-out AUC per pair type and within-video spread, untrained -> the encoder kept."""
+    if not untrained or not kept:
+        return "no held-out videos: no AUC"
+    names = ("auc_audio", "auc_visual", "auc_cross", "spread_audio", "spread_visual")
+    parts = [f"{name} {untrained[f'val_{name}']:.3f} -> {kept[f'val_{name}']:.3f}" for name in names]
+    return f"held-out (untrained -> epoch {kept['epoch']}): " + ", ".join(parts)
 
 
 def finish_run_dir(
@@ -411,6 +431,7 @@ def finish_run_dir(
         "untrained": progress.untrained,
         "epochs": progress.epochs,
         "final": progress.epochs[-1] if progress.epochs else None,
+        "selected": progress.selected if cfg.select != "last" else (progress.epochs[-1] if progress.epochs else None),
         "process_weight_checksums": checksums,
         "config": cfg.to_dict(),
     }
@@ -419,3 +440,4 @@ def finish_run_dir(
         save_encoder(encoder, tmp)
         for written in sorted(tmp.iterdir()):  # config.json before model.safetensors
             os.replace(written, out / written.name)
+    shutil.rmtree(out / SELECTED, ignore_errors=True)  # now the run's own encoder

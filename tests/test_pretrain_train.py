@@ -82,10 +82,11 @@ def tiny_args(features, labels, out, *extra):
             "--batch-size", 8, "--seed", 3, *extra]  # fmt: skip
 
 
-def test_train_then_export(corpus, tmp_path):
+def test_train_then_export(corpus, tmp_path, capsys):
     features, labels = corpus
     out = tmp_path / "run"
     run_cli(*tiny_args(features, labels, out, "--variant", "uni", "--save-every", 4))
+    assert "held-out (untrained -> epoch " in capsys.readouterr().out  # the AUC, printed at the end
     names = {p.name for p in out.iterdir()}
     assert {"config.json", "model.safetensors", "metrics.json", "log.jsonl", "pretrain_config.json"} <= names
     assert not [n for n in names if n.startswith(".")]  # no temporary leftovers
@@ -99,7 +100,15 @@ def test_train_then_export(corpus, tmp_path):
         "val_positive_accuracy",
         "val_negative_accuracy",
         "val_balanced_accuracy",
+        "val_grounded_share",
+        *(f"val_auc{kind}" for kind in ("", "_audio", "_visual", "_cross")),
+        *(f"val_{name}_{modality}" for name in ("similarity", "spread") for modality in ("audio", "visual")),
     }
+    # The encoder kept is the epoch of the highest held-out AUC (uni: the mean of audio and visual AUC).
+    best = max(metrics["epochs"], key=lambda figures: figures["val_auc"])
+    assert metrics["selected"] == best
+    assert best["val_auc"] == pytest.approx((best["val_auc_audio"] + best["val_auc_visual"]) / 2)
+    assert not (out / "selected").exists()
     assert metrics["epochs"][-1]["lr"] == pytest.approx(0.0, abs=1e-9)  # decayed to zero
     assert metrics["videos_per_second"] > 0
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -175,6 +184,12 @@ def test_bad_input(corpus, tmp_path, capsys):
     assert err == "error: --variant 'both': expected one of uni, cross, multi"
     err = fails_with(capsys, *tiny_args(features, labels, tmp_path / "a", "--heads", 3))
     assert "not a multiple of --heads 3" in err
+    err = fails_with(capsys, *tiny_args(features, labels, tmp_path / "a", "--pos-margin", 0.3, "--neg-margin", 0.5))
+    assert err.startswith("error: --pos-margin 0.3 is below --neg-margin 0.5: grounded pairs would be pushed below")
+    err = fails_with(capsys, *tiny_args(features, labels, tmp_path / "a", "--neg-margin", -1.5))
+    assert err == "error: --neg-margin -1.5: a cosine margin lies in [-1, 1]"
+    err = fails_with(capsys, *tiny_args(features, labels, tmp_path / "a", "--recipe", "paper"))
+    assert err == "error: --recipe 'paper': expected one of toolkit, release"
     assert fails_with(capsys, "--features", features, "--labels", labels).startswith("error: missing --out")
     assert not (tmp_path / "a").exists()  # nothing written for bad input
 
