@@ -7,19 +7,10 @@ from pathlib import Path
 
 import typer
 
-from avvp.console import run_app
+from avvp.console import run_app, typer_app
 
-app = typer.Typer(
-    help="Audio-visual video parsing on LLP: data, evaluation, parsing.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-data_app = typer.Typer(
-    help="Feature stores and annotations: import, synthesize, inspect.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
+app = typer_app("Audio-visual video parsing on LLP: data, evaluation, parsing.")
+data_app = typer_app("Feature stores and annotations: import, synthesize, inspect.")
 app.add_typer(data_app, name="data")
 
 
@@ -254,11 +245,7 @@ def baselines(
         print(format_table(table) + "\n")
 
 
-bench_app = typer.Typer(
-    help="Benchmarks: the paper's tables (tables) and the speed report (speed).",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
+bench_app = typer_app("Benchmarks: the paper's tables (tables) and the speed report (speed).")
 app.add_typer(bench_app, name="bench")
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 

@@ -1,4 +1,4 @@
-"""Console helpers shared by every command line: one-line user errors and progress bars."""
+"""Console helpers shared by every command line: the Typer app, one-line user errors and progress bars."""
 
 from __future__ import annotations
 
@@ -7,12 +7,31 @@ import sys
 import threading
 from collections.abc import Callable
 
+import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from avvp.errors import AvvpError
 
 err_console = Console(stderr=True)
+
+
+def typer_app(help: str, **settings) -> typer.Typer:
+    """A Typer app (or command group) as every avvp command line makes one; `settings` go to `typer.Typer`.
+
+    Help is click's plain layout (`rich_markup_mode=None`). Typer 0.29's rich layout prints a value type after
+    every option, flags included (`--json <bool>`, even `--help <bool>`), as if they took a value, and reads
+    any `[...]` of a help text as rich markup: "Feature store [the one the run was trained on]." printed as
+    "Feature store .". Errors stay one line (`run_app`), and progress bars stay rich.
+    """
+    return typer.Typer(
+        help=help,
+        rich_markup_mode=None,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+        **settings,
+    )
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

@@ -8,14 +8,11 @@ from pathlib import Path
 
 import typer
 
-from avvp.console import run_app
+from avvp.console import run_app, typer_app
 from avvp.errors import ConfigError
 
-app = typer.Typer(
-    help="Train and evaluate the AVVP event parsers (HAN, Base, +GCAA, +Adv+Skip, +Adv+Skip+GCAA) on weak labels.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
+app = typer_app(
+    "Train and evaluate the AVVP event parsers (HAN, Base, +GCAA, +Adv+Skip, +Adv+Skip+GCAA) on weak labels."
 )
 
 

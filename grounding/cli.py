@@ -6,16 +6,11 @@ from pathlib import Path
 
 import typer
 
-from avvp.console import run_app
+from avvp.console import run_app, typer_app
 from grounding.build import BATCH_SIZE, SILENCE_THRESHOLD
 from grounding.thresholds import BALANCED_SHARE
 
-app = typer.Typer(
-    help="Audio-visual grounding labels: per-video snippet graphs and their connected components.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
+app = typer_app("Audio-visual grounding labels: per-video snippet graphs and their connected components.")
 
 
 @app.command()

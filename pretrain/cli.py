@@ -7,22 +7,17 @@ from pathlib import Path
 
 import typer
 
-from avvp.console import run_app
+from avvp.console import run_app, typer_app
 from avvp.errors import ConfigError
 from pretrain.config import PretrainConfig
 
 D = PretrainConfig  # the defaults of the settings no preset changes
 
-app = typer.Typer(
-    help=(
-        "Pretrain the UNITER-style audio-visual encoder with the AVG loss (the default command), or export its "
-        "snippet embeddings (`export`). One device: avvp-pretrain --features ... --labels ... --out ...; several: "
-        "accelerate launch --num_processes N $(which avvp-pretrain) ...; several CPU processes: "
-        "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N $(which avvp-pretrain) ..."
-    ),
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
+app = typer_app(
+    "Pretrain the UNITER-style audio-visual encoder with the AVG loss (the default command), or export its "
+    "snippet embeddings (`export`). One device: avvp-pretrain --features ... --labels ... --out ...; several: "
+    "accelerate launch --num_processes N $(which avvp-pretrain) ...; several CPU processes: "
+    "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N $(which avvp-pretrain) ..."
 )
 
 
