@@ -22,10 +22,12 @@ SCORE_TITLES = {"audio": "Audio", "visual": "Visual", "av": "AV", "type_av": "Ty
 LEVELS = ("segment", "event")
 MAX_RUNS = (NUM_SNIPPETS + 1) // 2
 """At most five maximal runs fit in ten snippets."""
+DECISION_THRESHOLD = 0.5
+"""The official inference's probability threshold (inclusive), for the video-level and the snippet decisions."""
 
 
 def gate_predictions(
-    video_prob: np.ndarray, audio_prob: np.ndarray, visual_prob: np.ndarray, threshold: float = 0.5
+    video_prob: np.ndarray, audio_prob: np.ndarray, visual_prob: np.ndarray, threshold: float = DECISION_THRESHOLD
 ) -> tuple[np.ndarray, np.ndarray]:
     """Official inference: a snippet is positive when its probability and its video's are both >= threshold.
 

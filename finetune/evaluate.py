@@ -43,12 +43,12 @@ class Predictions:
     video_visual_prob: np.ndarray
     """(N, 25) video-level probabilities of the visual stream."""
 
-    def gated(self, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-        """Official inference: (audio, visual) predictions (N, 25, 10) bool."""
-        return gate_predictions(self.video_prob, self.audio_prob, self.visual_prob, threshold)
+    def gated(self) -> tuple[np.ndarray, np.ndarray]:
+        """Official inference (avvp.metrics.DECISION_THRESHOLD): (audio, visual) predictions (N, 25, 10) bool."""
+        return gate_predictions(self.video_prob, self.audio_prob, self.visual_prob)
 
-    def dense(self, threshold: float = 0.5) -> DenseLabels:
-        audio, visual = self.gated(threshold)
+    def dense(self) -> DenseLabels:
+        audio, visual = self.gated()
         return DenseLabels(video_ids=list(self.video_ids), audio=audio, visual=visual)
 
 

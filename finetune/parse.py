@@ -1,9 +1,9 @@
 """`avvp parse`: run a trained parser on a feature store and write the events of each video.
 
 Events follow the official inference (a snippet is positive when its probability and its video's are
->= 0.5): audio and visual events are maximal runs per class, audio-visual events the runs of snippets
-that are both. Each event has its mean snippet probability (for audio-visual, the mean over both
-modalities). `--probabilities` also writes the raw probabilities (see `write_probabilities`).
+>= avvp.metrics.DECISION_THRESHOLD, 0.5): audio and visual events are maximal runs per class, audio-visual
+events the runs of snippets that are both. Each event has its mean snippet probability (for audio-visual, the
+mean over both modalities). `--probabilities` also writes the raw probabilities (see `write_probabilities`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from avvp.annotations import dense_to_rows, read_dataset_videos, runs_of, write_
 from avvp.classes import CLASS_INDEX, CLASSES, NUM_SNIPPETS
 from avvp.errors import ConfigError, StoreError
 from avvp.io import atomic_path, check_writable
+from avvp.metrics import DECISION_THRESHOLD
 from avvp.store import SCHEMA_VERSION, _created_by, read_video_ids
 from avvp.video_ids import filenames_in_store
 from finetune.data import check_streams, load_store_data
@@ -79,7 +80,7 @@ def plot_timeline(path: Path, video_id: str, predictions: Predictions, index: in
     probs = (predictions.audio_prob[index], predictions.visual_prob[index])  # (25, 10) each
     events = (audio[index], visual[index])
     # The classes predicted for the video; if none, the three most likely ones.
-    shown = np.flatnonzero(predictions.video_prob[index] >= 0.5)
+    shown = np.flatnonzero(predictions.video_prob[index] >= DECISION_THRESHOLD)
     title = video_id
     if len(shown) == 0:
         shown = np.sort(np.argsort(predictions.video_prob[index])[-3:])
