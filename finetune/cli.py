@@ -35,6 +35,9 @@ def finetune(
     batch_size: int | None = typer.Option(None, help="Videos per batch [64; HAN 16]."),
     lr: float | None = typer.Option(None, help="Adam learning rate [3e-4]."),
     seed: int = typer.Option(0, help="Seed; CPU runs with one seed repeat exactly."),
+    train_fraction: float = typer.Option(
+        1.0, help="Train on this share of the training videos: a stratified subset, seeded by --seed; (0, 1]."
+    ),
     mixed_precision: str = typer.Option(
         "auto", help="auto (bf16 on a GPU), no, or bf16 (also on a CPU: faster where it has bf16 instructions)."
     ),
@@ -82,6 +85,7 @@ def finetune(
         batch_size=batch_size,
         lr=lr,
         seed=seed,
+        train_fraction=train_fraction,
         mixed_precision=mixed_precision,
         frontend=str(encoder.resolve()) if e2e else None,
         frontend_lr=encoder_lr,

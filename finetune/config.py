@@ -137,6 +137,9 @@ class FinetuneConfig:
     count from 1 (p runs from 1/E to about 1 + 1/E)."""
     select_ties_later: bool = False
     """A tie of the validation score selects the later epoch (the releases' `>=`); otherwise the earlier."""
+    train_fraction: float = 1.0
+    """Share of the training videos trained on: a subset stratified by label and seeded by `seed`
+    (`finetune.data.train_subset`); 1 trains on all of them."""
 
     def __post_init__(self):
         if self.model not in REGISTRY:
@@ -161,6 +164,8 @@ class FinetuneConfig:
         for name in ("lambda_guided", "lambda_adv"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ConfigError(f"{name} must be a number >= 0, got {getattr(self, name)}")
+        if not 0 < self.train_fraction <= 1:  # also refuses NaN
+            raise ConfigError(f"--train-fraction {self.train_fraction}: a share of the training videos, in (0, 1]")
         if self.seed < 0:
             raise ConfigError(f"seed must be at least 0, got {self.seed}")
         if not 0 < self.lr_gamma <= 1:

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
@@ -130,3 +131,35 @@ def make_loader(data: SplitData, batch_size: int, shuffle: bool, seed: int = 0) 
     """A DataLoader over `data` that Accelerate can shard; call `set_epoch(epoch)` on it before each epoch."""
     batches = PermutationBatches(EpochPermutation(len(data), shuffle, seed), batch_size, drop_last=False)
     return DataLoader(data, batch_sampler=batches, collate_fn=_already_batched)
+
+
+def train_subset(data: SplitData, fraction: float, seed: int) -> SplitData:
+    """A seeded subset of about `fraction` of the videos, stratified by label (`stratified_rows`), in split order."""
+    rows = torch.as_tensor(stratified_rows(data.labels.cpu().numpy() > 0.5, fraction, seed), device=data.labels.device)
+    changes = {
+        "video_ids": [data.video_ids[i] for i in rows.tolist()],
+        "features": {name: tensor[rows.to(tensor.device)] for name, tensor in data.features.items()},
+        "labels": data.labels[rows],
+    }
+    for name in ("modality_labels",):  # per-video tensors some splits carry
+        if getattr(data, name, None) is not None:
+            changes[name] = getattr(data, name)[rows.to(getattr(data, name).device)]
+    return replace(data, **changes)
+
+
+def stratified_rows(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted rows of a seeded subset of about `fraction` of the videos, stratified by their rarest label.
+
+    labels (N, 25) bool. Each video belongs to the stratum of its rarest class (by frequency in `labels`; videos
+    with no label form one more stratum), and each stratum keeps round(fraction x its size) of its videos, at
+    least one: every class stays represented, and the classes keep about their shares of the full split.
+    """
+    counts = labels.sum(axis=0)  # (25,)
+    rarity = np.where(labels, counts[None, :], np.inf)  # (N, 25)
+    stratum = np.where(labels.any(axis=1), rarity.argmin(axis=1), labels.shape[1])  # (N,)
+    rng = np.random.default_rng([seed, 11])  # its own stream: the subset does not move the run's other draws
+    keep = []
+    for value in np.unique(stratum):
+        members = np.flatnonzero(stratum == value)
+        keep.append(rng.choice(members, size=max(1, round(fraction * len(members))), replace=False))
+    return np.sort(np.concatenate(keep))

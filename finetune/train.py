@@ -32,7 +32,7 @@ from avvp.io import atomic_path, check_writable
 from avvp.metrics import SCORE_TITLES
 from avvp.precision import resolve_mixed_precision
 from finetune.config import FinetuneConfig
-from finetune.data import check_streams, load_split_data, make_loader
+from finetune.data import check_streams, load_split_data, make_loader, train_subset
 from finetune.evaluate import EVAL_BATCH_SIZE, predict, score
 from finetune.losses import parser_loss
 from finetune.models import STREAMS, FinetuneModel, build_model
@@ -169,6 +169,8 @@ def train(
     out = _check_run_dir(cfg, resume, overwrite)
     check_streams(cfg.features, STREAMS, cfg.model)
     splits = {name: load_split_data(cfg.features, cfg.annotations, name, STREAMS) for name in ("train", "val", "test")}
+    if cfg.train_fraction < 1:
+        splits["train"] = train_subset(splits["train"], cfg.train_fraction, cfg.seed)
     widths = dict(frontend.output_widths) if frontend is not None else splits["train"].widths
     if resume and (saved := FinetuneConfig.load(out / "config.json").input_widths) != widths:
         raise ConfigError(f"{cfg.features}: input widths {widths} differ from those of the run to resume, {saved}")
