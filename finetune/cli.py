@@ -34,6 +34,7 @@ def finetune(
     epochs: int | None = typer.Option(None, help="Epochs (default: the recipe's 40, or the preset's)."),
     batch_size: int | None = typer.Option(None, help="Videos per batch [64; HAN 16]."),
     lr: float | None = typer.Option(None, help="Adam learning rate [3e-4]."),
+    lr_step: int | None = typer.Option(None, help="Epochs between learning-rate decays [the recipe's: 5]."),
     seed: int = typer.Option(0, help="Seed; CPU runs with one seed repeat exactly."),
     train_fraction: float = typer.Option(
         1.0, help="Train on this share of the training videos: a stratified subset, seeded by --seed; (0, 1]."
@@ -84,6 +85,7 @@ def finetune(
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
+        lr_step=lr_step,
         seed=seed,
         train_fraction=train_fraction,
         mixed_precision=mixed_precision,

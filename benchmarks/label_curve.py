@@ -1,0 +1,319 @@
+"""Where pretraining should pay: test Type@AV against the share of training labels, each encoder beside its control.
+
+    python -m benchmarks.label_curve --preset demo --seeds 3 --out results/label_curve    # LLP-sim demo
+    python -m benchmarks.label_curve --preset demo --fractions 0.1 1 --rows e2e e2e-control --out ...
+
+Rows (each at every fraction, for every seed): `raw` (the best non-pretrained parser, Base+Adv+Skip+GCAA, on the
+raw features), `frozen` and `frozen-control` (the same parser on the exported embeddings of the pretrained
+encoder, and of its untrained control), `e2e` and `e2e-control` (the MMIL head on the encoder trained end to end,
+and on the control). The pretrained encoder is the toolkit's default (`multi`) on the toolkit's default labels;
+the control is `avvp-pretrain init` with the same settings and seed: same architecture, same standardisation,
+never trained. Seed s pretrains, initialises and finetunes with seed s, and draws the label subset with seed s.
+
+A fraction F trains on a stratified F of the training videos (`avvp-finetune --train-fraction`) for the same
+number of optimizer steps as the full-label run: the epochs and the epochs between learning-rate decays are
+scaled by the ratio of batches per epoch. Every stage is cached as in `benchmarks.tables` (`OUT/cache/`). Writes
+`OUT/label_curve.json`, `OUT/label_curve.md` (each pretrained row, its control and the difference, mean ± std over
+seeds) and `OUT/label_curve.png`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from avvp.annotations import load_split
+from avvp.errors import AvvpError, ConfigError
+from avvp.io import atomic_path
+from benchmarks.tables import StageCache, console_script, is_llp_sim, prepare_data
+
+ROWS = {
+    "raw": "Base+Adv+Skip+GCAA, raw features",
+    "frozen": "frozen pretrained encoder -> Base+Adv+Skip+GCAA",
+    "frozen-control": "frozen untrained control -> Base+Adv+Skip+GCAA",
+    "e2e": "pretrained encoder end to end (MMIL head)",
+    "e2e-control": "untrained control end to end (MMIL head)",
+}
+"""Row -> what it is; a pretrained row and its control differ by the encoder alone."""
+PAIRS = (("e2e", "e2e-control"), ("frozen", "frozen-control"))
+FRACTIONS = (0.05, 0.1, 0.25, 1.0)
+RAW_MODEL = "base-adv-skip-gcaa"
+PRESETS = ("tiny", "demo", "paper")
+SCORE = ("segment", "type_av")
+
+
+def matched_schedule(train_videos: int, subset_videos: int, preset: str, epochs: int | None) -> dict[str, int]:
+    """Epochs and lr_step for a subset so that it makes as many optimizer steps as the full split does.
+
+    The full-label schedule is avvp-finetune's for the preset (`epochs` replaces its epochs).
+    """
+    from finetune.config import make_config
+
+    full = make_config(RAW_MODEL, preset, epochs=epochs)  # the mmil head of the e2e rows has the same recipe
+    ratio = math.ceil(train_videos / full.batch_size) / math.ceil(subset_videos / full.batch_size)
+    return {"epochs": max(1, round(full.epochs * ratio)), "lr_step": max(1, round(full.lr_step * ratio))}
+
+
+def run_curve(
+    preset: str,
+    seeds: int,
+    out: Path,
+    fractions: tuple[float, ...] = FRACTIONS,
+    rows: tuple[str, ...] = tuple(ROWS),
+    data: Path | None = None,
+    annotations: Path | None = None,
+    epochs: int | None = None,
+    encoder_args: tuple[str, ...] = (),
+    pretrain_args: tuple[str, ...] = (),
+    verbose: bool = True,
+) -> dict:
+    """Run (or fetch from the cache) every stage, then score and write the curve."""
+    from finetune.data import stratified_rows
+
+    if seeds < 1:
+        raise ConfigError(f"--seeds {seeds}: need at least one seed")
+    for fraction in fractions:
+        if not 0 < fraction <= 1:
+            raise ConfigError(f"--fractions {fraction}: a share of the training videos, in (0, 1]")
+    unknown = sorted(set(rows) - set(ROWS))
+    if unknown:
+        raise ConfigError(f"--rows {', '.join(unknown)}: expected some of {', '.join(ROWS)}")
+    started = time.perf_counter()
+    cache = StageCache(out / "cache", verbose=verbose)
+    data, annotations = prepare_data(cache, preset, data, annotations)
+    llp, corpus = data / "llp.h5", data / "pretrain.h5"
+    train_labels = load_split(annotations, "train").weak.labels > 0.5
+    needs_encoder = any(row != "raw" for row in rows)
+    if needs_encoder:
+        grounding = cache.run(
+            "grounding",
+            [
+                console_script("avvp-groundtruth"),
+                "build",
+                "--features",
+                str(corpus),
+                "--out",
+                "{out}/avg.h5",
+                "--quiet",
+            ],
+            {"features": corpus},
+        )
+    results: dict[str, dict[str, list[float]]] = {row: {str(f): [] for f in fractions} for row in rows}
+    schedules = {}
+    for seed in range(seeds):
+        encoders: dict[str, Path] = {}
+        if needs_encoder:
+            shared = ["--features", str(corpus), "--preset", preset, "--seed", str(seed), *encoder_args]
+            labels = grounding / "avg.h5"
+            encoders["pretrained"] = (
+                cache.run(
+                    f"pretrain-seed{seed}",
+                    [
+                        console_script("avvp-pretrain"),
+                        *shared,
+                        *pretrain_args,
+                        "--labels",
+                        str(labels),
+                        "--out",
+                        "{out}/encoder",
+                    ],
+                    {"features": corpus, "labels": labels},
+                )
+                / "encoder"
+            )
+            encoders["control"] = (
+                cache.run(
+                    f"control-seed{seed}",
+                    [
+                        console_script("avvp-pretrain"),
+                        "init",
+                        *shared,
+                        "--labels",
+                        str(labels),
+                        "--out",
+                        "{out}/encoder",
+                    ],
+                    {"features": corpus},
+                )
+                / "encoder"
+            )
+        embeddings = {}
+        for kind in ("pretrained", "control"):
+            if any(row.startswith("frozen") and (row.endswith("control") == (kind == "control")) for row in rows):
+                embeddings[kind] = (
+                    cache.run(
+                        f"export-{kind}-seed{seed}",
+                        [
+                            console_script("avvp-pretrain"),
+                            "export",
+                            "--encoder",
+                            str(encoders[kind]),
+                            "--features",
+                            str(llp),
+                            "--out",
+                            "{out}/llp-emb.h5",
+                        ],
+                        {"encoder": encoders[kind], "features": llp},
+                    )
+                    / "llp-emb.h5"
+                )
+        for fraction in fractions:
+            subset = len(stratified_rows(train_labels, fraction, seed)) if fraction < 1 else len(train_labels)
+            schedule = matched_schedule(len(train_labels), subset, preset, epochs)
+            schedules[str(fraction)] = {"videos": subset, **schedule}
+            for row in rows:
+                kind = "control" if row.endswith("control") else "pretrained"
+                argv = [console_script("avvp-finetune"), "--annotations", str(annotations), "--out", "{out}/run",
+                        "--preset", preset, "--seed", str(seed), "--train-fraction", str(fraction), "--quiet",
+                        "--epochs", str(schedule["epochs"]), "--lr-step", str(schedule["lr_step"])]  # fmt: skip
+                inputs: dict[str, Path] = {"annotations": annotations}
+                if row == "raw":
+                    argv += ["--model", RAW_MODEL, "--features", str(llp)]
+                    inputs["features"] = llp
+                elif row.startswith("frozen"):
+                    argv += ["--model", RAW_MODEL, "--features", str(embeddings[kind])]
+                    inputs["features"] = embeddings[kind]
+                else:
+                    argv += ["--e2e", "--encoder", str(encoders[kind]), "--features", str(llp)]
+                    inputs.update(features=llp, encoder=encoders[kind])
+                run_dir = cache.run(f"finetune-{row}-f{fraction:g}-seed{seed}", argv, inputs) / "run"
+                test = json.loads((run_dir / "metrics.json").read_text())["test"]
+                results[row][str(fraction)].append(float(test[SCORE[0]][SCORE[1]]))
+    report = {
+        "preset": preset,
+        "data": str(data),
+        "llp_sim": is_llp_sim(llp),
+        "seeds": seeds,
+        "fractions": list(fractions),
+        "score": "test segment-level Type@AV",
+        "encoder_args": list(encoder_args),
+        "pretrain_args": list(pretrain_args),
+        "schedules": schedules,
+        "rows": {
+            row: {f: summary(scores) for f, scores in by_fraction.items()} for row, by_fraction in results.items()
+        },
+        "differences": differences(results, fractions),
+        "stages_run": cache.ran,
+        "stage_seconds": cache.timings,
+        "seconds": time.perf_counter() - started,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "label_curve.json", overwrite=True) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    with atomic_path(out / "label_curve.md", overwrite=True) as tmp:
+        tmp.write_text(format_curve(report) + "\n")
+    plot_curve(report, out / "label_curve.png")
+    return report
+
+
+def summary(scores: list[float]) -> dict:
+    """Mean and standard deviation (ddof 1; 0 for one seed) over seeds, and the scores themselves."""
+    values = np.asarray(scores, dtype=np.float64)
+    std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return {"mean": float(values.mean()), "std": std, "scores": scores}
+
+
+def differences(results: dict, fractions) -> dict:
+    """Per pretrained row and fraction: the seed-paired difference pretrained - control, mean ± std over seeds."""
+    found = {}
+    for pretrained, control in PAIRS:
+        if pretrained in results and control in results:
+            found[pretrained] = {
+                str(f): summary(list(np.subtract(results[pretrained][str(f)], results[control][str(f)])))
+                for f in fractions
+            }
+    return found
+
+
+def format_curve(report: dict) -> str:
+    """Markdown: every row per fraction (mean ± std), then each pretrained row's difference to its control."""
+    fractions = [str(f) for f in report["fractions"]]
+    head = "| row | " + " | ".join(f"{float(f):.0%} labels" for f in fractions) + " |"
+    lines = [
+        f"Test segment-level Type@AV, {report['seeds']} seed(s), preset {report['preset']}"
+        + (" (LLP-sim: synthetic data, not LLP)" if report["llp_sim"] else "")
+        + "; each fraction trained for as many optimizer steps as the full-label run (epochs scaled).",
+        "",
+        head,
+        "|---" * (len(fractions) + 1) + "|",
+    ]
+    for row, by_fraction in report["rows"].items():
+        cells = [f"{by_fraction[f]['mean']:.1f} ± {by_fraction[f]['std']:.1f}" for f in fractions]
+        lines.append(f"| {ROWS[row]} | " + " | ".join(cells) + " |")
+    for row, by_fraction in report["differences"].items():
+        cells = []
+        for f in fractions:
+            mean, std = by_fraction[f]["mean"], by_fraction[f]["std"]
+            verdict = " (> 2 std)" if report["seeds"] > 1 and mean > 2 * std else ""
+            cells.append(f"{mean:+.1f} ± {std:.1f}{verdict}")
+        lines.append(f"| **{row} - its control** | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_curve(report: dict, path: Path) -> Path:
+    """The curves: mean ± std over seeds against the share of labels (log axis), controls dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fractions = report["fractions"]
+    colours = {"raw": "black", "frozen": "tab:blue", "frozen-control": "tab:blue", "e2e": "tab:red",
+               "e2e-control": "tab:red"}  # fmt: skip
+    figure, axes = plt.subplots(figsize=(7.5, 4.8), constrained_layout=True)
+    for row, by_fraction in report["rows"].items():
+        mean = np.array([by_fraction[str(f)]["mean"] for f in fractions])
+        std = np.array([by_fraction[str(f)]["std"] for f in fractions])
+        style = "--" if row.endswith("control") else "-"
+        axes.errorbar(fractions, mean, yerr=std, fmt=style + "o", color=colours[row], label=ROWS[row], capsize=3,
+                      markersize=4)  # fmt: skip
+    axes.set_xscale("log")
+    axes.set_xticks(fractions, [f"{f:.0%}" for f in fractions])
+    axes.set(xlabel="share of the training videos' labels (stratified subset)", ylabel="test segment Type@AV")
+    source = "LLP-sim (synthetic)" if report["llp_sim"] else report["data"]
+    axes.set_title(
+        f"{source}, preset {report['preset']}, {report['seeds']} seed(s), mean ± std\n"
+        "every fraction trained for the full-label run's optimizer steps (epochs scaled by 1/share)",
+        fontsize=9,
+    )
+    axes.legend(fontsize=8)
+    with atomic_path(path, overwrite=True) as tmp:
+        figure.savefig(tmp, format="png", dpi=110)
+    plt.close(figure)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.label_curve", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="demo", choices=PRESETS)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--fractions", type=float, nargs="+", default=list(FRACTIONS))
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), help=f"Some of {', '.join(ROWS)}.")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--data", type=Path, help="Folder with llp.h5 and pretrain.h5 (default: LLP-sim generated).")
+    parser.add_argument("--annotations", type=Path, help="Annotation folder (default: --data).")
+    parser.add_argument("--epochs", type=int, help="Full-label finetuning epochs (default: the preset's).")
+    parser.add_argument(
+        "--encoder-args", default="", help="Architecture options of the encoder and its control (avvp-pretrain init)."
+    )
+    parser.add_argument("--pretrain-args", default="", help="Further avvp-pretrain options, for the trained encoder.")
+    args = parser.parse_args(argv)
+    try:
+        report = run_curve(args.preset, args.seeds, args.out, tuple(args.fractions), tuple(args.rows), args.data,
+                           args.annotations, args.epochs, tuple(args.encoder_args.split()),
+                           tuple(args.pretrain_args.split()))  # fmt: skip
+    except AvvpError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    print(format_curve(report))
+    print(f"wrote {args.out / 'label_curve.png'} ({report['seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
