@@ -129,7 +129,7 @@ def import_han(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
 ) -> None:
     """Turn the official HAN weights into a run directory of our `han` (for evaluate and avvp parse)."""
-    from finetune.import_han import import_han as convert
+    from finetune.import_han_weights import import_han as convert
 
     print(f"wrote {convert(checkpoint, out, overwrite)}")
 
@@ -146,7 +146,7 @@ def import_release(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
 ) -> None:
     """Turn weights of the paper release (Lamba et al.) into a run directory giving its probabilities."""
-    from finetune.import_release import import_release as convert
+    from finetune.import_release_weights import import_release as convert
 
     print(f"wrote {convert(checkpoint, model, out, overwrite)}")
 

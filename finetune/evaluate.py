@@ -22,6 +22,7 @@ from finetune.config import FinetuneConfig
 from finetune.data import SplitData, check_streams, load_split_data, make_loader
 from finetune.frontend import frontend_from_config
 from finetune.models import STREAMS, FinetuneModel, build_model
+from finetune.weights import check_weights
 
 EVAL_SPLITS = ("val", "test")
 EVAL_BATCH_SIZE = 512
@@ -83,28 +84,6 @@ def predict(model: nn.Module, loader: DataLoader, accelerator: Accelerator, vide
 def score(predictions: Predictions, truth: DenseLabels) -> dict[str, dict[str, float]]:
     """The ten numbers ({segment, event} x {audio, visual, av, type_av, event_av}) of gated predictions."""
     return evaluate(predictions.dense(), truth)
-
-
-def check_weights(model: nn.Module, weights: dict[str, torch.Tensor], what: str) -> None:
-    """Fail in one line, listing missing/unexpected keys and shape mismatches, unless `weights` fit `model`."""
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-    found = {name: tuple(t.shape) for name, t in weights.items()}
-    problems = listing(
-        missing=[k for k in expected if k not in found],
-        unexpected=[k for k in found if k not in expected],
-        shape_mismatch=[f"{k} {found[k]} vs {expected[k]}" for k in expected if k in found and found[k] != expected[k]],
-    )
-    if problems:
-        raise ConfigError(f"{what}; {problems}")
-
-
-def listing(**groups: list[str]) -> str:
-    """'missing (2): a, b; unexpected (1): c' for the non-empty groups (underscores read as spaces), at most 6 each."""
-    return "; ".join(
-        f"{label.replace('_', ' ')} ({len(names)}): " + ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
-        for label, names in groups.items()
-        if names
-    )
 
 
 def load_run(run: str | os.PathLike) -> tuple[FinetuneConfig, FinetuneModel]:

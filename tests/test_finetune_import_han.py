@@ -7,7 +7,7 @@ from torch import nn
 
 from avvp.errors import ConfigError
 from finetune.evaluate import load_run
-from finetune.import_han import import_han
+from finetune.import_han_weights import import_han
 
 D, FF = 64, 48  # the release uses 512 / 512; smaller keeps the test fast, the code path is the same
 WIDTHS = {"audio": 128, "visual": 2048, "motion": 512}

@@ -20,7 +20,7 @@ from avvp.errors import ConfigError
 from finetune.cli import main as finetune_main
 from finetune.config import RECIPES, FinetuneConfig, make_config
 from finetune.evaluate import load_run
-from finetune.import_release import RELEASE_ROWS, convert_release
+from finetune.import_release_weights import RELEASE_ROWS, convert_release
 from finetune.models import REGISTRY, build_parser
 
 D, FF = 512, 512

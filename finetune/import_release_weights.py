@@ -30,9 +30,8 @@ from safetensors.torch import save_file
 from avvp.errors import ConfigError
 from avvp.io import atomic_dir
 from finetune.config import make_config, unknown_model_message
-from finetune.evaluate import check_weights, listing
-from finetune.import_han import read_reference
 from finetune.models import REGISTRY, build_model
+from finetune.weights import check_weights, listing, read_reference
 
 RELEASE_ROWS = {
     "base": "nets/net_audiovisual_basic.py",

@@ -12,8 +12,6 @@ gives the same result since a linear map commutes with the mean.
 from __future__ import annotations
 
 import os
-import pickle
-import re
 from pathlib import Path
 
 import torch
@@ -22,8 +20,8 @@ from safetensors.torch import save_file
 from avvp.errors import ConfigError
 from avvp.io import atomic_dir
 from finetune.config import make_config
-from finetune.evaluate import check_weights, listing
 from finetune.models import build_model
+from finetune.weights import check_weights, listing, read_reference
 
 LINEAR_NAMES = {
     "fc_a": "parser.inputs.audio_proj",
@@ -53,27 +51,6 @@ def reference_keys() -> list[str]:
     """Every key the conversion reads from a reference state dict."""
     keys = [f"{name}.{p}" for name in LINEAR_NAMES for p in ("weight", "bias")]
     return keys + [f"{name}.{p}" for name in PACKED_ATTENTION for p in ("in_proj_weight", "in_proj_bias")]
-
-
-def read_reference(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Load a reference checkpoint with `weights_only=True` (a plain state dict; a `module.` prefix is dropped)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
-        # torch's message is a paragraph; its "WeightsUnpickler error:" part says what was refused.
-        reason = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. |\n|$)", str(error))
-        reason = reason.group(1) if reason else (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ConfigError(
-            f"{path}: not a loadable PyTorch state dict (torch.load with weights_only=True: {reason})"
-        ) from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ConfigError(f"{path}: expected a state dict of tensors (torch.save(model.state_dict()))")
-    if state and all(key.startswith("module.") for key in state):
-        state = {key.removeprefix("module."): value for key, value in state.items()}
-    return state
 
 
 def convert_reference(state: dict[str, torch.Tensor], source: str = "state dict") -> dict[str, torch.Tensor]:
