@@ -1,7 +1,8 @@
 """Finetune speed: training throughput per parser, and the in-memory store path against per-video .npy files.
 
 1. Throughput: videos/s of training steps (forward, loss, backward, Adam) for each of the paper's rows, at the
-   demo width (d_model 128) and the paper width (512), batch 64.
+   demo width (d_model 128) and the paper width (512), batch 64; and again under the release recipe for the rows
+   whose net it changes (Base and Base+GCAA gain the modality discriminator there).
 2. Data path: one training epoch over the same features served two ways — the finetune loop's path (the split
    held in memory as tensors, batches by one fancy index) and a per-video `.npy` DataLoader in the LLP release
    layout (`vggish/ID.npy` 10x128, `res152/ID.npy` 80x2048, `r2plus1d_18/ID.npy` 10x512; 8 frames averaged per
@@ -13,6 +14,7 @@ On a GPU (`--device cuda`) the model runs there; the store path holds the split 
 does, the npy DataLoader pins memory and copies each batch over, and each epoch ends with a synchronisation.
 
     python -m benchmarks.bench_finetune [--videos 1400] [--device cpu|cuda] [--bf16] [--workers 0]
+    python -m benchmarks.bench_finetune --throughput-only          # part 1 alone (a minute or two on 2 cores)
     python -m benchmarks.speed finetune
 """
 
@@ -31,9 +33,10 @@ from torch.utils.data import DataLoader, Dataset
 from avvp.annotations import WeakLabels, write_weak_labels
 from avvp.classes import NUM_CLASSES, NUM_SNIPPETS
 from avvp.store import RAW_WIDTHS, write_store
+from finetune.config import RECIPES
 from finetune.data import SplitData, load_split_data, make_loader
 from finetune.losses import parser_loss
-from finetune.models import PAPER_ROWS, STREAMS, FinetuneModel, build_parser
+from finetune.models import PAPER_ROWS, STREAMS, FinetuneModel, build_parser, has_discriminator
 
 TARGET_RATIO = 3.0
 """The store path must be at least this much faster per epoch than the per-video .npy path."""
@@ -44,13 +47,13 @@ FRAMES_PER_SECOND = 8
 NPY_FOLDERS = {"audio": "vggish", "visual": "res152", "motion": "r2plus1d_18"}
 
 
-def make_corpus(root: Path, num_videos: int, seed: int = 0) -> tuple[Path, Path]:
+def make_corpus(root: Path, num_videos: int, seed: int = 0, npy: bool = True) -> tuple[Path, Path]:
     """Random features for `num_videos` train videos: a store (+ AVVP_train.csv) and the LLP .npy layout.
 
     The visual .npy files hold 80 frames whose per-second means are the store's rows, so both paths serve
     the same features (the store in float16, its default as `avvp data import-han` writes it, so up to float16
     rounding; the store path turns each batch into float32). Returns (store path, npy root); the annotation
-    folder is `root`.
+    folder is `root`. With `npy` False only the store is written (the npy root stays empty).
     """
     rng = np.random.default_rng(seed)
     video_ids = [f"bench{i:06d}_0_10" for i in range(num_videos)]
@@ -63,7 +66,7 @@ def make_corpus(root: Path, num_videos: int, seed: int = 0) -> tuple[Path, Path]
     for index, video_id in enumerate(video_ids):
         frames = rng.standard_normal((NUM_SNIPPETS * FRAMES_PER_SECOND, RAW_WIDTHS["visual"]), np.float32)
         streams["visual"][index] = frames.reshape(NUM_SNIPPETS, FRAMES_PER_SECOND, -1).mean(axis=1)
-        for name, folder in NPY_FOLDERS.items():
+        for name, folder in NPY_FOLDERS.items() if npy else ():
             np.save(npy_root / folder / f"{video_id}.npy", frames if name == "visual" else streams[name][index])
     labels = rng.random((num_videos, NUM_CLASSES)) < 0.08
     labels[np.arange(num_videos), rng.integers(0, NUM_CLASSES, num_videos)] = True
@@ -94,19 +97,45 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
     return {name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()}
 
 
+def throughput_rows() -> list[tuple[str, str, str]]:
+    """(label, model, recipe): each paper row under its default recipe, then under the release recipe each
+    Base-family row whose net that recipe changes (a discriminator where the paper's has none)."""
+    rows = [(name, name, "paper") for name in PAPER_ROWS]
+    for name in PAPER_ROWS:
+        if name != "han" and has_discriminator(name, adv_on_every_row=True) != has_discriminator(name):
+            rows.append((f"{name} (release)", name, "release"))
+    return rows
+
+
 def train_step(
-    model_name: str, widths: dict[str, int], d_model: int, device: torch.device, bf16: bool = False
+    model_name: str,
+    widths: dict[str, int],
+    d_model: int,
+    device: torch.device,
+    bf16: bool = False,
+    recipe: str = "paper",
 ) -> Callable[[dict], None]:
     """One optimisation step of a freshly initialised parser on `device`, as a function of a (host) batch."""
     torch.manual_seed(0)
-    model = FinetuneModel(build_parser(model_name, widths, d_model=d_model, ff_dim=d_model)).to(device).train()
+    settings = RECIPES[recipe]
+    parser = build_parser(
+        model_name,
+        widths,
+        d_model=d_model,
+        ff_dim=d_model,
+        gcaa_first_snippet=settings["gcaa_first_snippet"],
+        adv_on_every_row=settings["adv_on_every_row"],
+    )
+    model = FinetuneModel(parser).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
 
     def step(batch: dict[str, torch.Tensor]) -> None:
         batch = to_device(batch, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             output = model({name: batch[name] for name in STREAMS}, adv_strength=0.5)
-        terms = parser_loss(output, batch["labels"])
+        terms = parser_loss(
+            output, batch["labels"], lambda_guided=settings["lambda_guided"], lambda_adv=settings["lambda_adv"]
+        )
         optimizer.zero_grad(set_to_none=True)
         terms.backward.backward()
         optimizer.step()
@@ -133,9 +162,11 @@ def epoch_seconds(loader: Iterable[dict], step: Callable[[dict], None], device: 
     return time.perf_counter() - start
 
 
-def throughput(data: SplitData, model_name: str, d_model: int, device: torch.device, bf16: bool) -> float:
+def throughput(
+    data: SplitData, model_name: str, d_model: int, device: torch.device, bf16: bool, recipe: str = "paper"
+) -> float:
     """Training videos/s over one epoch of `data` (after one warm-up batch)."""
-    step = train_step(model_name, data.widths, d_model, device, bf16)
+    step = train_step(model_name, data.widths, d_model, device, bf16, recipe)
     loader = make_loader(data, BATCH_SIZE, shuffle=True)
     step(next(iter(loader)))
     return len(data) / epoch_seconds(loader, step, device)
@@ -148,6 +179,7 @@ def run(
     device: str | None = None,
     bf16: bool = False,
     workers: int = 0,
+    throughput_only: bool = False,
 ) -> list[str]:
     """The report's lines."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -156,7 +188,9 @@ def run(
     with tempfile.TemporaryDirectory(prefix="bench_finetune.") as tmp:
         root = Path(tmp)
         start = time.perf_counter()
-        store, npy_root = make_corpus(root, videos)
+        if throughput_only:
+            videos = max(throughput_videos, paper_videos)
+        store, npy_root = make_corpus(root, videos, npy=not throughput_only)
         lines.append(f"corpus: {videos} train videos of random features ({time.perf_counter() - start:.1f} s to write)")
 
         start = time.perf_counter()
@@ -165,13 +199,15 @@ def run(
         load_seconds = time.perf_counter() - start
 
         lines.append("training throughput (videos/s):")
-        lines.append(f"  {'model':<20}{'d_model 128':>12}{'d_model 512':>12}")
+        lines.append(f"  {'model':<30}{'d_model 128':>12}{'d_model 512':>12}")
         small = SplitData("train", data.video_ids[:throughput_videos], *_head(resident, throughput_videos))
         paper = SplitData("train", data.video_ids[:paper_videos], *_head(resident, paper_videos))
-        for model_name in PAPER_ROWS:
-            demo_speed = throughput(small, model_name, 128, device, bf16)
-            paper_speed = throughput(paper, model_name, 512, device, bf16)
-            lines.append(f"  {model_name:<20}{demo_speed:>12.0f}{paper_speed:>12.1f}")
+        for label, model_name, recipe in throughput_rows():
+            demo_speed = throughput(small, model_name, 128, device, bf16, recipe)
+            paper_speed = throughput(paper, model_name, 512, device, bf16, recipe)
+            lines.append(f"  {label:<30}{demo_speed:>12.0f}{paper_speed:>12.1f}")
+        if throughput_only:
+            return lines
 
         npy_loader = DataLoader(
             NpyVideos(npy_root, data.video_ids, data.labels),
@@ -225,8 +261,10 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), help="Where the model runs [cuda if available].")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the model (CPU or GPU).")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes of the .npy path.")
+    parser.add_argument("--throughput-only", action="store_true", help="Only the training throughput (part 1).")
     args = parser.parse_args()
-    lines = run(args.videos, args.throughput_videos, args.paper_videos, args.device, args.bf16, args.workers)
+    options = (args.videos, args.throughput_videos, args.paper_videos, args.device, args.bf16, args.workers)
+    lines = run(*options, throughput_only=args.throughput_only)
     print("\n".join(lines))
 
 

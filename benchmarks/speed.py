@@ -15,6 +15,7 @@ SECTIONS = {
     "grounding": "benchmarks.bench_grounding",
     "finetune": "benchmarks.bench_finetune",
     "pretrain": "benchmarks.bench_pretrain",
+    "refine": "benchmarks.bench_refine",
 }
 """Section name -> module with a `run()` function."""
 

@@ -47,6 +47,9 @@ def finetune(
     e2e: bool = typer.Option(False, "--e2e", help="Train the pretrained --encoder jointly with the parser."),
     encoder: Path | None = typer.Option(None, help="Pretrained encoder directory (the --out of avvp-pretrain)."),
     encoder_lr: float | None = typer.Option(None, help="Learning rate of the encoder with --e2e [lr / 10]."),
+    labels: Path | None = typer.Option(
+        None, help="Refined audio/visual labels (avvp-finetune refine) for the modality terms; the joint keeps weak."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train a parser with weak labels, select it on validation Type@AV, score the test split once."""
@@ -92,10 +95,12 @@ def finetune(
         frontend=str(encoder.resolve()) if e2e else None,
         frontend_lr=encoder_lr,
         frontend_config=frontend_config or None,
+        labels=str(labels) if labels is not None else None,
     )
     run = train(cfg, resume=resume, overwrite=overwrite, frontend=frontend, show_progress=not quiet)
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     origin = f" on the encoder {cfg.frontend} (end to end)" if cfg.frontend else ""
+    origin += f" with the refined labels {cfg.labels}" if cfg.labels else ""
     print(f"{cfg.model}{origin}: best epoch {metrics['best_epoch']} by {metrics['selection']}")
     print(f"test ({metrics['test_videos']} videos):")
     print(format_table(metrics["test"]))
@@ -120,6 +125,35 @@ def evaluate(
     else:
         print(f"{run} on {split}:")
         print(format_table(scores))
+
+
+@app.command()
+def refine(
+    run: Path = typer.Option(..., help="A finished run (the first model) whose audio and visual heads decide."),
+    features: Path = typer.Option(..., help="Feature store of the training videos (the one the run was trained on)."),
+    annotations: Path = typer.Option(..., help="Annotation folder (AVVP_train.csv; LLP-sim's training truth if any)."),
+    out: Path = typer.Option(..., help="Label file to write (HDF5), for avvp-finetune --labels."),
+    seed: int = typer.Option(0, help="Seed of the swap partners."),
+    audio_threshold: float = typer.Option(
+        0.5, help="An audio label goes when, visual swapped, both streams fall below this x the normalised audio error."
+    ),
+    visual_threshold: float = typer.Option(
+        0.5, help="A visual label goes when, audio swapped, both streams fall below this x the normalised visual error."
+    ),
+    batch_size: int = typer.Option(256, help="Videos per batch (one forward pass of 3x as many)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing label file."),
+) -> None:
+    """Modality-aware label refinement (MA): per training video and class, is the weak label heard, seen, or both?"""
+    from finetune.refine import format_report
+    from finetune.refine import refine as refine_labels
+
+    labels = refine_labels(
+        run, features, annotations, out, seed, audio_threshold, visual_threshold, batch_size, overwrite
+    )
+    print(format_report(labels.attrs["report"]))
+    videos, seconds = len(labels.video_ids), labels.attrs["seconds"]
+    print(f"refined {videos} videos in {seconds:.1f} s ({videos / seconds:.0f} videos/s)")
+    print(f"wrote {out}")
 
 
 @app.command("import-han")

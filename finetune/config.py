@@ -137,6 +137,9 @@ class FinetuneConfig:
     count from 1 (p runs from 1/E to about 1 + 1/E)."""
     select_ties_later: bool = False
     """A tie of the validation score selects the later epoch (the releases' `>=`); otherwise the earlier."""
+    labels: str = ""
+    """Refined audio and visual labels of the training videos (`avvp-finetune refine`, MA) for the targets of L_g;
+    empty: the weak labels (L_wsl always has the weak labels)."""
     train_fraction: float = 1.0
     """Share of the training videos trained on: a subset stratified by label and seeded by `seed`
     (`finetune.data.train_subset`); 1 trains on all of them."""

@@ -13,6 +13,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from avvp.annotations import SPLIT_FILES, DenseLabels, load_split
 from avvp.errors import AnnotationError, StoreError
+from avvp.modality_labels import align_to_split, read_modality_labels
 from avvp.store import read_store, read_video_ids, store_info
 from avvp.video_ids import store_ids_for
 
@@ -29,6 +30,8 @@ class SplitData(Dataset):
     """(N, 25) float32 weak labels (zeros where there are none, e.g. for parsing)."""
     dense: DenseLabels | None = None
     """Snippet-level ground truth (val and test)."""
+    modality_labels: torch.Tensor | None = None
+    """(N, 2, 25) float32 refined audio and visual labels (`avvp-finetune --labels`); None: L_g uses the weak ones."""
 
     def __len__(self) -> int:
         return len(self.video_ids)
@@ -37,12 +40,18 @@ class SplitData(Dataset):
         # DataLoader hands the whole batch's indices at once (torch >= 2.2).
         index = torch.as_tensor(indices, dtype=torch.long, device=self.labels.device)  # (B,)
         features = {name: t[index].float() for name, t in self.features.items()}  # (B, 10, W) each
-        return {**features, "labels": self.labels[index], "index": index}
+        batch = {**features, "labels": self.labels[index], "index": index}
+        if self.modality_labels is not None:
+            batch["modality_labels"] = self.modality_labels[index]  # (B, 2, 25)
+        return batch
 
     def to(self, device: torch.device | str) -> SplitData:
         """The same split with its tensors on `device`: on a GPU, batches are then cut there, with no copy per step."""
         return replace(
-            self, features={name: t.to(device) for name, t in self.features.items()}, labels=self.labels.to(device)
+            self,
+            features={name: t.to(device) for name, t in self.features.items()},
+            labels=self.labels.to(device),
+            modality_labels=None if self.modality_labels is None else self.modality_labels.to(device),
         )
 
     @property
@@ -78,6 +87,17 @@ def load_split_data(
         labels=torch.from_numpy(labels.weak.labels).float(),
         dense=labels.dense,
     )
+
+
+def with_modality_labels(data: SplitData, labels: str | os.PathLike, split_file: str | os.PathLike) -> SplitData:
+    """The training split with the refined labels of a label file (`avvp-finetune refine`) for L_g.
+
+    The file must hold exactly the split's videos, with the same weak labels (one-line error otherwise).
+    """
+    refined = align_to_split(
+        read_modality_labels(labels), data.video_ids, data.labels.cpu().numpy() > 0.5, labels, split_file
+    )
+    return replace(data, modality_labels=torch.from_numpy(refined).float().to(data.labels.device))
 
 
 def load_store_data(features: str | os.PathLike, streams: Sequence[str], video_ids: Sequence[str] | None) -> SplitData:

@@ -49,12 +49,26 @@ def guided_loss(
     labels: torch.Tensor,
     audio_smoothing: float = 0.0,
     visual_smoothing: float = 0.1,
+    modality_labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """L_g: BCE of each modality's video-level probabilities against label-smoothed weak labels, summed."""
+    """L_g: BCE of each modality's video-level probabilities against label-smoothed weak labels, summed.
+
+    With `modality_labels` (B, 2, 25), the refined audio and visual labels of `avvp-finetune refine`, each
+    modality's targets are its own; a weak label the refinement took from a modality is a target of exactly 0
+    there (not smoothed), as the MA release's retraining has it.
+    """
     labels = labels.float()
-    return _bce(audio_prob, smooth_labels(labels, audio_smoothing)) + _bce(
-        visual_prob, smooth_labels(labels, visual_smoothing)
+    if modality_labels is None:
+        return _bce(audio_prob, smooth_labels(labels, audio_smoothing)) + _bce(
+            visual_prob, smooth_labels(labels, visual_smoothing)
+        )
+    refined = modality_labels.float()
+    taken = (labels > 0).unsqueeze(1) & (refined == 0)  # (B, 2, 25)
+    smoothed = torch.stack(
+        [smooth_labels(refined[:, 0], audio_smoothing), smooth_labels(refined[:, 1], visual_smoothing)], 1
     )
+    targets = smoothed.masked_fill(taken, 0.0)  # (B, 2, 25)
+    return _bce(audio_prob, targets[:, 0]) + _bce(visual_prob, targets[:, 1])
 
 
 def adversarial_loss(modality_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,10 +105,14 @@ def parser_loss(
     lambda_adv: float = 0.4,
     audio_smoothing: float = 0.0,
     visual_smoothing: float = 0.1,
+    modality_labels: torch.Tensor | None = None,
 ) -> LossTerms:
-    """All terms for a batch of parser outputs and weak labels (B, 25)."""
+    """All terms for a batch of parser outputs and weak labels (B, 25); `modality_labels` (B, 2, 25), refined
+    audio and visual labels, change L_g only (see `guided_loss`): L_wsl keeps the weak labels."""
     wsl = weak_loss(output.video_prob, labels)
-    guided = guided_loss(output.audio_prob, output.visual_prob, labels, audio_smoothing, visual_smoothing)
+    guided = guided_loss(
+        output.audio_prob, output.visual_prob, labels, audio_smoothing, visual_smoothing, modality_labels
+    )
     supervised = wsl + lambda_guided * guided
     if output.modality_logits is None:
         return LossTerms(backward=supervised, wsl=wsl, guided=guided, loss=supervised)

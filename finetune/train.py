@@ -24,7 +24,7 @@ from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from avvp.annotations import write_events
+from avvp.annotations import SPLIT_FILES, write_events
 from avvp.console import progress
 from avvp.distributed import settle_collectives
 from avvp.errors import AvvpError, ConfigError
@@ -32,7 +32,7 @@ from avvp.io import atomic_path, check_writable
 from avvp.metrics import SCORE_TITLES
 from avvp.precision import resolve_mixed_precision
 from finetune.config import FinetuneConfig
-from finetune.data import check_streams, load_split_data, make_loader, train_subset
+from finetune.data import check_streams, load_split_data, make_loader, train_subset, with_modality_labels
 from finetune.evaluate import EVAL_BATCH_SIZE, predict, score
 from finetune.losses import parser_loss
 from finetune.models import STREAMS, FinetuneModel, build_model
@@ -45,7 +45,7 @@ SELECTION = ("segment", "type_av")
 """Model selection: validation segment-level Type@AV."""
 RUN_CONTROL_FIELDS = ("input_widths",)
 """Config fields filled by the run itself, ignored when checking that --resume repeats the saved settings."""
-PATH_FIELDS = ("features", "annotations", "out", "frontend")
+PATH_FIELDS = ("features", "annotations", "out", "frontend", "labels")
 """Config fields naming files: compared as resolved paths by --resume."""
 
 
@@ -169,6 +169,10 @@ def train(
     out = _check_run_dir(cfg, resume, overwrite)
     check_streams(cfg.features, STREAMS, cfg.model)
     splits = {name: load_split_data(cfg.features, cfg.annotations, name, STREAMS) for name in ("train", "val", "test")}
+    if cfg.labels:
+        splits["train"] = with_modality_labels(
+            splits["train"], cfg.labels, Path(cfg.annotations) / SPLIT_FILES["train"]
+        )
     if cfg.train_fraction < 1:
         splits["train"] = train_subset(splits["train"], cfg.train_fraction, cfg.seed)
     widths = dict(frontend.output_widths) if frontend is not None else splits["train"].widths
@@ -227,7 +231,9 @@ def train(
                 progress_done = ((epoch + cfg.reversal_epoch_offset) * steps + step) / (cfg.epochs * steps)
                 strength = reversal_strength(progress_done)
                 output = model({name: batch[name] for name in STREAMS}, adv_strength=strength)
-                terms = parser_loss(output, batch["labels"], **loss_kwargs)
+                terms = parser_loss(
+                    output, batch["labels"], modality_labels=batch.get("modality_labels"), **loss_kwargs
+                )
                 optimizer.zero_grad(set_to_none=True)
                 accelerator.backward(terms.backward)
                 optimizer.step()

@@ -157,3 +157,189 @@ def test_llp_sim_writes_the_training_truth(tiny_llp):
 def test_not_a_label_file_is_one_line(tiny_llp):
     with pytest.raises(AvvpError, match="expected a modality-aware label file"):
         read_modality_labels(tiny_llp / "llp.h5")
+
+
+# ------------------------------------------------------------------------------- end to end, LLP-sim tiny
+
+
+@pytest.fixture
+def finetune_cli(monkeypatch, capsys):
+    """`avvp-finetune ARGS` in this process: (exit status, stdout, stderr)."""
+    import sys
+
+    from finetune.cli import main
+
+    def run(*args) -> tuple[int, str, str]:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["avvp-finetune", *map(str, args)])
+        try:
+            main()
+            code = 0
+        except SystemExit as exit_info:
+            code = exit_info.code or 0
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def one_line_error(result: tuple[int, str, str], *fragments: str) -> str:
+    code, _, stderr = result
+    lines = stderr.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("error: "), stderr
+    assert all(fragment in lines[0] for fragment in fragments), lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def first_run(tiny_llp, tmp_path_factory):
+    """HAN trained on LLP-sim tiny: the first model of MA."""
+    from finetune.config import make_config
+    from finetune.train import train
+
+    out = tmp_path_factory.mktemp("ma") / "han"
+    cfg = make_config("han", "tiny", features=str(tiny_llp / "llp.h5"), annotations=str(tiny_llp), out=str(out))
+    return train(cfg, show_progress=False)
+
+
+def refine_args(first_run, tiny_llp, out, *extra):
+    return ("refine", "--run", first_run, "--features", tiny_llp / "llp.h5", "--annotations", tiny_llp, "--out", out,
+            *extra)  # fmt: skip
+
+
+def test_refine_reports_against_the_truth_and_repeats_with_its_seed(first_run, tiny_llp, tmp_path, finetune_cli):
+    code, stdout, stderr = finetune_cli(*refine_args(first_run, tiny_llp, tmp_path / "a.h5"))
+    assert code == 0, stderr
+    assert "against LLP-sim's truth" in stdout and "at a recall loss of" in stdout and "videos/s" in stdout
+    assert finetune_cli(*refine_args(first_run, tiny_llp, tmp_path / "b.h5"))[0] == 0
+    assert finetune_cli(*refine_args(first_run, tiny_llp, tmp_path / "c.h5", "--seed", "1"))[0] == 0
+    a, b, c = (read_modality_labels(tmp_path / f"{name}.h5") for name in "abc")
+    for name in ("weak", "audio", "visual", "partners"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert all(np.array_equal(a.evidence[name], b.evidence[name]) for name in EVIDENCE)
+    assert not np.array_equal(a.partners, c.partners)
+    assert not (a.weak & a.weak[a.partners]).any()
+    assert a.attrs["seed"] == 0 and a.attrs["rule"] == "release" and a.attrs["visual_threshold"] == 0.5
+    report = a.attrs["report"]
+    assert report["truth"] and report["audio"]["weak"]["recall"] == 100.0
+    one_line_error(finetune_cli(*refine_args(first_run, tiny_llp, tmp_path / "a.h5")), "already exists", "--overwrite")
+
+
+def test_without_training_truth_the_report_shows_the_changes(first_run, tiny_llp, tmp_path, finetune_cli):
+    import shutil
+
+    folder = tmp_path / "real-like"
+    folder.mkdir()
+    for path in tiny_llp.glob("AVVP_*.csv"):
+        shutil.copy(path, folder)
+    code, stdout, stderr = finetune_cli(
+        "refine", "--run", first_run, "--features", tiny_llp / "llp.h5", "--annotations", folder,
+        "--out", tmp_path / "l.h5",
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert "no training-split truth" in stdout and "precision" not in stdout and "visual dropped" in stdout
+    assert read_modality_labels(tmp_path / "l.h5").attrs["report"]["truth"] is False
+
+
+def test_labels_change_only_the_modality_terms():
+    from finetune.losses import parser_loss
+    from finetune.models import ParserOutput
+
+    generator = torch.Generator().manual_seed(0)
+    batch = 6
+    output = ParserOutput(
+        video_prob=torch.rand(batch, NUM_CLASSES, generator=generator),
+        audio_prob=torch.rand(batch, NUM_CLASSES, generator=generator),
+        visual_prob=torch.rand(batch, NUM_CLASSES, generator=generator),
+        snippet_prob=torch.rand(batch, 10, 2, NUM_CLASSES, generator=generator),
+        modality_logits=torch.randn(batch, 10, 2, generator=generator),
+    )
+    weak = torch.zeros(batch, NUM_CLASSES)
+    weak[:, :3] = 1
+    plain = parser_loss(output, weak)
+    assert parser_loss(output, weak, modality_labels=torch.stack([weak, weak], 1)).guided == plain.guided
+    refined = torch.stack([weak, weak], 1)
+    refined[0, 0, 1] = 0  # video 0's class 1 only seen, video 1's class 2 only heard
+    refined[1, 1, 2] = 0
+    terms = parser_loss(output, weak, modality_labels=refined)
+    assert terms.wsl == plain.wsl and terms.adv == plain.adv and terms.guided != plain.guided
+    # L_g by hand: the taken labels are targets of exactly 0, the others smoothed as before (visual 0.95 / 0.05)
+    audio_target = weak.clone()
+    audio_target[0, 1] = 0
+    visual_target = 0.9 * weak + 0.05
+    visual_target[1, 2] = 0
+    bce = torch.nn.functional.binary_cross_entropy
+    expected = bce(output.audio_prob, audio_target) + bce(output.visual_prob, visual_target)
+    assert terms.guided.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_training_on_refined_labels(first_run, tiny_llp, tmp_path, finetune_cli):
+    import json
+
+    from safetensors.torch import load_file
+
+    from avvp.modality_labels import write_modality_labels
+
+    assert finetune_cli(*refine_args(first_run, tiny_llp, tmp_path / "ma.h5"))[0] == 0
+    labels = read_modality_labels(tmp_path / "ma.h5")
+    assert (labels.audio != labels.weak).any() or (labels.visual != labels.weak).any()
+    labels.audio, labels.visual = labels.weak.copy(), labels.weak.copy()
+    write_modality_labels(tmp_path / "unchanged.h5", labels)
+
+    def train_on(name: str) -> tuple[int, str, str]:
+        return finetune_cli(
+            "--model", "han", "--features", tiny_llp / "llp.h5", "--annotations", tiny_llp, "--out",
+            tmp_path / name, "--preset", "tiny", "--quiet", "--labels", tmp_path / f"{name}.h5",
+        )  # fmt: skip
+
+    for name in ("ma", "unchanged"):
+        code, stdout, stderr = train_on(name)
+        assert code == 0, stderr
+        assert "with the refined labels" in stdout
+        assert json.loads((tmp_path / name / "config.json").read_text())["labels"] == str(tmp_path / f"{name}.h5")
+    first = load_file(first_run / "model.safetensors")
+    unchanged, refined = (load_file(tmp_path / name / "model.safetensors") for name in ("unchanged", "ma"))
+    assert all(torch.equal(first[key], unchanged[key]) for key in first)  # the weak labels as refined: same run
+    assert not all(torch.equal(first[key], refined[key]) for key in first)
+
+
+def test_a_label_file_of_other_videos_is_refused(first_run, tiny_llp, tmp_path, finetune_cli):
+    from avvp.modality_labels import ModalityLabels, write_modality_labels
+
+    assert finetune_cli(*refine_args(first_run, tiny_llp, tmp_path / "ma.h5"))[0] == 0
+    labels = read_modality_labels(tmp_path / "ma.h5")
+    keep = slice(1, None)
+    fewer = ModalityLabels(
+        video_ids=labels.video_ids[keep], weak=labels.weak[keep], audio=labels.audio[keep],
+        visual=labels.visual[keep], partners=labels.partners[keep] % (len(labels.video_ids) - 1),
+    )  # fmt: skip
+    write_modality_labels(tmp_path / "fewer.h5", fewer)
+    train_args = ("--model", "han", "--features", tiny_llp / "llp.h5", "--annotations", tiny_llp, "--preset", "tiny",
+                  "--quiet")  # fmt: skip
+    one_line_error(
+        finetune_cli(*train_args, "--out", tmp_path / "r", "--labels", tmp_path / "fewer.h5"),
+        "fewer.h5", "1 of the split's videos are not in it", f"(e.g. {labels.video_ids[0]!r})",
+    )  # fmt: skip
+    labels.weak[0], labels.audio[0], labels.visual[0] = True, False, False
+    write_modality_labels(tmp_path / "other-weak.h5", labels)
+    one_line_error(
+        finetune_cli(*train_args, "--out", tmp_path / "r", "--labels", tmp_path / "other-weak.h5"),
+        "the weak labels of 1 video(s) differ from", "AVVP_train.csv",
+    )  # fmt: skip
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_store_of_other_widths_is_refused(first_run, tiny_llp, tmp_path, finetune_cli):
+    from avvp.store import read_store, write_store
+
+    store = read_store(tiny_llp / "llp.h5")
+    narrow = {"audio": store["audio"], "visual": store["visual"][..., :512], "motion": store["motion"]}
+    write_store(tmp_path / "narrow.h5", store.video_ids, narrow)
+    one_line_error(
+        finetune_cli(
+            "refine", "--run", first_run, "--features", tmp_path / "narrow.h5", "--annotations", tiny_llp,
+            "--out", tmp_path / "l.h5",
+        ),
+        "narrow.h5", "'visual': 512", "'visual': 2048",
+    )  # fmt: skip
+    assert not (tmp_path / "l.h5").exists()
