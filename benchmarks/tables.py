@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +62,8 @@ class Row:
     """The row of PAPER whose published figures stand beside ours; None where the paper has none."""
     family: str | None = None
     """A name that selects this row in --rows besides its own, shared by one row's recipes ("Base")."""
+    control: bool = False
+    """A pretrained row's control: the same row on the untrained encoder (`avvp-pretrain init`, same settings)."""
 
 
 RECIPES = ("paper", "release")
@@ -76,6 +78,15 @@ def recipe_rows(family: str, model: str) -> tuple[Row, ...]:
     )
 
 
+CONTROL_SUFFIX = " - untrained control"
+
+
+def with_control(row: Row) -> tuple[Row, Row]:
+    """A pretrained row and its control, selected together by the pretrained row's name."""
+    control = Row(row.name + CONTROL_SUFFIX, row.model, row.source, row.variant, family=row.name, control=True)
+    return replace(row, family=row.name), control
+
+
 BASE_FAMILY = (
     ("Base", "base"),
     ("Base+GCAA", "base-gcaa"),
@@ -87,10 +98,10 @@ ROWS = (
     Row("HAN", "han", "raw", paper="HAN"),
     *(rows[0] for rows in _BY_RECIPE),  # the paper recipe's four rows, then the release recipe's
     *(rows[1] for rows in _BY_RECIPE),
-    Row("Pretrained", "base-adv-skip-gcaa", "frozen", "multi", paper="Pretrained (frozen)"),
-    Row("Pretrain E2E (uni)", "mmil", "e2e", "uni", paper="Pretrain E2E (uni)"),
-    Row("Pretrain E2E (cross)", "mmil", "e2e", "cross", paper="Pretrain E2E (cross)"),
-    Row("Pretrain E2E (multi)", "mmil", "e2e", "multi", paper="Pretrain E2E (multi)"),
+    *with_control(Row("Pretrained", "base-adv-skip-gcaa", "frozen", "multi", paper="Pretrained (frozen)")),
+    *with_control(Row("Pretrain E2E (uni)", "mmil", "e2e", "uni", paper="Pretrain E2E (uni)")),
+    *with_control(Row("Pretrain E2E (cross)", "mmil", "e2e", "cross", paper="Pretrain E2E (cross)")),
+    *with_control(Row("Pretrain E2E (multi)", "mmil", "e2e", "multi", paper="Pretrain E2E (multi)")),
     Row("Weak-label oracle (reference)", None, "reference", "weak-oracle"),
     Row("Predict nothing (reference)", None, "reference", "nothing"),
     Row("Speech everywhere (reference)", None, "reference", "speech-everywhere"),
@@ -258,7 +269,7 @@ def run_tables(
     data, annotations = prepare_data(cache, preset, data, annotations)
     llp, corpus = data / "llp.h5", data / "pretrain.h5"
 
-    encoders: dict[str, Path] = {}
+    encoders: dict[tuple[str, bool], Path] = {}  # (variant, control) -> encoder folder
     if any(row.source in ("frozen", "e2e") for row in chosen):
         grounding = cache.run(
             "grounding",
@@ -294,24 +305,33 @@ def run_tables(
                 ],
                 {"features": corpus, "labels": grounding / "avg.h5"},
             )
-            encoders[variant] = folder / "encoder"
-    exported: dict[str, Path] = {}
-    for variant in sorted({row.variant for row in chosen if row.source == "frozen"}):
+            encoders[variant, False] = folder / "encoder"
+        for variant in sorted({row.variant for row in chosen if row.control}):
+            # The step-0 encoder of the pretraining run above: same settings, same seed, never trained.
+            init = [console_script("avvp-pretrain"), "init", "--variant", variant, "--features", str(corpus)]
+            folder = cache.run(
+                f"control-{variant}",
+                [*init, "--out", "{out}/encoder", "--preset", preset, "--seed", "0"],
+                {"features": corpus},
+            )
+            encoders[variant, True] = folder / "encoder"
+    exported: dict[tuple[str, bool], Path] = {}
+    for variant, control in sorted({(row.variant, row.control) for row in chosen if row.source == "frozen"}):
         folder = cache.run(
-            f"export-{variant}",
+            f"export-{variant}" + ("-control" if control else ""),
             [
                 console_script("avvp-pretrain"),
                 "export",
                 "--encoder",
-                str(encoders[variant]),
+                str(encoders[variant, control]),
                 "--features",
                 str(llp),
                 "--out",
                 "{out}/llp-pre.h5",
             ],
-            {"encoder": encoders[variant], "features": llp},
+            {"encoder": encoders[variant, control], "features": llp},
         )
-        exported[variant] = folder / "llp-pre.h5"
+        exported[variant, control] = folder / "llp-pre.h5"
 
     test = load_split(annotations, "test")
     results: dict[str, dict] = {}
@@ -322,14 +342,17 @@ def run_tables(
             continue
         runs, scores = [], []
         for seed in range(seeds):
-            features = exported[row.variant] if row.source == "frozen" else llp
-            encoder = encoders[row.variant] if row.source == "e2e" else None
+            features = exported[row.variant, row.control] if row.source == "frozen" else llp
+            encoder = encoders[row.variant, row.control] if row.source == "e2e" else None
             argv, inputs = finetune_stage(row, features, annotations, preset, seed, encoder)
             stage = f"finetune-{slug(row.name)}-seed{seed}"
             run_dir = cache.run(stage, argv, inputs) / "run"
             runs.append(run_dir)
             scores.append(json.loads((run_dir / "metrics.json").read_text())["test"])
         results[row.name] = summarise(row, scores, runs)
+    for name, result in results.items():
+        if name + CONTROL_SUFFIX in results:
+            result["minus_control"] = minus_control(result, results[name + CONTROL_SUFFIX])
 
     report = {
         "preset": preset,
@@ -444,6 +467,17 @@ def summarise(row: Row, scores: list[dict], runs: list[Path]) -> dict:
     return summary
 
 
+def minus_control(pretrained: dict, control: dict) -> dict:
+    """Per level and score: the seed-paired difference pretrained - control, mean and std over seeds."""
+    difference: dict = {}
+    for level in LEVELS:
+        difference[level] = {}
+        for name in SCORE_NAMES:
+            seeds = np.subtract(pretrained[level][name]["seeds"], control[level][name]["seeds"])
+            difference[level][name] = {"mean": float(seeds.mean()), "std": float(seeds.std()), "seeds": seeds.tolist()}
+    return difference
+
+
 def format_tables(report: dict) -> str:
     """Both tables in the paper's layout: ours as mean ± std over seeds, the paper's figure in brackets."""
     origin = "LLP-sim (synthetic stand-in for LLP)" if report["llp_sim"] else "real LLP features"
@@ -464,6 +498,10 @@ def format_tables(report: dict) -> str:
                 ours = f"{figure['mean']:.1f}" + (f" ± {figure['std']:.1f}" if len(figure["seeds"]) > 1 else "")
                 cells.append(f"{ours} [{paper[score]:.1f}]" if score in paper else f"{ours} [—]")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            if "minus_control" in result:  # the pretraining effect: the row minus its untrained control
+                figures = [result["minus_control"][level][score] for score in SCORE_NAMES]
+                cells = [f"{f['mean']:+.1f}" + (f" ± {f['std']:.1f}" if len(f["seeds"]) > 1 else "") for f in figures]
+                lines.append(f"| *{name} minus its control* | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 

@@ -136,7 +136,7 @@ def test_the_finetune_command_names_the_recipe(tmp_path):
 
 def test_every_paper_row_has_its_published_figures():
     for row in ROWS:
-        if row.source != "reference":
+        if row.source != "reference" and not row.control:  # a control has no published figure
             assert row.paper in PAPER, row.name
             assert all(len(PAPER[row.paper][level]) == len(SCORE_NAMES) for level in ("segment", "event"))
     assert PAPER["Base+Adv+Skip+GCAA"]["segment"]["type_av"] == 55.5
@@ -171,3 +171,25 @@ def test_a_base_family_row_runs_under_each_recipe(tiny_llp, tmp_path):
         config = json.loads((Path(result["runs"][0]) / "config.json").read_text())
         assert config["recipe"] == recipe and config["gcaa_first_snippet"] == (recipe == "release")
     assert "| Base+GCAA (release recipe) |" in (tmp_path / "results" / "tables.md").read_text()
+
+
+def test_every_pretrained_row_has_its_control_and_the_difference():
+    from benchmarks.tables import CONTROL_SUFFIX, minus_control
+
+    pretrained = [row for row in ROWS if row.source in ("frozen", "e2e") and not row.control]
+    for row in pretrained:
+        control = ROW_NAMES[row.name + CONTROL_SUFFIX]
+        assert (control.model, control.source, control.variant, control.control) == (row.model, row.source,
+                                                                                      row.variant, True)  # fmt: skip
+        assert [r.name for r in select_rows([row.name])] == [row.name, control.name]  # selected together
+
+    def result(seeds):
+        return {level: {name: {"mean": float(np.mean(seeds)), "std": float(np.std(seeds)), "seeds": seeds}
+                        for name in SCORE_NAMES} for level in ("segment", "event")}  # fmt: skip
+
+    rows = {"Pretrained": result([40.0, 44.0]), "Pretrained" + CONTROL_SUFFIX: result([41.0, 42.0])}
+    rows["Pretrained"]["minus_control"] = minus_control(rows["Pretrained"], rows["Pretrained" + CONTROL_SUFFIX])
+    assert rows["Pretrained"]["minus_control"]["segment"]["audio"] == {"mean": 0.5, "std": 1.5, "seeds": [-1.0, 2.0]}
+    table = format_tables({"llp_sim": True, "preset": "tiny", "seeds": 2, "rows": rows})
+    assert "| *Pretrained minus its control* | +0.5 ± 1.5 |" in table
+    assert "| Pretrained - untrained control | 41.5 ± 0.5 [—] |" in table
