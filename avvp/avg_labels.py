@@ -19,7 +19,7 @@ import numpy as np
 from avvp.classes import NUM_SNIPPETS
 from avvp.errors import StoreError
 from avvp.io import atomic_path
-from avvp.store import SCHEMA_VERSION, _created_by, _open, _plain, _read_ids
+from avvp.store import SCHEMA_VERSION, _created_by, _open, _plain, _read_ids, close_discarding
 
 
 @dataclass
@@ -112,7 +112,10 @@ class AvgLabelWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._file.close()
+        if exc_type is None:
+            self._file.close()
+        else:
+            close_discarding(self._file)
         self._atomic.__exit__(exc_type, exc, tb)
 
 

@@ -31,6 +31,7 @@ from avvp.classes import NUM_SNIPPETS
 from avvp.console import progress
 from avvp.errors import ConfigError, StoreError
 from avvp.io import atomic_path, check_writable, first_non_utf8
+from avvp.runs import check_free_space, output_lock, writing
 from avvp.store import CHUNK_VIDEOS, RAW_WIDTHS, StoreWriter, float_dtype
 from avvp.video_ids import match_videos, youtube_id
 
@@ -187,8 +188,24 @@ def import_han(
     is an error, or with `skip_missing` is left out: the ids go into the store's `skipped_video_ids` attribute
     and `OUT.skipped.txt`. Videos sharing one YouTube id file, and (with `annotations`) files of no annotated
     video, are left out and returned for the caller to report. A malformed file (too few frames, a wrong
-    width) is always an error naming it.
+    width) is always an error naming it. One writer at a time per `out` (`avvp.runs.output_lock`); a full disk
+    is a one-line error, nothing left.
     """
+    with output_lock(out), writing(out):
+        return _import_han(root, out, dtype, video_ids, skip_missing, workers, overwrite, show_progress, annotations)
+
+
+def _import_han(
+    root,
+    out,
+    dtype: str,
+    video_ids,
+    skip_missing: bool,
+    workers: int,
+    overwrite: bool,
+    show_progress: bool,
+    annotations,
+) -> ImportResult:
     root = Path(root)
     if video_ids is not None and annotations is not None:
         raise ConfigError("--annotations and --video-ids: give one of the two")
@@ -239,6 +256,7 @@ def import_han(
     if not present:
         raise StoreError(f"{root}: none of the {len(video_ids)} requested videos has all three feature files")
 
+    check_free_space(out, len(present) * NUM_SNIPPETS * sum(RAW_WIDTHS.values()) * float_dtype(dtype).itemsize)
     padded = 0
     attrs = {
         "skipped_video_ids": np.array(skipped, dtype=h5py.string_dtype()),

@@ -36,12 +36,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from avvp.errors import AvvpError, ConfigError
 from avvp.io import check_writable
+
+if typing.TYPE_CHECKING:
+    import torch
+# torch and safetensors are imported where checkpoints are handled: the corpus writers lock without them.
 
 CHECKPOINTS = "checkpoints"
 """Folder of a run holding its checkpoints, one folder each, named by a six-digit sequence number."""
@@ -77,10 +78,13 @@ class OutputLock:
         self.output = Path(output)
         self.path = lock_path(output)
         self._fd: int | None = None
+        self._made: list[Path] = []
 
     def acquire(self) -> OutputLock:
+        check_writable(self.output, overwrite=True, directory=True)  # a file on the way: one line, not an OSError
         with writing(self.output):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._made = [folder for folder in (self.path.parent, *self.path.parent.parents) if not folder.exists()]
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # the folders the output goes into, as it would
             while True:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
                 try:
@@ -111,6 +115,11 @@ class OutputLock:
             os.unlink(self.path)  # while still held, so that no one takes the file on its way out
         os.close(self._fd)
         self._fd = None
+        for folder in self._made:  # made for the lock, left empty: the command wrote nothing there
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
 
 def _holder_pid(fd: int, wait: float = 1.0) -> str:
@@ -215,7 +224,9 @@ def writing(output: str | os.PathLike, needed: int | None = None) -> Iterator[No
         yield
     except AvvpError:
         raise
-    except (OSError, SafetensorError, RuntimeError) as error:
+    except Exception as error:
+        if not isinstance(error, OSError | RuntimeError) and type(error).__name__ != "SafetensorError":
+            raise
         if _no_space(error):
             size = f" (it needs about {format_size(needed)})" if needed else ""
             raise AvvpError(f"{output}: no space left on the device while writing it{size}") from None
@@ -324,7 +335,8 @@ def load_config(cls: type[T], path: str | os.PathLike, what: str) -> T:
 
 
 def _type_name(annotation) -> str:
-    return getattr(annotation, "__name__", None) if isinstance(annotation, type) else str(annotation)
+    plain = isinstance(annotation, type) and not typing.get_args(annotation)
+    return annotation.__name__ if plain else str(annotation)
 
 
 def _has_type(value, annotation) -> bool:
@@ -384,6 +396,9 @@ def _read_json(path: Path):
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     try:
         return load_file(str(path), device="cpu")
     except FileNotFoundError:
@@ -402,6 +417,8 @@ def _cpu_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def optimizer_pieces(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
     """An optimizer's `state_dict()` as tensors ("state.PARAM.NAME") plus JSON (param groups, plain values)."""
+    import torch
+
     tensors, state = {}, {}
     for param, entries in state_dict["state"].items():
         plain = {}
@@ -425,6 +442,8 @@ def optimizer_state_dict(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 
 def rng_pieces() -> tuple[dict[str, torch.Tensor], dict]:
     """This process's RNG states: torch (CPU and every CUDA device) as tensors, Python's and NumPy's as JSON."""
+    import torch
+
     tensors = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         for index, state in enumerate(torch.cuda.get_rng_state_all()):
@@ -439,6 +458,8 @@ def rng_pieces() -> tuple[dict[str, torch.Tensor], dict]:
 
 
 def restore_rng(tensors: dict[str, torch.Tensor], plain: dict) -> None:
+    import torch
+
     torch.set_rng_state(tensors["torch"])
     cuda = [tensors[f"cuda.{i}"] for i in range(sum(name.startswith("cuda.") for name in tensors))]
     if cuda and torch.cuda.is_available():
@@ -491,6 +512,8 @@ def _fsync_path(path: Path) -> None:
 
 
 def _write_rank_rng(tmp: Path, rank: int) -> None:
+    from safetensors.torch import save_file
+
     tensors, plain = rng_pieces()
     save_file(tensors, str(tmp / f"rng_{rank}.safetensors"))
     (tmp / f"rng_{rank}.json").write_text(json.dumps(plain) + "\n", encoding="utf-8")
@@ -499,6 +522,8 @@ def _write_rank_rng(tmp: Path, rank: int) -> None:
 
 
 def _write_main_pieces(tmp: Path, accelerator, model, optimizer, scheduler, progress: dict, tensors: dict) -> None:
+    from safetensors.torch import save_file
+
     save_file(_cpu_tensors(accelerator.unwrap_model(model).state_dict()), str(tmp / MODEL_FILE))
     optimizer_tensors, optimizer_meta = optimizer_pieces(optimizer.state_dict())
     save_file(optimizer_tensors, str(tmp / OPTIMIZER_TENSORS))

@@ -43,6 +43,23 @@ def _created_by() -> str:
     return f"avvp {__version__}"
 
 
+def close_discarding(handle: h5py.File) -> None:
+    """Close an HDF5 file being written whose contents are to be dropped, even on a full disk.
+
+    Closing flushes the chunk cache; where a write already failed for want of space the flush fails again, and
+    HDF5 then crashes the process on its way out (exit 139). Shrinking every dataset to nothing drops its cached
+    chunks, and truncating the file frees its space, so the close has only a little metadata left to write.
+    """
+    try:
+        for dataset in [item for item in handle.values() if isinstance(item, h5py.Dataset)]:
+            if dataset.maxshape[0] is None:
+                dataset.resize(0, axis=0)
+        os.truncate(handle.filename, 0)
+    except (OSError, ValueError):
+        pass  # the close below is still the best left to do
+    handle.close()
+
+
 class StoreWriter:
     """Streams a feature store to disk chunk by chunk; the file appears only when `close` succeeds.
 
@@ -121,7 +138,7 @@ class StoreWriter:
 
     def abort(self) -> None:
         """Drop the half-written file."""
-        self._file.close()
+        close_discarding(self._file)
         try:
             self._atomic.__exit__(StoreError, StoreError("aborted"), None)
         except StoreError:

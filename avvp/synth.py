@@ -42,6 +42,7 @@ from avvp.classes import CLASS_INDEX, NUM_CLASSES, NUM_SNIPPETS
 from avvp.errors import ConfigError
 from avvp.io import check_writable
 from avvp.modality_labels import TRAIN_TRUTH_FILES
+from avvp.runs import check_free_space, output_lock, writing
 from avvp.store import RAW_WIDTHS, StoreWriter
 
 SPLITS = ("train", "val", "test")
@@ -562,7 +563,20 @@ def synthesize(
     With `annotations` (a folder of real LLP files) the labelled videos take their ids, weak labels and
     (val/test) dense events from it, up to the preset's number per split. `on_progress(done, total)` is
     called after each chunk of videos. Returns a summary: preset, seed, source, videos per split, paths.
+    One writer at a time per `out` (`avvp.runs.output_lock`); a full disk is a one-line error, nothing left.
     """
+    with output_lock(out), writing(out):
+        return _synthesize(Path(out), preset, seed, annotations, overwrite, on_progress)
+
+
+def _synthesize(
+    out: Path,
+    preset: str,
+    seed: int,
+    annotations: Path | None,
+    overwrite: bool,
+    on_progress: Callable[[int, int], None] | None,
+) -> dict:
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if seed < 0:
@@ -577,6 +591,7 @@ def synthesize(
     model = FeatureModel.create(seed)
     pretrain_ids = random_video_ids(np.random.default_rng([seed, 2]), sizes.pretrain, taken=set(layout.video_ids))
     total = len(layout.video_ids) + len(pretrain_ids)
+    check_free_space(out, total * NUM_SNIPPETS * sum(RAW_WIDTHS.values()) * 2)  # float16 features; HDF5 needs it
     done = 0
 
     def progress(count: int) -> None:

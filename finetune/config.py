@@ -11,7 +11,6 @@ import json
 import math
 import os
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 
 from avvp.errors import ConfigError
 from avvp.precision import MIXED_PRECISION
@@ -137,12 +136,6 @@ class FinetuneConfig:
     count from 1 (p runs from 1/E to about 1 + 1/E)."""
     select_ties_later: bool = False
     """A tie of the validation score selects the later epoch (the releases' `>=`); otherwise the earlier."""
-    labels: str = ""
-    """Refined audio and visual labels of the training videos (`avvp-finetune refine`, MA) for the targets of L_g;
-    empty: the weak labels (L_wsl always has the weak labels)."""
-    train_fraction: float = 1.0
-    """Share of the training videos trained on: a subset stratified by label and seeded by `seed`
-    (`finetune.data.train_subset`); 1 trains on all of them."""
 
     def __post_init__(self):
         if self.model not in REGISTRY:
@@ -167,8 +160,6 @@ class FinetuneConfig:
         for name in ("lambda_guided", "lambda_adv"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ConfigError(f"{name} must be a number >= 0, got {getattr(self, name)}")
-        if not 0 < self.train_fraction <= 1:  # also refuses NaN
-            raise ConfigError(f"--train-fraction {self.train_fraction}: a share of the training videos, in (0, 1]")
         if self.seed < 0:
             raise ConfigError(f"seed must be at least 0, got {self.seed}")
         if not 0 < self.lr_gamma <= 1:
@@ -191,40 +182,10 @@ class FinetuneConfig:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FinetuneConfig:
-        """Read a `config.json`; unknown or malformed fields are a one-line error naming the file."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such file; expected the config.json of a finetuning run")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"{path}: not valid JSON ({error})") from None
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known) if isinstance(data, dict) else None
-        if unknown is None or unknown:
-            raise ConfigError(f"{path}: not a finetuning config (unknown fields: {', '.join(unknown or ['?'])})")
-        for f in fields(cls):
-            if f.name in data and not _has_type(data[f.name], f.type):
-                raise ConfigError(f"{path}: {f.name} is {data[f.name]!r}; expected {f.type}")
-        try:
-            return cls(**data)
-        except ConfigError as error:
-            raise ConfigError(f"{path}: {error}") from None
+        """Read a `config.json` (`avvp.runs.load_config`): unknown or malformed fields are a one-line error."""
+        from avvp.runs import load_config
 
-
-def _has_type(value, annotation: str) -> bool:
-    """Whether a JSON value fits one of FinetuneConfig's field annotations (int, float, str, dicts, or None)."""
-    if annotation.endswith(" | None"):
-        return value is None or _has_type(value, annotation.removesuffix(" | None"))
-    if annotation == "float":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if annotation == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if annotation == "bool":
-        return isinstance(value, bool)
-    if annotation == "dict[str, int]":
-        return isinstance(value, dict) and all(_has_type(v, "int") for v in value.values())
-    return isinstance(value, {"str": str, "dict": dict}[annotation])
+        return load_config(cls, path, "the config.json of a finetuning run")
 
 
 def make_config(model: str, preset: str = "paper", recipe: str | None = None, **overrides) -> FinetuneConfig:

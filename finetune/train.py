@@ -1,57 +1,62 @@
 """The finetuning loop: `train(cfg) -> run directory`.
 
 One Accelerator (CPU, one GPU or several; bf16 on GPUs that support it). Whole splits live in memory and
-are served in batches of a seeded permutation. After every epoch: the ten validation numbers and a saved
-Accelerate state (model, optimizer, scheduler, RNG, epoch, history, best weights) in `RUN/state`, so
-`resume=True` continues an interrupted run and ends exactly where an uninterrupted one would (on CPU). The
-epoch with the best validation segment-level Type@AV is kept; the test split is scored once with it.
+are served in batches of a seeded permutation. After every epoch: the ten validation numbers and a checkpoint
+(model, optimizer, scheduler, RNG, epoch, history, best weights; safetensors and JSON, `avvp.runs`) in
+`RUN/checkpoints/`, so `resume=True` continues an interrupted run and ends exactly where an uninterrupted one
+would (on CPU). The epoch with the best validation segment-level Type@AV is kept; the test split is scored once
+with it. The loop's named steps: `_set_up`, `_train_step` (one batch), `_train_epoch`, `_end_epoch` (schedule,
+validation, selection, checkpoint), `_format_epoch` (the log line) and `_finish` (the test split, the results).
 
 Run directory: config.json, model.safetensors, metrics.json, pred_audio.csv, pred_visual.csv (test
-predictions, LLP eval format) and state/.
+predictions, LLP eval format) and checkpoints/.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
+import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
+from torch.utils.data import DataLoader
 
-from avvp.annotations import SPLIT_FILES, write_events
+from avvp.annotations import write_events
 from avvp.console import progress
 from avvp.distributed import settle_collectives
-from avvp.errors import AvvpError, ConfigError
-from avvp.io import atomic_path, check_writable
+from avvp.errors import ConfigError
+from avvp.io import atomic_path
 from avvp.metrics import SCORE_TITLES
 from avvp.precision import resolve_mixed_precision
+from avvp.runs import check_resume, hold_output, load_checkpoint, process_state, save_checkpoint, write_json, writing
+from avvp.runs import check_run_dir as check_run_folder
+from avvp.runs import start_run_dir as start_run_folder
 from finetune.config import FinetuneConfig
-from finetune.data import check_streams, load_split_data, make_loader, train_subset, with_modality_labels
+from finetune.data import SplitData, check_streams, load_split_data, make_loader
 from finetune.evaluate import EVAL_BATCH_SIZE, predict, score
-from finetune.losses import parser_loss
+from finetune.losses import LossTerms, parser_loss
 from finetune.models import STREAMS, FinetuneModel, build_model
 from finetune.models.discriminator import reversal_strength
 
-STATE_DIR = "state"
-BEST_WEIGHTS = "best_model.safetensors"
-RUN_FILES = ("config.json", "model.safetensors", "metrics.json", "pred_audio.csv", "pred_visual.csv")
+CONFIG_FILE = "config.json"
+BEST_WEIGHTS = "best_model"
+"""The best weights so far, saved with every checkpoint (`best_model.safetensors`)."""
 SELECTION = ("segment", "type_av")
 """Model selection: validation segment-level Type@AV."""
 RUN_CONTROL_FIELDS = ("input_widths",)
 """Config fields filled by the run itself, ignored when checking that --resume repeats the saved settings."""
-PATH_FIELDS = ("features", "annotations", "out", "frontend", "labels")
+PATH_FIELDS = ("features", "annotations", "out", "frontend")
 """Config fields naming files: compared as resolved paths by --resume."""
 
 
 @dataclass
 class TrainingState:
-    """What the loop needs beyond model/optimizer/scheduler/RNG to continue: saved with the Accelerate state."""
+    """What the loop needs beyond model/optimizer/scheduler/RNG to continue: saved (as JSON) with each checkpoint."""
 
     epoch: int = 0
     """Epochs completed."""
@@ -59,55 +64,15 @@ class TrainingState:
     best_epoch: int = 0
     best_score: float = -math.inf
 
-    def state_dict(self) -> dict:
-        return asdict(self)
 
-    def load_state_dict(self, state: dict) -> None:
-        for key, value in state.items():
-            setattr(self, key, value)
-
-
-def _check_run_dir(cfg: FinetuneConfig, resume: bool, overwrite: bool) -> Path:
-    """Check the run directory against resume/overwrite before any work; creates nothing."""
-    if not cfg.out:
-        raise ConfigError("no run directory given (--out)")
-    out = Path(cfg.out)
-    check_writable(out, overwrite=True, directory=True)  # only a file on the way to it; existing runs below
+def check_run_dir(cfg: FinetuneConfig, resume: bool, overwrite: bool) -> Path:
+    """Check the run directory against resume/overwrite before any work (`avvp.runs.check_run_dir`); creates nothing."""
+    inputs = {"features": cfg.features, "annotations": cfg.annotations}
+    out = check_run_folder(cfg.out, CONFIG_FILE, resume, overwrite, inputs)
     if resume:
-        if not (out / "config.json").is_file():
-            raise AvvpError(f"{out}: nothing to resume (no config.json); start the run without --resume")
-        if not (out / STATE_DIR).is_dir():
-            raise AvvpError(
-                f"{out}: nothing to resume (no {STATE_DIR}/: the run stopped before its first epoch was saved); "
-                "start it again with --overwrite"
-            )
-        saved = asdict(FinetuneConfig.load(out / "config.json"))
-        wanted = asdict(cfg)
-        for key in PATH_FIELDS:  # the same file named another way is no change
-            if saved[key] and wanted[key] and Path(saved[key]).resolve() == Path(wanted[key]).resolve():
-                saved[key] = wanted[key]
-        changed = [
-            f"{key} {wanted[key]!r} (saved {saved[key]!r})"
-            for key in wanted
-            if key not in RUN_CONTROL_FIELDS and wanted[key] != saved[key]
-        ]
-        if changed:
-            raise ConfigError(f"{out}/config.json: --resume needs the saved settings; changed: {', '.join(changed)}")
-    elif out.exists():
-        if not overwrite:
-            raise AvvpError(f"{out}: already exists; pass --overwrite to replace it (or --resume to continue it)")
-        if not out.is_dir():
-            raise AvvpError(f"{out}: exists and is not a directory")
+        saved = FinetuneConfig.load(out / CONFIG_FILE)
+        check_resume(out / CONFIG_FILE, asdict(saved), asdict(cfg), PATH_FIELDS, ignore=RUN_CONTROL_FIELDS)
     return out
-
-
-def _start_run_dir(out: Path, cfg: FinetuneConfig) -> None:
-    """Create the run directory with its config.json, dropping the files of an earlier run there (--overwrite)."""
-    shutil.rmtree(out / STATE_DIR, ignore_errors=True)
-    for name in RUN_FILES:
-        (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.save(out / "config.json")
 
 
 def _param_groups(model: FinetuneModel, cfg: FinetuneConfig) -> list[dict]:
@@ -117,23 +82,6 @@ def _param_groups(model: FinetuneModel, cfg: FinetuneConfig) -> list[dict]:
         if frontend:
             groups.append({"params": frontend, "lr": cfg.frontend_lr or cfg.lr / 10})
     return groups
-
-
-def _save_checkpoint(accelerator: Accelerator, out: Path, best_weights: dict[str, torch.Tensor]) -> None:
-    """Save the Accelerate state plus the best weights into a fresh folder, then swap it in for `state/`."""
-    tmp, state, old = out / f".{STATE_DIR}.tmp", out / STATE_DIR, out / f".{STATE_DIR}.old"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    if accelerator.is_main_process:
-        save_file(best_weights, str(tmp / BEST_WEIGHTS))
-        shutil.rmtree(old, ignore_errors=True)
-        if state.exists():
-            state.rename(old)
-        tmp.rename(state)
-        shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
 
 
 def _cpu_copy(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -147,6 +95,28 @@ def _format_epoch(epoch: int, cfg: FinetuneConfig, train_terms: dict, val: dict,
         f"epoch {epoch}/{cfg.epochs}  {terms}  val {level} {SCORE_TITLES[name]} {val[level][name]:.2f}"
         f"  (best {state.best_score:.2f} at epoch {state.best_epoch})"
     )
+
+
+@dataclass
+class FinetuneRun:
+    """What the steps of the loop share: the prepared objects, the data and where the run stands."""
+
+    cfg: FinetuneConfig
+    out: Path
+    accelerator: Accelerator
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loaders: dict[str, DataLoader]
+    splits: dict[str, SplitData]
+    state: TrainingState
+    best_weights: dict[str, torch.Tensor]
+
+    def save(self) -> None:
+        tensors = {BEST_WEIGHTS: self.best_weights}
+        save_checkpoint(
+            self.out, self.accelerator, self.model, self.optimizer, self.scheduler, asdict(self.state), tensors
+        )
 
 
 def train(
@@ -166,17 +136,33 @@ def train(
     """
     if (frontend is None) != (not cfg.frontend):
         raise ConfigError("pass a frontend module exactly when cfg.frontend records where it came from")
-    out = _check_run_dir(cfg, resume, overwrite)
+    if not cfg.out:
+        raise ConfigError("no run directory given (--out)")
+    with hold_output(cfg.out, process_state()):  # one writer per run folder, for the command's life
+        out = check_run_dir(cfg, resume, overwrite)
+        run = _set_up(cfg, out, resume, frontend)
+        main = run.accelerator.is_main_process
+        steps = len(run.loaders["train"])
+        with progress(disable=not (show_progress and main)) as bar:
+            task = bar.add_task("train", total=steps * cfg.epochs, completed=steps * run.state.epoch)
+            for epoch in range(run.state.epoch, cfg.epochs):
+                bar.update(task, description=f"epoch {epoch + 1}/{cfg.epochs}")
+                train_terms, strength = _train_epoch(run, epoch, lambda: bar.advance(task))
+                val = _end_epoch(run, epoch, train_terms, strength)
+                if main:
+                    bar.console.print(_format_epoch(epoch + 1, cfg, train_terms, val, run.state), soft_wrap=True)
+                if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.epochs:
+                    return out
+        _finish(run)
+    return out
+
+
+def _set_up(cfg: FinetuneConfig, out: Path, resume: bool, frontend: nn.Module | None) -> FinetuneRun:
+    """The data, accelerator, model, optimizer, schedule and loaders; a fresh run folder, or the resumed state."""
     check_streams(cfg.features, STREAMS, cfg.model)
     splits = {name: load_split_data(cfg.features, cfg.annotations, name, STREAMS) for name in ("train", "val", "test")}
-    if cfg.labels:
-        splits["train"] = with_modality_labels(
-            splits["train"], cfg.labels, Path(cfg.annotations) / SPLIT_FILES["train"]
-        )
-    if cfg.train_fraction < 1:
-        splits["train"] = train_subset(splits["train"], cfg.train_fraction, cfg.seed)
     widths = dict(frontend.output_widths) if frontend is not None else splits["train"].widths
-    if resume and (saved := FinetuneConfig.load(out / "config.json").input_widths) != widths:
+    if resume and (saved := FinetuneConfig.load(out / CONFIG_FILE).input_widths) != widths:
         raise ConfigError(f"{cfg.features}: input widths {widths} differ from those of the run to resume, {saved}")
     cfg = replace(cfg, input_widths=widths)
 
@@ -191,7 +177,7 @@ def train(
     optimizer = torch.optim.Adam(_param_groups(model, cfg))
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
     if accelerator.is_main_process and not resume:  # only now: a run replaced by --overwrite goes when this one starts
-        _start_run_dir(out, cfg)
+        start_run_folder(out, CONFIG_FILE, asdict(cfg))
     accelerator.wait_for_everyone()
     train_loader = make_loader(splits["train"], cfg.batch_size, shuffle=True, seed=cfg.seed)
     val_loader = make_loader(splits["val"], EVAL_BATCH_SIZE, shuffle=False)
@@ -199,84 +185,97 @@ def train(
     model, optimizer, scheduler, train_loader, val_loader, test_loader = accelerator.prepare(
         model, optimizer, scheduler, train_loader, val_loader, test_loader
     )
-    state = TrainingState()
-    accelerator.register_for_checkpointing(state)
+    loaders = {"train": train_loader, "val": val_loader, "test": test_loader}
     best_weights = _cpu_copy(accelerator.unwrap_model(model))
+    run = FinetuneRun(
+        cfg, out, accelerator, model, optimizer, scheduler, loaders, splits, TrainingState(), best_weights
+    )
     if resume:
-        try:
-            accelerator.load_state(str(out / STATE_DIR))
-            best_weights = load_file(str(out / STATE_DIR / BEST_WEIGHTS))
-        except Exception as error:  # torch, safetensors and Accelerate each raise their own kinds for a bad file
-            raise AvvpError(
-                f"{out / STATE_DIR}: damaged or incomplete saved state ({type(error).__name__}: {_one_line(error)}); "
-                "start the run again with --overwrite"
-            ) from None
-        accelerator.print(f"resuming {out} after epoch {state.epoch}/{cfg.epochs}")
+        checkpoint = load_checkpoint(out, accelerator, model, optimizer, scheduler)
+        if checkpoint is None:
+            if accelerator.is_main_process:
+                print(f"note: {out}: no checkpoint yet; starting the run from its first epoch", file=sys.stderr)
+        else:
+            run.state = TrainingState(**checkpoint.progress)
+            run.best_weights = checkpoint.tensors[BEST_WEIGHTS]
+            accelerator.print(f"resuming {out} after epoch {run.state.epoch}/{cfg.epochs}")
+    return run
 
-    loss_kwargs = dict(
+
+def _loss_weights(cfg: FinetuneConfig) -> dict:
+    return dict(
         lambda_guided=cfg.lambda_guided,
         lambda_adv=cfg.lambda_adv,
         audio_smoothing=cfg.audio_smoothing,
         visual_smoothing=cfg.visual_smoothing,
     )
-    steps = len(train_loader)
-    with progress(disable=not (show_progress and accelerator.is_main_process)) as bar:
-        task = bar.add_task("train", total=steps * cfg.epochs, completed=steps * state.epoch)
-        for epoch in range(state.epoch, cfg.epochs):
-            bar.update(task, description=f"epoch {epoch + 1}/{cfg.epochs}")
-            train_loader.set_epoch(epoch)
-            model.train()
-            sums: dict[str, torch.Tensor] = {}
-            for step, batch in enumerate(train_loader):
-                progress_done = ((epoch + cfg.reversal_epoch_offset) * steps + step) / (cfg.epochs * steps)
-                strength = reversal_strength(progress_done)
-                output = model({name: batch[name] for name in STREAMS}, adv_strength=strength)
-                terms = parser_loss(
-                    output, batch["labels"], modality_labels=batch.get("modality_labels"), **loss_kwargs
-                )
-                optimizer.zero_grad(set_to_none=True)
-                accelerator.backward(terms.backward)
-                optimizer.step()
-                for name, value in terms.logged().items():
-                    sums[name] = sums.get(name, 0.0) + value
-                bar.advance(task)
-            lr = scheduler.get_last_lr()[0]
-            scheduler.step()
-            means = accelerator.reduce(torch.stack(list(sums.values())) / steps, reduction="mean")
-            train_terms = {name: float(v) for name, v in zip(sums, means, strict=True)}
 
-            val = score(predict(model, val_loader, accelerator, splits["val"].video_ids), splits["val"].dense)
-            selected = val[SELECTION[0]][SELECTION[1]]
-            if selected > state.best_score or (cfg.select_ties_later and selected == state.best_score):
-                state.best_epoch, state.best_score = epoch + 1, selected
-                best_weights = _cpu_copy(accelerator.unwrap_model(model))
-            state.history.append(
-                {"epoch": epoch + 1, "lr": lr, "adv_strength": strength, "train": train_terms, "val": val}
-            )
-            state.epoch = epoch + 1
-            _save_checkpoint(accelerator, out, best_weights)
-            if accelerator.is_main_process:
-                bar.console.print(_format_epoch(epoch + 1, cfg, train_terms, val, state), soft_wrap=True)
-            if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.epochs:
-                return out
 
-    accelerator.unwrap_model(model).load_state_dict(best_weights)
-    test_predictions = predict(model, test_loader, accelerator, splits["test"].video_ids)
-    test = score(test_predictions, splits["test"].dense)
+def _train_step(run: FinetuneRun, batch: dict, strength: float) -> LossTerms:
+    """Forward, the loss terms, backward and the optimizer step for one batch."""
+    output = run.model({name: batch[name] for name in STREAMS}, adv_strength=strength)
+    terms = parser_loss(output, batch["labels"], **_loss_weights(run.cfg))
+    run.optimizer.zero_grad(set_to_none=True)
+    run.accelerator.backward(terms.backward)
+    run.optimizer.step()
+    return terms
+
+
+def _train_epoch(run: FinetuneRun, epoch: int, advance) -> tuple[dict[str, float], float]:
+    """One pass over the training split: each term's mean over the batches (and processes), the last strength."""
+    cfg, loader = run.cfg, run.loaders["train"]
+    steps = len(loader)
+    loader.set_epoch(epoch)
+    run.model.train()
+    sums: dict[str, torch.Tensor] = {}
+    for step, batch in enumerate(loader):
+        progress_done = ((epoch + cfg.reversal_epoch_offset) * steps + step) / (cfg.epochs * steps)
+        strength = reversal_strength(progress_done)
+        terms = _train_step(run, batch, strength)
+        for name, value in terms.logged().items():
+            sums[name] = sums.get(name, 0.0) + value
+        advance()
+    means = run.accelerator.reduce(torch.stack(list(sums.values())) / steps, reduction="mean")
+    return {name: float(v) for name, v in zip(sums, means, strict=True)}, strength
+
+
+def _end_epoch(run: FinetuneRun, epoch: int, train_terms: dict[str, float], strength: float) -> dict:
+    """The schedule's step, the validation scores, model selection, the epoch's history and a checkpoint."""
+    cfg, accelerator, state = run.cfg, run.accelerator, run.state
+    lr = run.scheduler.get_last_lr()[0]
+    run.scheduler.step()
+    val_ids = run.splits["val"].video_ids
+    val = score(predict(run.model, run.loaders["val"], accelerator, val_ids), run.splits["val"].dense)
+    selected = val[SELECTION[0]][SELECTION[1]]
+    if selected > state.best_score or (cfg.select_ties_later and selected == state.best_score):
+        state.best_epoch, state.best_score = epoch + 1, selected
+        run.best_weights = _cpu_copy(accelerator.unwrap_model(run.model))
+    state.history.append({"epoch": epoch + 1, "lr": lr, "adv_strength": strength, "train": train_terms, "val": val})
+    state.epoch = epoch + 1
+    run.save()
+    return val
+
+
+def _finish(run: FinetuneRun) -> None:
+    """Score the test split once with the selected weights and write the results."""
+    accelerator = run.accelerator
+    accelerator.unwrap_model(run.model).load_state_dict(run.best_weights)
+    test_predictions = predict(run.model, run.loaders["test"], accelerator, run.splits["test"].video_ids)
+    test = score(test_predictions, run.splits["test"].dense)
     if accelerator.is_main_process:
-        _write_results(out, best_weights, state, test, test_predictions)
+        _write_results(run.out, run.best_weights, run.state, test, test_predictions)
     accelerator.wait_for_everyone()
     settle_collectives(accelerator)  # before the process group goes (a teardown hang otherwise, at random)
-    return out
 
 
 def _write_results(out: Path, weights: dict[str, torch.Tensor], state: TrainingState, test: dict, predictions) -> None:
     """The final files, each written atomically; metrics.json last, so its presence means a finished run."""
-    with atomic_path(out / "model.safetensors", overwrite=True) as tmp:
+    with writing(out), atomic_path(out / "model.safetensors", overwrite=True) as tmp:
         save_file(weights, str(tmp), metadata={"format": "pt"})
     audio, visual = predictions.gated()
-    write_events(out / "pred_audio.csv", predictions.video_ids, audio, overwrite=True)
-    write_events(out / "pred_visual.csv", predictions.video_ids, visual, overwrite=True)
+    with writing(out):
+        write_events(out / "pred_audio.csv", predictions.video_ids, audio, overwrite=True)
+        write_events(out / "pred_visual.csv", predictions.video_ids, visual, overwrite=True)
     level, name = SELECTION
     metrics = {
         "selection": f"validation {level}-level {SCORE_TITLES[name]}",
@@ -286,9 +285,5 @@ def _write_results(out: Path, weights: dict[str, torch.Tensor], state: TrainingS
         "test_videos": len(predictions.video_ids),
         "epochs": state.history,
     }
-    with atomic_path(out / "metrics.json", overwrite=True) as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-
-
-def _one_line(error: Exception, limit: int = 200) -> str:
-    return " ".join(str(error).split())[:limit]
+    with writing(out):
+        write_json(out / "metrics.json", metrics)

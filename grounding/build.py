@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from avvp.avg_labels import AvgLabelWriter
+from avvp.classes import NUM_SNIPPETS
 from avvp.console import progress
 from avvp.errors import ConfigError, StoreError
 from avvp.io import check_writable
+from avvp.runs import check_free_space, output_lock, writing
 from avvp.store import check_stream_finite, iter_store, store_info
 from grounding.graph import (
     ENGINES,
@@ -247,11 +249,20 @@ def resolve_edge_rule(cfg: GroundingConfig) -> tuple[EdgeRule, dict]:
 
 
 def build(cfg: GroundingConfig) -> Path:
-    """Label every video of the store and write the AVG label file atomically; returns its path."""
+    """Label every video of the store and write the AVG label file atomically; returns its path.
+
+    One writer at a time per `cfg.out` (`avvp.runs.output_lock`); a full disk is a one-line error, nothing left.
+    """
+    with output_lock(cfg.out), writing(cfg.out):
+        return _build(cfg)
+
+
+def _build(cfg: GroundingConfig) -> Path:
     info = _check_store(cfg.features)
     audio_width = info["streams"]["audio"]["shape"][-1]
     silence = None if cfg.exclude_silence is None else load_silence(cfg.exclude_silence, audio_width)
     check_writable(cfg.out, cfg.overwrite)  # before the calibration and the long pass
+    check_free_space(cfg.out, info["videos"] * (NUM_SNIPPETS + NUM_SNIPPETS**2 + 16))  # components, labels, id
     edge_rule, calibration_attrs = resolve_edge_rule(cfg)
     attrs = {
         "source": str(cfg.features),

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from avvp.errors import ConfigError
@@ -182,25 +181,7 @@ class PretrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> PretrainConfig:
-        """Read a saved pretrain_config.json (unknown keys are an error naming them)."""
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ConfigError(f"{path}: not valid JSON ({error})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a JSON object of pretraining settings")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"{path}: unknown settings {', '.join(unknown)}")
-        try:
-            return cls(**data)
-        except ConfigError as error:
-            raise ConfigError(f"{path}: {error}") from None
+        """Read a saved pretrain_config.json (`avvp.runs.load_config`: each field checked, errors name the file)."""
+        from avvp.runs import load_config
 
-    def differences(self, other: PretrainConfig, ignore: tuple[str, ...] = ("resume", "overwrite")) -> list[str]:
-        """Names of the settings that differ from `other`'s (paths compared once resolved)."""
-        mine, theirs = self.to_dict(), other.to_dict()
-        for name in PATH_FIELDS:
-            mine[name], theirs[name] = Path(mine[name]).resolve(), Path(theirs[name]).resolve()
-        return [name for name in mine if name not in ignore and mine[name] != theirs[name]]
+        return load_config(cls, path, "the pretrain_config.json of a pretraining run")

@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avvp.classes import NUM_SNIPPETS
 from avvp.console import progress
 from avvp.errors import StoreError
-from avvp.store import StoreWriter, iter_store
+from avvp.runs import check_free_space, output_lock, writing
+from avvp.store import StoreWriter, float_dtype, iter_store
 from pretrain.modeling import STREAMS, check_store_fits, load_encoder
 
 
@@ -31,9 +33,15 @@ def export_embeddings(
     """Run the encoder over every video of `features`, writing the embedding store `out` chunk by chunk.
 
     dtype: of the output streams; None keeps the input store's motion dtype (so motion is carried over exactly).
+    One writer at a time per `out` (`avvp.runs.output_lock`); a full disk is a one-line error, nothing left.
     """
     if Path(out).resolve() == Path(features).resolve():
         raise StoreError(f"{out}: is the input --features; write the embeddings to another file")
+    with output_lock(out), writing(out):
+        return _export(encoder, features, Path(out), overwrite, batch_size, dtype, device, show_progress)
+
+
+def _export(encoder, features, out: Path, overwrite: bool, batch_size: int, dtype, device, show_progress: bool) -> Path:
     model = load_encoder(encoder)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
@@ -43,6 +51,8 @@ def export_embeddings(
     hidden = model.config.hidden_size
     attrs = {"encoder": str(encoder), "features": str(features), "embedding": "avvp-pretrain contextual snippets"}
     out_widths = {"audio": hidden, "visual": hidden, "motion": widths["motion"]}
+    itemsize = (float_dtype(dtype) or np.dtype(np.float32)).itemsize  # StoreWriter refuses other dtypes
+    check_free_space(out, info["videos"] * NUM_SNIPPETS * sum(out_widths.values()) * itemsize)
     with (
         StoreWriter(out, out_widths, dtype=dtype, source=str(features), attrs=attrs, overwrite=overwrite) as writer,
         progress(disable=not show_progress) as bar,
@@ -59,4 +69,4 @@ def export_embeddings(
                 motion=streams["motion"],
             )
             bar.update(task, advance=len(video_ids))
-    return Path(out)
+    return out

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -266,7 +267,8 @@ def _resume(run: PretrainRun) -> None:
     """Continue from the newest readable checkpoint; log.jsonl keeps only the lines up to it."""
     checkpoint = load_checkpoint(run.out, run.accelerator, run.model, run.optimizer, run.scheduler)
     if checkpoint is None:
-        run.accelerator.print(f"note: {run.out}: no checkpoint yet; starting the run from its first step")
+        if run.accelerator.is_main_process:
+            print(f"note: {run.out}: no checkpoint yet; starting the run from its first step", file=sys.stderr)
     else:
         run.progress.load_state_dict(checkpoint.progress)
         run.accelerator.print(f"resumed from {checkpoint.path} (epoch {run.progress.epoch}, step {run.progress.step})")

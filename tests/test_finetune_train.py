@@ -73,7 +73,8 @@ def test_paper_row_trains_end_to_end(paper_runs, tiny_llp, model):
     out, (code, stdout, stderr) = paper_runs[model]
     assert code == 0, stderr
     assert "Type@AV" in stdout and str(out) in stdout
-    for name in ("config.json", "model.safetensors", "metrics.json", "pred_audio.csv", "pred_visual.csv", "state"):
+    written = ("config.json", "model.safetensors", "metrics.json", "pred_audio.csv", "pred_visual.csv", "checkpoints")
+    for name in written:
         assert (out / name).exists(), name
     metrics = json.loads((out / "metrics.json").read_text())
     cfg = make_config(model, "tiny")
@@ -108,7 +109,7 @@ def test_resume_equals_uninterrupted(paper_runs, tiny_llp, tmp_path):
         "base-adv-skip", "tiny", features=str(tiny_llp / "llp.h5"), annotations=str(tiny_llp), out=str(tmp_path / "r")
     )
     train(cfg, stop_after_epoch=1, show_progress=False)
-    assert (tmp_path / "r" / "state").is_dir() and not (tmp_path / "r" / "metrics.json").exists()
+    assert (tmp_path / "r" / "checkpoints").is_dir() and not (tmp_path / "r" / "metrics.json").exists()
     assert_one_line_error(
         finetune_cli(
             "--model", "base-adv-skip", "--features", tiny_llp / "llp.h5", "--annotations", tiny_llp,
@@ -209,7 +210,7 @@ def test_existing_out_without_overwrite(paper_runs, tiny_llp):
 def test_config_that_does_not_match_the_weights(paper_runs, tmp_path):
     out, _ = paper_runs["base-gcaa"]
     run = tmp_path / "edited"
-    shutil.copytree(out, run, ignore=shutil.ignore_patterns("state"))
+    shutil.copytree(out, run, ignore=shutil.ignore_patterns("checkpoints"))
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "model": "base", "ff_dim": 32}))
     result = finetune_cli("evaluate", "--run", run)
@@ -324,7 +325,7 @@ def test_bad_numbers_are_refused_before_anything_is_written(tmp_path, tiny_llp, 
 def test_config_with_wrong_types_is_a_one_line_error(paper_runs, tmp_path, edit, message):
     out, _ = paper_runs["base"]
     run = tmp_path / "edited"
-    shutil.copytree(out, run, ignore=shutil.ignore_patterns("state"))
+    shutil.copytree(out, run, ignore=shutil.ignore_patterns("checkpoints"))
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, **edit}))
     assert_one_line_error(finetune_cli("evaluate", "--run", run), "config.json", message)
@@ -350,10 +351,15 @@ def test_resume_with_a_damaged_state_or_another_spelling_of_the_paths(tiny_llp, 
     train(cfg, stop_after_epoch=1, show_progress=False)
     absolute = ["--features", tiny_llp / "llp.h5", "--annotations", tiny_llp]
     args = ["--model", "base", "--out", tmp_path / "r", "--preset", "tiny", "--resume", "--quiet"]
-    (tmp_path / "r" / "state" / "optimizer.bin").write_bytes(b"junk")
-    assert_one_line_error(finetune_cli(*absolute, *args), "state: damaged or incomplete saved state")
-    shutil.rmtree(tmp_path / "r" / "state")
-    assert_one_line_error(finetune_cli(*absolute, *args), "no state/", "--overwrite")
+    (checkpoint,) = (tmp_path / "r" / "checkpoints").iterdir()
+    (checkpoint / "optimizer.safetensors").write_bytes(b"junk")
+    assert_one_line_error(
+        finetune_cli(*absolute, *args), f"{checkpoint / 'optimizer.safetensors'}: missing or not of the size saved"
+    )
+    shutil.rmtree(tmp_path / "r" / "checkpoints")  # killed before its first checkpoint: --resume starts it over
+    code, _, stderr = finetune_cli(*absolute, *args)
+    assert code == 0 and "no checkpoint yet; starting the run from its first epoch" in stderr, stderr
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["best_epoch"] in (1, 2)
 
 
 def test_encoder_lr_without_e2e_and_a_moved_store_are_explained(paper_runs, tiny_llp, tmp_path, monkeypatch):
@@ -364,7 +370,7 @@ def test_encoder_lr_without_e2e_and_a_moved_store_are_explained(paper_runs, tiny
     assert_one_line_error(result, "--encoder-lr is the learning rate of the encoder with --e2e")
     out, _ = paper_runs["base"]
     run = tmp_path / "relative"
-    shutil.copytree(out, run, ignore=shutil.ignore_patterns("state"))
+    shutil.copytree(out, run, ignore=shutil.ignore_patterns("checkpoints"))
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "features": "data/llp.h5"}))
     monkeypatch.chdir(tmp_path)
