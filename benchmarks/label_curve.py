@@ -72,8 +72,13 @@ def run_curve(
     encoder_args: tuple[str, ...] = (),
     pretrain_args: tuple[str, ...] = (),
     verbose: bool = True,
-) -> dict:
-    """Run (or fetch from the cache) every stage, then score and write the curve."""
+    only_seed: int | None = None,
+) -> dict | None:
+    """Run (or fetch from the cache) every stage, then score and write the curve.
+
+    `only_seed`: run that seed's stages and return None (several processes can share one `out`, a seed each);
+    a later call without it finds them all cached and writes the curve.
+    """
     from finetune.data import stratified_rows
 
     if seeds < 1:
@@ -106,7 +111,7 @@ def run_curve(
         )
     results: dict[str, dict[str, list[float]]] = {row: {str(f): [] for f in fractions} for row in rows}
     schedules = {}
-    for seed in range(seeds):
+    for seed in range(seeds) if only_seed is None else [only_seed]:
         encoders: dict[str, Path] = {}
         if needs_encoder:
             shared = ["--features", str(corpus), "--preset", preset, "--seed", str(seed), *encoder_args]
@@ -185,6 +190,8 @@ def run_curve(
                 run_dir = cache.run(f"finetune-{row}-f{fraction:g}-seed{seed}", argv, inputs) / "run"
                 test = json.loads((run_dir / "metrics.json").read_text())["test"]
                 results[row][str(fraction)].append(float(test[SCORE[0]][SCORE[1]]))
+    if only_seed is not None:
+        return None
     report = {
         "preset": preset,
         "data": str(data),
@@ -303,14 +310,18 @@ def main(argv: list[str] | None = None) -> None:
         "--encoder-args", default="", help="Architecture options of the encoder and its control (avvp-pretrain init)."
     )
     parser.add_argument("--pretrain-args", default="", help="Further avvp-pretrain options, for the trained encoder.")
+    parser.add_argument("--only-seed", type=int, help="Run this seed's stages only (one process per seed), no curve.")
     args = parser.parse_args(argv)
     try:
         report = run_curve(args.preset, args.seeds, args.out, tuple(args.fractions), tuple(args.rows), args.data,
                            args.annotations, args.epochs, tuple(args.encoder_args.split()),
-                           tuple(args.pretrain_args.split()))  # fmt: skip
+                           tuple(args.pretrain_args.split()), only_seed=args.only_seed)  # fmt: skip
     except AvvpError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
+    if report is None:
+        print(f"seed {args.only_seed}: every stage done")
+        return
     print(format_curve(report))
     print(f"wrote {args.out / 'label_curve.png'} ({report['seconds']:.0f} s)")
 
