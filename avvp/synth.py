@@ -223,14 +223,14 @@ class EventModel:
         chosen = candidates[first, np.arange(len(classes))]
         return np.where(fits.any(0)[:, None] & (relation != 0)[:, None], chosen, audio_rows)
 
-    def unlabelled_events(
-        self, rng: np.random.Generator, n: int, weights: np.ndarray, count_p: tuple[float, ...], both_p: float
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Unlabelled events over K classes drawn by `weights` (K,): audio, visual (n, K, 10) bool.
+    def unlabelled_events(self, rng: np.random.Generator, n: int, mix: EventMix) -> tuple[np.ndarray, np.ndarray]:
+        """Unlabelled events of n videos over the K classes of `mix`: audio, visual (n, K, 10) bool.
 
-        A video has i such classes with probability count_p[i]; each is heard and seen with probability
-        `both_p`, else heard only or seen only (even odds); its timing follows LLP's patterns of any class.
+        A video has i such classes with probability mix.count_p[i]; each is heard and seen with probability
+        mix.both_p, else heard only or seen only (even odds); its timing follows LLP's patterns of any class.
         """
+        weights = mix.class_weights(np.asarray(self.stats["train_class_count"], dtype=np.float64))  # (K,)
+        count_p, both_p = mix.count_p, mix.both_p
         count = _draw(rng, _repeat_cdf(count_p, n))  # (n,)
         keys = np.log(weights) + rng.gumbel(size=(n, len(weights)))  # Gumbel top-k: without replacement
         rank = np.argsort(np.argsort(-keys, axis=1), axis=1)
@@ -456,14 +456,44 @@ def llp_layout(preset: Preset, seed: int, events: EventModel, annotations: Path 
     return LlpLayout(ids, sizes, np.concatenate(weak), np.concatenate(audio), np.concatenate(visual))
 
 
+@dataclass(frozen=True)
+class EventMix:
+    """The unlabelled events of a corpus's videos: how many a video has, of which classes, how often both.
+
+    The classes are the 35 latent classes outside LLP, with the 25 LLP classes before them when `llp_share` > 0.
+    """
+
+    count_p: tuple[float, ...]
+    """Probability that a video has 0, 1, 2, ... such events (each of another class)."""
+    both_p: float
+    """Probability that an event is heard and seen; otherwise it is heard only or seen only, at even odds."""
+    llp_share: float = 0.0
+    """Share of the class mass on the LLP classes, each as frequent as in LLP's training split (count + 1);
+    0: no LLP class."""
+    zipf_exponent: float = 0.0
+    """The other classes' mass falls off as 1 / rank ** zipf_exponent (0: equally likely)."""
+
+    def class_weights(self, llp_class_count: np.ndarray) -> np.ndarray:
+        """(K,) relative weights of the classes drawn from (K = 35, or 60 with the LLP classes first)."""
+        other = 1 / np.arange(1, LATENT_CLASSES - NUM_CLASSES + 1) ** self.zipf_exponent  # (35,)
+        if self.llp_share == 0:
+            return other
+        llp = llp_class_count + 1  # (25,)
+        return np.concatenate([self.llp_share * llp / llp.sum(), (1 - self.llp_share) * other / other.sum()])
+
+
+DISTRACTORS = EventMix(count_p=(0.45, 0.4, 0.15), both_p=0.3)
+"""The unlabelled distractors of LLP-sim's labelled videos (llp.h5): up to two, of the non-LLP classes."""
+PRETRAIN_MIX = EventMix(count_p=(0.0, 0.45, 0.4, 0.15), both_p=0.7, llp_share=0.5, zipf_exponent=0.8)
+"""The content of LLP-sim's pretraining videos (pretrain.h5), AudioSet-like: one to three events, mostly heard
+and seen, half the class mass on the LLP classes and half on the others (Zipf)."""
+
+
 def _with_distractors(
     rng: np.random.Generator, events: EventModel, audio: np.ndarray, visual: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Extend (n, 25, 10) events to all latent classes with unlabelled distractor events: (n, 60, 10)."""
-    weights = np.ones(LATENT_CLASSES - NUM_CLASSES)
-    extra_audio, extra_visual = events.unlabelled_events(
-        rng, len(audio), weights, count_p=(0.45, 0.4, 0.15), both_p=0.3
-    )
+    extra_audio, extra_visual = events.unlabelled_events(rng, len(audio), DISTRACTORS)
     return np.concatenate([audio, extra_audio], axis=1), np.concatenate([visual, extra_visual], axis=1)
 
 
@@ -488,12 +518,11 @@ def _write_corpus(
 
 
 def pretrain_chunk_events(events: EventModel, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The latent events of n pretraining videos: audio, visual (n, 60, 10) bool, the first draws of a chunk."""
-    # AudioSet-like: half the class mass on the LLP classes (as frequent as in LLP), half on the others (Zipf)
-    llp_count = np.asarray(events.stats["train_class_count"], dtype=np.float64) + 1
-    zipf = 1 / np.arange(1, LATENT_CLASSES - NUM_CLASSES + 1) ** 0.8
-    weights = np.concatenate([llp_count / llp_count.sum(), zipf / zipf.sum()])
-    return events.unlabelled_events(rng, n, weights, count_p=(0.0, 0.45, 0.4, 0.15), both_p=0.7)
+    """The latent events of n pretraining videos (PRETRAIN_MIX): audio, visual (n, 60, 10) bool.
+
+    They are the first draws of a chunk's generator (`latent_pretrain_events` replays them).
+    """
+    return events.unlabelled_events(rng, n, PRETRAIN_MIX)
 
 
 def latent_pretrain_events(preset: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
