@@ -39,6 +39,7 @@ RECIPES: dict[str, dict] = {
         epochs=40,
         val_fraction=0.2,
         select="loss",
+        pair_sampling="release",
     ),
 }
 """Objective and optimisation per recipe, over the preset (which sets the encoder size): `toolkit` (the defaults
@@ -46,6 +47,7 @@ below) or `release` (the authors' choices)."""
 SELECTIONS = ("auc", "loss", "last")
 """Which epoch's encoder a run keeps: highest held-out AUC, lowest held-out loss, or the last."""
 SCHEDULES = ("linear", "constant")
+PAIR_SAMPLINGS = ("all", "release")
 
 PATH_FIELDS = ("features", "labels", "out")
 
@@ -102,6 +104,10 @@ class PretrainConfig:
     """Hinge: also treat every snippet of the other videos in the (global) batch as a negative."""
     temperature: float = 0.1
     """InfoNCE temperature tau."""
+    pair_sampling: str = "all"
+    """Hinge pairs per batch: `all` (every snippet of every video an anchor, every pair type of the variant) or
+    `release` (one random anchor snippet per batch; `multi` alternates cross-modal pairs in even epochs and
+    same-modal pairs in odd ones, as main_avvp_multi.py)."""
     select: str = "auc"
     """The encoder kept: the epoch of the highest held-out AUC (`auc`), lowest held-out loss (`loss`), or `last`."""
     val_fraction: float = 0.1
@@ -142,7 +148,7 @@ class PretrainConfig:
             raise ConfigError(f"--hidden-size {self.hidden_size} is not a multiple of --heads {self.num_heads}")
         check_margins(self.pos_margin, self.neg_margin)
         for name, allowed in (("recipe", RECIPES), ("objective", OBJECTIVES), ("select", SELECTIONS),
-                              ("schedule", SCHEDULES)):  # fmt: skip
+                              ("schedule", SCHEDULES), ("pair_sampling", PAIR_SAMPLINGS)):  # fmt: skip
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"--{name} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
         if not (math.isfinite(self.temperature) and self.temperature > 0):

@@ -60,6 +60,14 @@ def check_variant(variant: str) -> str:
     return variant
 
 
+def release_variant(variant: str, epoch: int) -> str:
+    """The pairs of an epoch under the release's sampling: main_avvp_multi.py trains `multi` on the cross-modal
+    pairs in even epochs (counted from 0) and on the same-modal pairs in odd ones; `uni` and `cross` keep theirs."""
+    if check_variant(variant) != "multi":
+        return variant
+    return "cross" if epoch % 2 == 0 else "uni"
+
+
 def check_margins(pos_margin: float, neg_margin: float) -> None:
     """Cosine margins lie in [-1, 1] and p >= n (p = n is the release's zero-width setting)."""
     for flag, value in (("--pos-margin", pos_margin), ("--neg-margin", neg_margin)):
@@ -99,14 +107,17 @@ def avg_loss(
     pos_margin: float = RELEASE_MARGIN,
     neg_margin: float = RELEASE_MARGIN,
     reduction: str = "mean",
+    anchor: int | None = None,
 ) -> torch.Tensor:
-    """The AVG hinge loss over all anchors; `reduction="none"` gives each video's mean (B,).
+    """The AVG hinge loss over all anchors (or only snippet `anchor`); `reduction="none"`: each video's mean (B,).
 
     audio, visual (B, T, H) contextual embeddings; grounded (B, T, T) bool labels G.
     """
     similarity = pair_similarity(audio, visual, variant)  # (B, P, T, T)
     terms = hinge(similarity, grounded[:, None].bool(), pos_margin, neg_margin)  # (B, P, T, T)
     mask = pair_mask(variant, audio.shape[1], audio.device)  # (P, T, T)
+    if anchor is not None:  # the release's sampling: one anchor snippet per batch
+        mask = mask & (torch.arange(audio.shape[1], device=audio.device) == anchor)[None, :, None]
     per_video = (terms * mask).sum(dim=(1, 2, 3)) / mask.sum().clamp(min=1)  # (B,)
     return per_video if reduction == "none" else per_video.mean()
 
@@ -220,15 +231,16 @@ def pretrain_losses(
     gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
     objective: str = "hinge",
     temperature: float = 0.1,
+    anchor: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """The named loss terms of one batch; the loop sums them.
 
-    `hinge`: `avg`, and `in_batch_negative` when asked for; `infonce`: `infonce` alone (its negatives already
-    include the other videos of the batch; the margins are not used).
+    `hinge`: `avg` (over every anchor snippet, or only `anchor`), and `in_batch_negative` when asked for;
+    `infonce`: `infonce` alone (its negatives already include the other videos of the batch; no margins).
     """
     if objective == "infonce":
         return {"infonce": info_nce_loss(audio, visual, grounded, video_index, variant, temperature, gather)}
-    terms = {"avg": avg_loss(audio, visual, grounded, variant, pos_margin, neg_margin)}
+    terms = {"avg": avg_loss(audio, visual, grounded, variant, pos_margin, neg_margin, anchor=anchor)}
     if in_batch_negatives:
         terms["in_batch_negative"] = in_batch_negative_loss(audio, visual, video_index, variant, neg_margin, gather)
     return terms

@@ -26,6 +26,7 @@ from accelerate.utils import gather_object, set_seed
 from torch.utils.data import DataLoader
 from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
+from avvp.classes import NUM_SNIPPETS
 from avvp.console import progress as progress_bar
 from avvp.distributed import settle_collectives
 from avvp.errors import AvvpError
@@ -46,7 +47,7 @@ from avvp.runs import start_run_dir as start_run_folder
 from pretrain.config import PATH_FIELDS, PretrainConfig
 from pretrain.data import CorpusRows, PretrainCorpus, feature_statistics, keep_batch, load_corpus, split_rows
 from pretrain.evaluation import evaluate
-from pretrain.losses import pretrain_losses
+from pretrain.losses import pretrain_losses, release_variant
 from pretrain.modeling import AVEncoderConfig, AVEncoderModel, load_encoder, save_encoder, weights_checksum
 
 CONFIG_FILE = "pretrain_config.json"
@@ -297,18 +298,23 @@ def _train_step(run: PretrainRun, batch: dict) -> None:
     cfg, accelerator, model = run.cfg, run.accelerator, run.model
     with accelerator.accumulate(model):
         output = model(batch["audio"], batch["visual"], batch["motion"])
+        variant, anchor = cfg.variant, None
+        if cfg.pair_sampling == "release":  # one random anchor per batch; multi alternates pairs by epoch
+            variant = release_variant(cfg.variant, run.progress.epoch)
+            anchor = int(torch.randint(NUM_SNIPPETS, (1,)))
         terms = pretrain_losses(
             output.audio,
             output.visual,
             batch["grounded"],
             batch["video_index"],
-            cfg.variant,
+            variant,
             cfg.pos_margin,
             cfg.neg_margin,
             cfg.in_batch_negatives,
             lambda tensor: gather_keeping_local_grad(accelerator, tensor),
             cfg.objective,
             cfg.temperature,
+            anchor,
         )
         loss = sum(terms.values())
         accelerator.backward(loss)

@@ -241,3 +241,15 @@ def test_info_nce_matches_a_direct_computation():
         assert loss.item() == pytest.approx(total / count, rel=1e-5)
     terms = pretrain_losses(audio, visual, grounded, index, "multi", 0.7, 0.7, objective="infonce", temperature=tau)
     assert set(terms) == {"infonce"}
+
+
+def test_release_sampling_one_anchor_and_alternating_pairs():
+    from pretrain.losses import release_variant
+
+    # Anchor snippet 1 only, p = n = .7, uni: a-a (1,0) grounded s=.6 -> .1, (1,2) other s=.8 -> .1; v-v (1,0)
+    # grounded s=.8 -> 0, (1,2) s=0 -> 0. Four counted pairs.
+    assert avg_loss(AUDIO, VISUAL, GROUNDED, "uni", anchor=1).item() == pytest.approx(0.2 / 4)
+    # cross, anchor 0: a0-v (.8, 1, 0) with G (1, 1, 0) -> .0; v0-a (.8, .96, .6) -> 0, 0, 0: all zero.
+    assert avg_loss(AUDIO, VISUAL, GROUNDED, "cross", anchor=0).item() == pytest.approx(0.0)
+    assert [release_variant("multi", epoch) for epoch in range(4)] == ["cross", "uni", "cross", "uni"]
+    assert release_variant("uni", 0) == "uni" and release_variant("cross", 1) == "cross"

@@ -311,3 +311,21 @@ def test_init_writes_the_step_zero_encoder_of_a_run(corpus, tmp_path, monkeypatc
     run_cli("export", "--encoder", control, "--features", features, "--out", tmp_path / "e.h5")
     err = fails_with(capsys, *tiny_args(features, labels, control, "--resume"))
     assert "an untrained control written by `avvp-pretrain init`; there is no run to resume" in err
+
+
+def test_release_recipe_is_recorded_and_selects_on_the_held_out_loss(corpus, tmp_path):
+    features, labels = corpus
+    out = tmp_path / "release"
+    run_cli(*tiny_args(features, labels, out, "--recipe", "release", "--epochs", 2, "--max-steps", 12))
+    saved = json.loads((out / "pretrain_config.json").read_text())
+    assert (saved["pos_margin"], saved["neg_margin"], saved["in_batch_negatives"]) == (0.7, 0.7, False)
+    assert (saved["lr"], saved["weight_decay"], saved["schedule"], saved["val_fraction"]) == (
+        1e-6,
+        0.0,
+        "constant",
+        0.2,
+    )
+    assert (saved["select"], saved["pair_sampling"], saved["batch_size"]) == ("loss", "release", 8)  # --batch-size
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["selected"] == min(metrics["epochs"], key=lambda figures: figures["val_loss"])
+    assert metrics["epochs"][0]["lr"] == metrics["epochs"][1]["lr"] == pytest.approx(1e-6)
