@@ -18,7 +18,7 @@ step "LLP-sim demo corpus (synthetic stand-in for LLP: features + LLP annotation
     "$bin/avvp" data synth --preset demo --out "$out/data" --overwrite
 step "Reference predictions on its test split" \
     "$bin/avvp" data baselines --annotations "$out/data"
-step "Grounding labels (snippet graphs, connected components; the authors' thresholds 0.96 visual, 0.99 audio)" \
+step "Grounding labels (snippet graphs, connected components; thresholds balanced: half the snippet pairs grounded)" \
     "$bin/avvp-groundtruth" build --features "$out/data/pretrain.h5" --out "$out/avg.h5" --overwrite --quiet
 step "Grounding label statistics" \
     "$bin/avvp-groundtruth" stats "$out/avg.h5" --plot "$out/avg.png"
