@@ -9,7 +9,11 @@ Each Base-family row without pretraining runs under both training recipes, `avvp
 paper's text) and `--recipe release` (what the paper release's scripts do), as two rows ("Base (paper recipe)",
 "Base (release recipe)"); HAN runs once with HAN's recipe and the pretrained rows with the paper's. `--rows`
 takes row names, or a family name ("Base+GCAA") for its rows under each of `--recipes`. The paper column shows
-the published figures of `benchmarks/paper_tables.json`, transcribed with their source.
+the published figures of `benchmarks/paper_tables.json`, transcribed with their source. Beyond the paper, the
+"+MA" rows (HAN+MA, Base+Adv+Skip+GCAA+MA) add modality-aware label refinement: the same row's run of each seed
+refines the training labels (`avvp-finetune refine`), the parser is trained again on them (`--labels`); the
+table shows each +MA row minus the row without MA (seed-paired) and the refined labels' precision and recall
+against LLP-sim's training truth.
 
 Every stage runs as its own command line (`avvp data synth`, `avvp-groundtruth build`, `avvp-pretrain`,
 `avvp-pretrain export`, `avvp-finetune`), in a folder of `OUT/cache/` named by a hash of its command (paths
@@ -43,6 +47,7 @@ from avvp.classes import CLASSES
 from avvp.errors import AvvpError, ConfigError
 from avvp.io import atomic_path
 from avvp.metrics import LEVELS, SCORE_NAMES, SCORE_TITLES, evaluate, per_class_f1
+from avvp.modality_labels import read_modality_labels
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,9 @@ class Row:
     """A name that selects this row in --rows besides its own, shared by one row's recipes ("Base")."""
     control: bool = False
     """A pretrained row's control: the same row on the untrained encoder (`avvp-pretrain init`, same settings)."""
+    refine_from: str | None = None
+    """A "+MA" row: the row whose run of the same seed is the first model; the training labels are refined with
+    it (`avvp-finetune refine --seed SEED`) and the parser trained again on them (`--labels`)."""
 
 
 RECIPES = ("paper", "release")
@@ -98,6 +106,14 @@ ROWS = (
     Row("HAN", "han", "raw", paper="HAN"),
     *(rows[0] for rows in _BY_RECIPE),  # the paper recipe's four rows, then the release recipe's
     *(rows[1] for rows in _BY_RECIPE),
+    Row("HAN+MA", "han", "raw", refine_from="HAN"),
+    Row(
+        "Base+Adv+Skip+GCAA+MA (paper recipe)",
+        "base-adv-skip-gcaa",
+        "raw",
+        recipe="paper",
+        refine_from="Base+Adv+Skip+GCAA (paper recipe)",
+    ),  # fmt: skip
     *with_control(Row("Pretrained", "base-adv-skip-gcaa", "frozen", "multi", paper="Pretrained (frozen)")),
     *with_control(Row("Pretrain E2E (uni)", "mmil", "e2e", "uni", paper="Pretrain E2E (uni)")),
     *with_control(Row("Pretrain E2E (cross)", "mmil", "e2e", "cross", paper="Pretrain E2E (cross)")),
@@ -335,6 +351,7 @@ def run_tables(
 
     test = load_split(annotations, "test")
     results: dict[str, dict] = {}
+    label_reports: dict[str, list[dict]] = {}  # +MA row -> the refinement report of each seed
     for row in chosen:
         if row.source == "reference":
             scores = [evaluate(reference_predictions(test, row.variant), test.dense)]
@@ -345,6 +362,10 @@ def run_tables(
             features = exported[row.variant, row.control] if row.source == "frozen" else llp
             encoder = encoders[row.variant, row.control] if row.source == "e2e" else None
             argv, inputs = finetune_stage(row, features, annotations, preset, seed, encoder)
+            if row.refine_from is not None:
+                labels = refine_stage(cache, ROW_NAMES[row.refine_from], llp, annotations, preset, seed)
+                argv, inputs = argv + ["--labels", str(labels)], {**inputs, "labels": labels}
+                label_reports.setdefault(row.name, []).append(read_modality_labels(labels).attrs["report"])
             stage = f"finetune-{slug(row.name)}-seed{seed}"
             run_dir = cache.run(stage, argv, inputs) / "run"
             runs.append(run_dir)
@@ -353,6 +374,11 @@ def run_tables(
     for name, result in results.items():
         if name + CONTROL_SUFFIX in results:
             result["minus_control"] = minus_control(result, results[name + CONTROL_SUFFIX])
+        if name in label_reports:
+            result["labels"] = summarise_labels(label_reports[name])
+            without = ROW_NAMES[name].refine_from
+            if without in results:
+                result["minus_without_ma"] = minus_control(result, results[without])
 
     report = {
         "preset": preset,
@@ -438,6 +464,30 @@ def finetune_stage(
     return argv, inputs
 
 
+def refine_stage(cache: StageCache, first: Row, llp: Path, annotations: Path, preset: str, seed: int) -> Path:
+    """The label file of an MA row: `first`'s run of this seed (its own cached stage) refines the training labels."""
+    argv, inputs = finetune_stage(first, llp, annotations, preset, seed)
+    run = cache.run(f"finetune-{slug(first.name)}-seed{seed}", argv, inputs) / "run"
+    command = [console_script("avvp-finetune"), "refine", "--run", str(run), "--features", str(llp)]
+    command += ["--annotations", str(annotations), "--out", "{out}/labels.h5", "--seed", str(seed)]
+    folder = cache.run(f"refine-{slug(first.name)}-seed{seed}", command, {"run": run, **inputs})
+    return folder / "labels.h5"
+
+
+def summarise_labels(reports: list[dict]) -> dict:
+    """Per modality and label set (weak, refined): precision and recall against LLP-sim's truth, mean and std
+    over seeds; {"truth": False} when the annotations have no training truth (real LLP)."""
+    if not all(report["truth"] for report in reports):
+        return {"truth": False}
+    summary: dict = {"truth": True}
+    for modality in ("audio", "visual"):
+        for kind in ("weak", "refined"):
+            for measure in ("precision", "recall"):
+                seeds = np.array([report[modality][kind][measure] for report in reports])
+                summary[f"{modality}_{kind}_{measure}"] = {"mean": float(seeds.mean()), "std": float(seeds.std())}
+    return summary
+
+
 def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
 
@@ -502,6 +552,29 @@ def format_tables(report: dict) -> str:
                 figures = [result["minus_control"][level][score] for score in SCORE_NAMES]
                 cells = [f"{f['mean']:+.1f}" + (f" ± {f['std']:.1f}" if len(f["seeds"]) > 1 else "") for f in figures]
                 lines.append(f"| *{name} minus its control* | " + " | ".join(cells) + " |")
+            if "minus_without_ma" in result:  # the MA effect: the row minus the same row without MA, seed-paired
+                figures = [result["minus_without_ma"][level][score] for score in SCORE_NAMES]
+                cells = [f"{f['mean']:+.1f}" + (f" ± {f['std']:.1f}" if len(f["seeds"]) > 1 else "") for f in figures]
+                lines.append(f"| *{name} minus {ROW_NAMES[name].refine_from}* | " + " | ".join(cells) + " |")
+        lines.append("")
+    refined = {
+        name: result["labels"] for name, result in report["rows"].items() if result.get("labels", {}).get("truth")
+    }
+    if refined:
+        lines += [
+            "**MA labels**: precision / recall (%) of the training split's audio and visual labels against LLP-sim's "
+            "truth (classes heard, seen), weak and refined, mean ± std over seeds",
+            "",
+            "| Method | audio P weak | audio P refined | audio R refined | visual P weak | visual P refined "
+            "| visual R refined |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        columns = [
+            f"{m}_{k}" for m in ("audio", "visual") for k in ("weak_precision", "refined_precision", "refined_recall")
+        ]
+        for name, labels in refined.items():
+            cells = [f"{labels[c]['mean']:.1f} ± {labels[c]['std']:.1f}" for c in columns]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 

@@ -1,5 +1,8 @@
 """Modality-aware label refinement (MA): partners, the release's decision rule, the batched swaps, the label file."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -343,3 +346,21 @@ def test_a_store_of_other_widths_is_refused(first_run, tiny_llp, tmp_path, finet
         "narrow.h5", "'visual': 512", "'visual': 2048",
     )  # fmt: skip
     assert not (tmp_path / "l.h5").exists()
+
+
+def test_ma_rows_of_the_tables_refine_the_first_run_of_each_seed(tiny_llp, tmp_path):
+    from benchmarks.tables import ROW_NAMES, run_tables, select_rows
+
+    assert [row.name for row in select_rows(["HAN+MA"])] == ["HAN+MA"]
+    assert ROW_NAMES["Base+Adv+Skip+GCAA+MA (paper recipe)"].refine_from == "Base+Adv+Skip+GCAA (paper recipe)"
+    report = run_tables("tiny", 1, tmp_path / "results", data=tiny_llp, rows=["HAN", "HAN+MA"], verbose=False)
+    assert report["stages_run"] == ["finetune-han-seed0", "refine-han-seed0", "finetune-han-ma-seed0"]
+    first, ma = report["rows"]["HAN"], report["rows"]["HAN+MA"]
+    config = json.loads((Path(ma["runs"][0]) / "config.json").read_text())
+    labels = read_modality_labels(config["labels"])
+    assert Path(labels.attrs["run"]) == Path(first["runs"][0]) and labels.attrs["seed"] == 0
+    assert ma["labels"]["truth"] and ma["labels"]["audio_weak_recall"]["mean"] == 100.0
+    difference = ma["segment"]["type_av"]["mean"] - first["segment"]["type_av"]["mean"]
+    assert ma["minus_without_ma"]["segment"]["type_av"]["mean"] == pytest.approx(difference)
+    table = (tmp_path / "results" / "tables.md").read_text()
+    assert "| *HAN+MA minus HAN* |" in table and "**MA labels**" in table and "| HAN+MA | " in table
