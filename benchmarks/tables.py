@@ -273,8 +273,11 @@ def run_tables(
     rows: list[str] | None = None,
     verbose: bool = True,
     recipes: list[str] | None = None,
+    epochs: int | None = None,
 ) -> dict:
-    """Run (or fetch from the cache) every stage the chosen rows need, then score and write the tables."""
+    """Run (or fetch from the cache) every stage the chosen rows need, then score and write the tables.
+
+    `epochs`: finetuning epochs of every row (`avvp-finetune --epochs`); None: the preset's schedule."""
     if preset not in PRESET_SETTINGS:
         raise ConfigError(f"--preset {preset!r}; choose one of {', '.join(PRESET_SETTINGS)}")
     if seeds < 1:
@@ -361,9 +364,9 @@ def run_tables(
         for seed in range(seeds):
             features = exported[row.variant, row.control] if row.source == "frozen" else llp
             encoder = encoders[row.variant, row.control] if row.source == "e2e" else None
-            argv, inputs = finetune_stage(row, features, annotations, preset, seed, encoder)
+            argv, inputs = finetune_stage(row, features, annotations, preset, seed, encoder, epochs)
             if row.refine_from is not None:
-                labels = refine_stage(cache, ROW_NAMES[row.refine_from], llp, annotations, preset, seed)
+                labels = refine_stage(cache, ROW_NAMES[row.refine_from], llp, annotations, preset, seed, epochs)
                 argv, inputs = argv + ["--labels", str(labels)], {**inputs, "labels": labels}
                 label_reports.setdefault(row.name, []).append(read_modality_labels(labels).attrs["report"])
             stage = f"finetune-{slug(row.name)}-seed{seed}"
@@ -386,6 +389,7 @@ def run_tables(
         "annotations": str(annotations),
         "llp_sim": is_llp_sim(llp),
         "seeds": seeds,
+        "epochs": epochs,
         "rows": results,
         "stages_run": cache.ran,
         "stages_cached": cache.cached,
@@ -437,7 +441,13 @@ def select_rows(names: list[str] | None, recipes: list[str] | None = None) -> li
 
 
 def finetune_stage(
-    row: Row, features: Path, annotations: Path, preset: str, seed: int, encoder: Path | None = None
+    row: Row,
+    features: Path,
+    annotations: Path,
+    preset: str,
+    seed: int,
+    encoder: Path | None = None,
+    epochs: int | None = None,
 ) -> tuple[list[str], dict[str, Path]]:
     """The `avvp-finetune` command of one (row, seed) and the input files its cache key hashes."""
     argv = [
@@ -457,6 +467,8 @@ def finetune_stage(
     ]
     if row.recipe is not None:
         argv += ["--recipe", row.recipe]
+    if epochs is not None:
+        argv += ["--epochs", str(epochs)]
     inputs = {"features": features, "annotations": annotations}
     if encoder is not None:
         argv += ["--e2e", "--encoder", str(encoder)]
@@ -464,9 +476,11 @@ def finetune_stage(
     return argv, inputs
 
 
-def refine_stage(cache: StageCache, first: Row, llp: Path, annotations: Path, preset: str, seed: int) -> Path:
+def refine_stage(
+    cache: StageCache, first: Row, llp: Path, annotations: Path, preset: str, seed: int, epochs: int | None = None
+) -> Path:
     """The label file of an MA row: `first`'s run of this seed (its own cached stage) refines the training labels."""
-    argv, inputs = finetune_stage(first, llp, annotations, preset, seed)
+    argv, inputs = finetune_stage(first, llp, annotations, preset, seed, epochs=epochs)
     run = cache.run(f"finetune-{slug(first.name)}-seed{seed}", argv, inputs) / "run"
     command = [console_script("avvp-finetune"), "refine", "--run", str(run), "--features", str(llp)]
     command += ["--annotations", str(annotations), "--out", "{out}/labels.h5", "--seed", str(seed)]
@@ -532,7 +546,9 @@ def format_tables(report: dict) -> str:
     """Both tables in the paper's layout: ours as mean ± std over seeds, the paper's figure in brackets."""
     origin = "LLP-sim (synthetic stand-in for LLP)" if report["llp_sim"] else "real LLP features"
     lines = [
-        f"Data: **{origin}**, preset `{report['preset']}`, {report['seeds']} seed(s); test split. "
+        f"Data: **{origin}**, preset `{report['preset']}`"
+        + (f", {report['epochs']} finetuning epochs" if report.get("epochs") else "")
+        + f", {report['seeds']} seed(s); test split. "
         "Cells: ours, mean ± std over seeds [the paper's figure on real LLP; — where it has none].",
         "",
     ]
@@ -629,6 +645,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, help="folder with llp.h5 and pretrain.h5 (default: generate LLP-sim)")
     parser.add_argument("--annotations", type=Path, help="LLP annotation folder (default: the --data folder)")
     parser.add_argument("--seeds", type=int, default=3, help="finetuning seeds per row")
+    parser.add_argument("--epochs", type=int, help="finetuning epochs of every row (default: the preset's schedule)")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder (and its cache/)")
     parser.add_argument(
         "--rows", help="comma-separated row names, or family names for a row under each recipe (default: all)"
@@ -642,7 +659,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = [name.strip() for name in args.rows.split(",")] if args.rows else None
     recipes = [name.strip() for name in args.recipes.split(",") if name.strip()]
     try:
-        run_tables(args.preset, args.seeds, args.out, args.data, args.annotations, rows, recipes=recipes)
+        run_tables(
+            args.preset, args.seeds, args.out, args.data, args.annotations, rows, recipes=recipes, epochs=args.epochs
+        )
     except AvvpError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
