@@ -75,7 +75,19 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder beside `path`; it replaces `path` only if the block succeeds."""
+    """Yield a temporary folder beside `path`; it replaces `path` only if the block succeeds.
+
+    The block holds the output's lock (one writer at a time, `avvp.runs.output_lock`); a full disk inside it is a
+    one-line error naming `path` (`avvp.runs.writing`), the temporary folder removed.
+    """
+    from avvp.runs import output_lock, writing
+
+    with output_lock(path), writing(path), _atomic_dir(path, overwrite) as tmp:
+        yield tmp
+
+
+@contextlib.contextmanager
+def _atomic_dir(path: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
     path = check_writable(path, overwrite, directory=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))

@@ -274,12 +274,17 @@ def check_run_dir(
 
 
 def start_run_dir(out: Path, config_name: str, config: dict) -> None:
-    """A fresh run folder holding only `config_name` (an earlier run there, checked by `check_run_dir`, goes)."""
+    """A fresh run folder holding only `config_name` (an earlier run there, checked by `check_run_dir`, goes);
+    where even that cannot be written (a full disk), no folder is left."""
     with writing(out):
         if out.is_dir():
             shutil.rmtree(out)
         out.mkdir(parents=True)
-        write_json(out / config_name, config)
+        try:
+            write_json(out / config_name, config)
+        except BaseException:
+            shutil.rmtree(out, ignore_errors=True)
+            raise
 
 
 def resume_differences(

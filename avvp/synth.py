@@ -565,8 +565,15 @@ def synthesize(
     called after each chunk of videos. Returns a summary: preset, seed, source, videos per split, paths.
     One writer at a time per `out` (`avvp.runs.output_lock`); a full disk is a one-line error, nothing left.
     """
+    out = Path(out)
+    existed = out.exists()
     with output_lock(out), writing(out):
-        return _synthesize(Path(out), preset, seed, annotations, overwrite, on_progress)
+        try:
+            return _synthesize(out, preset, seed, annotations, overwrite, on_progress)
+        except BaseException:
+            if not existed and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()  # made for this corpus, which failed: nothing stays
+            raise
 
 
 def _synthesize(
