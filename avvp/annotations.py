@@ -166,11 +166,21 @@ def _read_events(path: Path, video_ids: list[str], strict: bool) -> tuple[np.nda
     dense = np.zeros((len(video_ids), NUM_CLASSES, NUM_SNIPPETS), dtype=bool)
     empty_lines = []
     skipped = []
+    first_line: dict[tuple[str, int, int, int], int] = {}  # (video, onset, offset, class) -> line
     for line, (filename, onset_field, offset_field, field) in _read_rows(path, EVENT_COLUMNS):
         _check_filename(path, line, filename)
         onset = _parse_second(path, line, onset_field, "onset")
         offset = _parse_second(path, line, offset_field, "offset")
         classes = _parse_classes(path, line, field)
+        if strict:  # predictions: each event once (the released ground truth repeats a few, read leniently)
+            for index in classes:
+                event = (filename, onset, offset, index)
+                if event in first_line:
+                    raise AnnotationError(
+                        f"{path}:{line}: the event {filename} {onset}-{offset} {CLASSES[index]} is also at line "
+                        f"{first_line[event]}; each event is listed once"
+                    )
+                first_line[event] = line
         if onset >= offset:
             if strict:
                 raise AnnotationError(f"{path}:{line}: onset {onset} is not below offset {offset}")
@@ -227,6 +237,14 @@ class Split:
     @property
     def video_ids(self) -> list[str]:
         return self.weak.video_ids
+
+
+def load_scored_split(annotations: str | os.PathLike, split: str) -> Split:
+    """`load_split` of a split to score (val or test): a split file holding no video (only a header) is an error."""
+    data = load_split(annotations, split)
+    if not data.video_ids:
+        raise AnnotationError(f"{Path(annotations) / SPLIT_FILES[split]}: no videos (only a header); nothing to score")
+    return data
 
 
 def load_split(annotations: str | os.PathLike, split: str, dense: bool | None = None) -> Split:

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from avvp.annotations import DenseLabels, Split, load_split
+from avvp.annotations import DenseLabels, Split, load_scored_split
 from avvp.classes import CLASS_INDEX, NUM_CLASSES, NUM_SNIPPETS
 from avvp.errors import ConfigError
 from avvp.metrics import evaluate
@@ -40,5 +40,5 @@ def reference_scores(annotations: str | os.PathLike, split: str = "test") -> dic
     """The ten numbers of every reference prediction on a split with dense labels: {name: {level: {score: x100}}}."""
     if split not in ("val", "test"):
         raise ConfigError(f"split {split!r}: only val and test have snippet-level annotations")
-    data = load_split(annotations, split)
+    data = load_scored_split(annotations, split)
     return {name: evaluate(reference_predictions(data, name), data.dense) for name in REFERENCES}

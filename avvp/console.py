@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import signal
 import sys
 import threading
@@ -54,6 +56,22 @@ def run_app(app: Callable[[], object]) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def json_safe(value):
+    """`value` with every NaN or infinity replaced by None (JSON's null), so that it prints as strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def print_json(data) -> None:
+    """Print `data` as strict JSON (no NaN: a score that does not exist is null), indented."""
+    print(json.dumps(json_safe(data), indent=2, allow_nan=False))
 
 
 def progress(disable: bool = False) -> Progress:

@@ -23,7 +23,6 @@ import dataclasses
 import errno
 import fcntl
 import json
-import math
 import os
 import random
 import shutil
@@ -378,17 +377,6 @@ def write_json(path: Path, data, allow_nan: bool = True) -> None:
             handle.write(json.dumps(data, indent=2, allow_nan=allow_nan) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-
-
-def json_safe(value):
-    """`value` with every NaN or infinity replaced by None, so that it prints as strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(item) for item in value]
-    return value
 
 
 def _read_json(path: Path):

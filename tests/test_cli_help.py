@@ -20,9 +20,11 @@ PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 
 def entry_points() -> dict[str, typer.Typer]:
-    """Script name -> the Typer app its module holds as `app` (the script calls `run_app(app)`)."""
+    """Script name -> the Typer app of its command line (the script runs it through `avvp.entry`)."""
+    from avvp.entry import MODULES
+
     scripts = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]["scripts"]
-    return {name: importlib.import_module(target.split(":")[0]).app for name, target in scripts.items()}
+    return {name: importlib.import_module(MODULES[name]).app for name in scripts}
 
 
 def command_paths(command, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], object]]:

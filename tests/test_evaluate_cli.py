@@ -109,3 +109,63 @@ def test_unreadable_predictions_file_is_one_line(oracle_files, run_avvp, tmp_pat
     errors = [line for line in stderr.splitlines() if not line.startswith("note: ")]
     assert code == 1 and stdout == ""
     assert len(errors) == 1 and errors[0].startswith(expected), stderr
+
+
+# --- on LLP-sim tiny: a split with no video, strict JSON, repeated prediction rows ---
+
+
+@pytest.fixture
+def tiny_predictions(tiny_llp, tmp_path):
+    """The annotation files of LLP-sim tiny (a copy) and the weak-label oracle of its test split as predictions."""
+    annotations = tmp_path / "annotations"
+    annotations.mkdir()
+    for path in tiny_llp.glob("*.csv"):
+        (annotations / path.name).write_bytes(path.read_bytes())
+    oracle = reference_predictions(load_split(annotations, "test", dense=False), "weak-oracle")
+    audio = write_events(tmp_path / "pred_audio.csv", oracle.video_ids, oracle.audio)
+    visual = write_events(tmp_path / "pred_visual.csv", oracle.video_ids, oracle.visual)
+    return annotations, audio, visual
+
+
+@pytest.mark.parametrize("command", ["evaluate", "baselines"])
+def test_a_split_with_only_a_header_is_an_error(tiny_predictions, run_avvp, command):
+    annotations, audio, visual = tiny_predictions
+    split_file = annotations / "AVVP_test_pd.csv"
+    split_file.write_text("filename\tevent_labels\n")
+    args = evaluate_args(*tiny_predictions) if command == "evaluate" else ("data", "baselines")
+    code, stdout, stderr = run_avvp(*args, "--annotations", annotations, "--json")
+    assert code == 1 and stdout == ""
+    assert stderr.strip() == f"error: {split_file}: no videos (only a header); nothing to score"
+
+
+def test_json_prints_a_score_that_does_not_exist_as_null(tiny_predictions, run_avvp, monkeypatch):
+    import avvp.metrics
+
+    real_evaluate = avvp.metrics.evaluate
+
+    def with_a_nan(pred, truth):
+        scores = real_evaluate(pred, truth)
+        scores["event"]["av"] = float("nan")
+        return scores
+
+    monkeypatch.setattr(avvp.metrics, "evaluate", with_a_nan)
+    code, stdout, stderr = run_avvp(*evaluate_args(*tiny_predictions, "--json"))
+    assert code == 0, stderr
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    assert json.loads(stdout, parse_constant=refuse)["event"]["av"] is None
+
+
+def test_a_repeated_prediction_row_is_an_error_naming_both_lines(tiny_predictions, run_avvp):
+    _, audio, _ = tiny_predictions
+    lines = audio.read_text().splitlines()
+    audio.write_text("\n".join([*lines, lines[3]]) + "\n")  # the event of line 4 again, as the last line
+    code, stdout, stderr = run_avvp(*evaluate_args(*tiny_predictions))
+    video, onset, offset, label = lines[3].split("\t")
+    assert code == 1 and stdout == ""
+    assert stderr.strip() == (
+        f"error: {audio}:{len(lines) + 1}: the event {video} {onset}-{offset} {label} is also at line 4; "
+        "each event is listed once"
+    )

@@ -418,3 +418,34 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_with_a_note(tmp_
     load_checkpoint(tmp_path, accelerator, restored, *tiny_training(seed=1)[1:])
     saved = model.state_dict()
     assert all(torch.equal(tensor, saved[name]) for name, tensor in restored.state_dict().items())
+
+
+# --- Ctrl-C at any point ---
+
+SIGINT_DURING_IMPORT = """
+import os, signal, sys
+module = sys.argv.pop(1)
+class Interrupt:  # Ctrl-C the moment `module` is first imported
+    def find_spec(self, name, path=None, target=None):
+        if name == module:
+            os.kill(os.getpid(), signal.SIGINT)
+sys.meta_path.insert(0, Interrupt())
+sys.argv[0] = "avvp-finetune"
+from avvp.entry import finetune
+finetune()
+"""
+
+
+@pytest.mark.parametrize("module", ["typer", "rich", "numpy"])
+def test_ctrl_c_during_start_up_or_the_command_is_no_traceback(module, tmp_path):
+    """typer and rich are imported as the command line starts (before any handler of its own), numpy once the
+    command runs."""
+    import subprocess
+
+    args = ["--model", "base", "--features", tmp_path / "x.h5", "--annotations", tmp_path, "--out", tmp_path / "r"]
+    command = [sys.executable, "-c", SIGINT_DURING_IMPORT, module, *map(str, args)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 130 and "Traceback" not in result.stderr, result.stderr
+    if module != "numpy":
+        assert result.stderr == "interrupted\n"
+    assert not (tmp_path / "r").exists()
