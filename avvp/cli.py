@@ -26,16 +26,15 @@ def evaluate(
     per_class: bool = typer.Option(False, "--per-class", help="Also print segment-level F1 per class."),
 ) -> None:
     """Score predictions in the LLP eval format with the official segment- and event-level F1."""
-    from avvp.annotations import load_scored_split, read_predictions
+    from avvp.annotations import load_split, read_predictions
     from avvp.classes import CLASSES
-    from avvp.console import print_json
     from avvp.errors import AvvpError
     from avvp.metrics import evaluate as score
     from avvp.metrics import format_table, per_class_f1
 
     if split not in ("val", "test"):
         raise AvvpError(f"--split {split!r}: only val and test have snippet-level annotations")
-    truth = load_scored_split(annotations, split).dense
+    truth = load_split(annotations, split).dense
     pred = read_predictions(pred_audio, pred_visual, truth.video_ids)
     scores = score(pred, truth)
     classes = per_class_f1(pred, truth) if per_class else None
@@ -46,7 +45,7 @@ def evaluate(
                 name: {c: (None if v != v else round(100 * float(v), 4)) for c, v in zip(CLASSES, values, strict=True)}
                 for name, values in classes.items()
             }
-        print_json(result)
+        print(json.dumps(result, indent=2))
         return
     print(f"{split}: {len(truth.video_ids)} videos")
     print(format_table(scores))
@@ -206,6 +205,9 @@ def stats(
     split: list[str] = typer.Option(["val", "test"], help="Split(s) with dense labels to count (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --plot."),
+    labels: Path | None = typer.Option(
+        None, help="Also score a label file of avvp-finetune refine against LLP-sim's training truth (train split)."
+    ),
 ) -> None:
     """Per class, the number of videos with the event heard, seen and both (LLP paper, Figure 1)."""
     from avvp.io import check_picture
@@ -225,6 +227,11 @@ def stats(
     if plot is not None:
         plot_counts(counts, plot, overwrite=overwrite)
         print(f"wrote {plot}")
+    if labels is not None:
+        from avvp.modality_labels import format_report, label_report, train_split_labels
+
+        refined, truth = train_split_labels(labels, annotations)
+        print(format_report(label_report(refined, truth)))
 
 
 @data_app.command()
@@ -235,12 +242,11 @@ def baselines(
 ) -> None:
     """Score the reference predictions: weak-label oracle, nothing, Speech everywhere."""
     from avvp.baselines import reference_scores
-    from avvp.console import print_json
     from avvp.metrics import format_table
 
     scores = reference_scores(annotations, split)
     if as_json:
-        print_json({"split": split, "annotations": str(annotations), **scores})
+        print(json.dumps({"split": split, "annotations": str(annotations), **scores}, indent=2))
         return
     for name, table in scores.items():
         print(f"{name} ({split})")

@@ -22,8 +22,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from avvp.annotations import read_events
-from avvp.classes import NUM_CLASSES
+from avvp.annotations import SPLIT_FILES, load_split, read_events
+from avvp.classes import CLASSES, NUM_CLASSES
 from avvp.errors import StoreError
 from avvp.io import atomic_path
 from avvp.store import SCHEMA_VERSION, _created_by, _open, _plain, _read_ids
@@ -180,6 +180,17 @@ def train_truth(annotations: str | os.PathLike, video_ids: list[str]) -> tuple[n
     return heard, seen
 
 
+def train_split_labels(
+    path: str | os.PathLike, annotations: str | os.PathLike
+) -> tuple[ModalityLabels, tuple[np.ndarray, np.ndarray] | None]:
+    """A label file checked against the training split of `annotations` (the same videos and weak labels, or a
+    one-line error), with LLP-sim's (heard, seen) truth in the file's order (None where there is none)."""
+    split = load_split(annotations, "train")
+    labels = read_modality_labels(path)
+    align_to_split(labels, split.video_ids, split.weak.labels, path, Path(annotations) / SPLIT_FILES["train"])
+    return labels, train_truth(annotations, labels.video_ids)
+
+
 def label_quality(labels: np.ndarray, truth: np.ndarray) -> dict:
     """Precision and recall (%) of (N, 25) bool labels against (N, 25) bool truth: overall and per class.
 
@@ -198,3 +209,51 @@ def label_quality(labels: np.ndarray, truth: np.ndarray) -> dict:
         "per_class_precision": per_class_precision.tolist(),
         "per_class_recall": per_class_recall.tolist(),
     }
+
+
+def label_report(labels: ModalityLabels, truth: tuple[np.ndarray, np.ndarray] | None) -> dict:
+    """Per modality: labels dropped per class; with LLP-sim's truth, precision/recall of weak and refined labels."""
+    report: dict = {
+        "videos": len(labels.video_ids),
+        "weak_per_class": labels.weak.sum(0).tolist(),
+        "dropped_per_class": {
+            "audio": (labels.weak & ~labels.audio).sum(0).tolist(),
+            "visual": (labels.weak & ~labels.visual).sum(0).tolist(),
+        },
+        "truth": truth is not None,
+    }
+    if truth is not None:
+        for name, kept, true in (("audio", labels.audio, truth[0]), ("visual", labels.visual, truth[1])):
+            report[name] = {"weak": label_quality(labels.weak, true), "refined": label_quality(kept, true)}
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The report as the lines `refine` prints."""
+    lines = []
+    if report["truth"]:
+        lines.append(f"labels of the {report['videos']} training videos against LLP-sim's truth (heard, seen):")
+        lines.append(f"{'':8}{'labels':>16}{'precision':>11}{'recall':>9}")
+        for name in ("audio", "visual"):
+            weak, refined = report[name]["weak"], report[name]["refined"]
+            for kind, figures in (("weak", weak), ("refined", refined)):
+                lines.append(
+                    f"{name:<8}{kind:>8}{figures['labels']:>8}{figures['precision']:>11.1f}{figures['recall']:>9.1f}"
+                )
+            lines.append(
+                f"{name:<8}precision {refined['precision'] - weak['precision']:+.1f} points "
+                f"at a recall loss of {weak['recall'] - refined['recall']:.1f} points"
+            )
+    else:
+        lines.append(
+            f"no training-split truth in the annotations (real LLP has none): the {report['videos']} videos' "
+            "label changes per class instead"
+        )
+    lines.append(f"{'class':<24}{'weak':>7}{'audio dropped':>15}{'visual dropped':>16}")
+    dropped = report["dropped_per_class"]
+    for i, name in enumerate(CLASSES):
+        lines.append(f"{name:<24}{report['weak_per_class'][i]:>7}{dropped['audio'][i]:>15}{dropped['visual'][i]:>16}")
+    lines.append(
+        f"{'total':<24}{sum(report['weak_per_class']):>7}{sum(dropped['audio']):>15}{sum(dropped['visual']):>16}"
+    )
+    return "\n".join(lines)

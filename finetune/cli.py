@@ -121,9 +121,7 @@ def evaluate(
 
     scores = evaluate_run(run, split, features, annotations)
     if as_json:
-        from avvp.console import print_json
-
-        print_json({"run": str(run), "split": split, **scores})
+        print(json.dumps({"run": str(run), "split": split, **scores}, indent=2))
     else:
         print(f"{run} on {split}:")
         print(format_table(scores))
@@ -146,7 +144,7 @@ def refine(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing label file."),
 ) -> None:
     """Modality-aware label refinement (MA): per training video and class, is the weak label heard, seen, or both?"""
-    from finetune.refine import format_report
+    from avvp.modality_labels import format_report
     from finetune.refine import refine as refine_labels
 
     labels = refine_labels(

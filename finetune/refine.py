@@ -30,10 +30,10 @@ import torch
 from accelerate import Accelerator
 
 from avvp.annotations import SPLIT_FILES
-from avvp.classes import CLASSES, NUM_CLASSES
+from avvp.classes import NUM_CLASSES
 from avvp.errors import ConfigError
 from avvp.io import check_writable
-from avvp.modality_labels import EVIDENCE, ModalityLabels, label_quality, train_truth, write_modality_labels
+from avvp.modality_labels import EVIDENCE, ModalityLabels, label_report, train_truth, write_modality_labels
 from avvp.precision import resolve_mixed_precision
 from finetune.data import SplitData, check_streams, load_split_data
 from finetune.evaluate import load_run
@@ -183,54 +183,6 @@ def refine_split(
             "seed": int(seed),
         },
     )
-
-
-def label_report(labels: ModalityLabels, truth: tuple[np.ndarray, np.ndarray] | None) -> dict:
-    """Per modality: labels dropped per class; with LLP-sim's truth, precision/recall of weak and refined labels."""
-    report: dict = {
-        "videos": len(labels.video_ids),
-        "weak_per_class": labels.weak.sum(0).tolist(),
-        "dropped_per_class": {
-            "audio": (labels.weak & ~labels.audio).sum(0).tolist(),
-            "visual": (labels.weak & ~labels.visual).sum(0).tolist(),
-        },
-        "truth": truth is not None,
-    }
-    if truth is not None:
-        for name, kept, true in (("audio", labels.audio, truth[0]), ("visual", labels.visual, truth[1])):
-            report[name] = {"weak": label_quality(labels.weak, true), "refined": label_quality(kept, true)}
-    return report
-
-
-def format_report(report: dict) -> str:
-    """The report as the lines `refine` prints."""
-    lines = []
-    if report["truth"]:
-        lines.append(f"labels of the {report['videos']} training videos against LLP-sim's truth (heard, seen):")
-        lines.append(f"{'':8}{'labels':>16}{'precision':>11}{'recall':>9}")
-        for name in ("audio", "visual"):
-            weak, refined = report[name]["weak"], report[name]["refined"]
-            for kind, figures in (("weak", weak), ("refined", refined)):
-                lines.append(
-                    f"{name:<8}{kind:>8}{figures['labels']:>8}{figures['precision']:>11.1f}{figures['recall']:>9.1f}"
-                )
-            lines.append(
-                f"{name:<8}precision {refined['precision'] - weak['precision']:+.1f} points "
-                f"at a recall loss of {weak['recall'] - refined['recall']:.1f} points"
-            )
-    else:
-        lines.append(
-            f"no training-split truth in the annotations (real LLP has none): the {report['videos']} videos' "
-            "label changes per class instead"
-        )
-    lines.append(f"{'class':<24}{'weak':>7}{'audio dropped':>15}{'visual dropped':>16}")
-    dropped = report["dropped_per_class"]
-    for i, name in enumerate(CLASSES):
-        lines.append(f"{name:<24}{report['weak_per_class'][i]:>7}{dropped['audio'][i]:>15}{dropped['visual'][i]:>16}")
-    lines.append(
-        f"{'total':<24}{sum(report['weak_per_class']):>7}{sum(dropped['audio']):>15}{sum(dropped['visual']):>16}"
-    )
-    return "\n".join(lines)
 
 
 def refine(

@@ -364,3 +364,18 @@ def test_ma_rows_of_the_tables_refine_the_first_run_of_each_seed(tiny_llp, tmp_p
     assert ma["minus_without_ma"]["segment"]["type_av"]["mean"] == pytest.approx(difference)
     table = (tmp_path / "results" / "tables.md").read_text()
     assert "| *HAN+MA minus HAN* |" in table and "**MA labels**" in table and "| HAN+MA | " in table
+
+
+def test_data_stats_scores_a_label_file(first_run, tiny_llp, tmp_path, finetune_cli, run_avvp):
+    assert finetune_cli(*refine_args(first_run, tiny_llp, tmp_path / "ma.h5"))[0] == 0
+    code, stdout, stderr = run_avvp("data", "stats", tiny_llp, "--labels", tmp_path / "ma.h5")
+    assert code == 0, stderr
+    refined = read_modality_labels(tmp_path / "ma.h5").attrs["report"]["audio"]["refined"]
+    assert "against LLP-sim's truth" in stdout and f"{refined['precision']:>11.1f}{refined['recall']:>9.1f}" in stdout
+    other = tmp_path / "other"
+    other.mkdir()
+    for path in tiny_llp.glob("AVVP_*.csv"):
+        lines = path.read_text().splitlines(keepends=True)
+        (other / path.name).write_text("".join(lines[:-1] if path.name == "AVVP_train.csv" else lines))
+    code, _, stderr = run_avvp("data", "stats", other, "--labels", tmp_path / "ma.h5")
+    assert code == 1 and len(stderr.strip().splitlines()) == 1 and "of its videos are not in the split" in stderr
