@@ -26,15 +26,16 @@ def evaluate(
     per_class: bool = typer.Option(False, "--per-class", help="Also print segment-level F1 per class."),
 ) -> None:
     """Score predictions in the LLP eval format with the official segment- and event-level F1."""
-    from avvp.annotations import load_split, read_predictions
+    from avvp.annotations import load_scored_split, read_predictions
     from avvp.classes import CLASSES
+    from avvp.console import print_json
     from avvp.errors import AvvpError
     from avvp.metrics import evaluate as score
     from avvp.metrics import format_table, per_class_f1
 
     if split not in ("val", "test"):
         raise AvvpError(f"--split {split!r}: only val and test have snippet-level annotations")
-    truth = load_split(annotations, split).dense
+    truth = load_scored_split(annotations, split).dense
     pred = read_predictions(pred_audio, pred_visual, truth.video_ids)
     scores = score(pred, truth)
     classes = per_class_f1(pred, truth) if per_class else None
@@ -45,7 +46,7 @@ def evaluate(
                 name: {c: (None if v != v else round(100 * float(v), 4)) for c, v in zip(CLASSES, values, strict=True)}
                 for name, values in classes.items()
             }
-        print(json.dumps(result, indent=2))
+        print_json(result)
         return
     print(f"{split}: {len(truth.video_ids)} videos")
     print(format_table(scores))
@@ -242,11 +243,12 @@ def baselines(
 ) -> None:
     """Score the reference predictions: weak-label oracle, nothing, Speech everywhere."""
     from avvp.baselines import reference_scores
+    from avvp.console import print_json
     from avvp.metrics import format_table
 
     scores = reference_scores(annotations, split)
     if as_json:
-        print(json.dumps({"split": split, "annotations": str(annotations), **scores}, indent=2))
+        print_json({"split": split, "annotations": str(annotations), **scores})
         return
     for name, table in scores.items():
         print(f"{name} ({split})")

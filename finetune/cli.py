@@ -121,7 +121,9 @@ def evaluate(
 
     scores = evaluate_run(run, split, features, annotations)
     if as_json:
-        print(json.dumps({"run": str(run), "split": split, **scores}, indent=2))
+        from avvp.console import print_json
+
+        print_json({"run": str(run), "split": split, **scores})
     else:
         print(f"{run} on {split}:")
         print(format_table(scores))
