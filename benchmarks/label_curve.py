@@ -197,7 +197,7 @@ def run_curve(
         "data": str(data),
         "llp_sim": is_llp_sim(llp),
         "seeds": seeds,
-        "fractions": list(fractions),
+        "fractions": sorted(fractions),  # run in the order given (e.g. the full-label runs first), shown in order
         "score": "test segment-level Type@AV",
         "encoder_args": list(encoder_args),
         "pretrain_args": list(pretrain_args),
