@@ -15,13 +15,18 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from avvp.errors import ConfigError
-from avvp.io import atomic_dir
 from finetune.config import make_config
 from finetune.models import build_model
-from finetune.weights import check_weights, listing, read_reference
+from finetune.weights import (
+    finite_float_weights,
+    imported_sizes,
+    listing,
+    read_reference,
+    save_imported_run,
+    unpack_attention,
+)
 
 LINEAR_NAMES = {
     "fc_a": "parser.inputs.audio_proj",
@@ -44,12 +49,13 @@ PACKED_ATTENTION = {
     "hat_encoder.layers.0.cm_attn": "parser.layer.cm_attn",
 }
 """Reference `nn.MultiheadAttention` -> our `Attention`, whose q/k/v projections are the packed thirds."""
+PARAMS = ("weight", "bias")
 UNUSED_PREFIXES = ("audio_encoder.", "visual_encoder.", "cmt_encoder.", "hat_encoder.norm1.", "hat_encoder.norm2.")
 
 
 def reference_keys() -> list[str]:
     """Every key the conversion reads from a reference state dict."""
-    keys = [f"{name}.{p}" for name in LINEAR_NAMES for p in ("weight", "bias")]
+    keys = [f"{name}.{p}" for name in LINEAR_NAMES for p in PARAMS]
     return keys + [f"{name}.{p}" for name in PACKED_ATTENTION for p in ("in_proj_weight", "in_proj_bias")]
 
 
@@ -61,24 +67,9 @@ def convert_reference(state: dict[str, torch.Tensor], source: str = "state dict"
     if missing or unexpected:
         problems = listing(missing=missing, unexpected=unexpected)
         raise ConfigError(f"{source} is not a HAN reference state dict; {problems}")
-    converted = {}
-    for reference, ours in LINEAR_NAMES.items():
-        for p in ("weight", "bias"):
-            converted[f"{ours}.{p}"] = state[f"{reference}.{p}"]
-    for reference, ours in PACKED_ATTENTION.items():
-        weight, bias = state[f"{reference}.in_proj_weight"], state[f"{reference}.in_proj_bias"]
-        if weight.ndim != 2 or weight.shape[0] % 3 or bias.shape != (weight.shape[0],):
-            raise ConfigError(
-                f"{source}: {reference}.in_proj_weight/bias have shapes {tuple(weight.shape)}/{tuple(bias.shape)}; "
-                "expected (3D, D) and (3D,)"
-            )
-        for name, w, b in zip(("q_proj", "k_proj", "v_proj"), weight.chunk(3), bias.chunk(3), strict=True):
-            converted[f"{ours}.{name}.weight"], converted[f"{ours}.{name}.bias"] = w, b
-    converted = {key: value.detach().float().contiguous() for key, value in converted.items()}
-    broken = [key for key, value in converted.items() if not torch.isfinite(value).all()]
-    if broken:
-        raise ConfigError(f"{source}: non-finite values (NaN or inf) in {', '.join(broken[:3])}")
-    return converted
+    converted = {f"{ours}.{p}": state[f"{reference}.{p}"] for reference, ours in LINEAR_NAMES.items() for p in PARAMS}
+    converted |= unpack_attention(state, PACKED_ATTENTION, source)
+    return finite_float_weights(converted, source)
 
 
 def import_han(checkpoint: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -86,23 +77,13 @@ def import_han(checkpoint: str | os.PathLike, out: str | os.PathLike, overwrite:
     checkpoint = Path(checkpoint)
     state = read_reference(checkpoint)
     weights = convert_reference(state, source=str(checkpoint))
-    d_model, audio_width = weights["parser.inputs.audio_proj.weight"].shape
     cfg = make_config(
         "han",
         "paper",
         out=str(out),
-        d_model=int(d_model),
-        ff_dim=int(weights["parser.layer.linear1.weight"].shape[0]),
-        heads=1,
-        input_widths={
-            "audio": int(audio_width),
-            "visual": int(weights["parser.inputs.visual_proj.weight"].shape[1]),
-            "motion": int(weights["parser.inputs.motion_proj.weight"].shape[1]),
-        },
         imported_from=str(checkpoint.resolve()),
+        **imported_sizes(weights, "parser.layer.linear1.weight"),
     )
-    check_weights(build_model(cfg), weights, f"{checkpoint} does not fit a HAN of its own sizes")
-    with atomic_dir(out, overwrite) as tmp:
-        cfg.save(tmp / "config.json")
-        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    return Path(out)
+    return save_imported_run(
+        build_model(cfg), cfg, weights, f"{checkpoint} does not fit a HAN of its own sizes", overwrite
+    )

@@ -25,13 +25,18 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from avvp.errors import ConfigError
-from avvp.io import atomic_dir
 from finetune.config import make_config, unknown_model_message
 from finetune.models import REGISTRY, build_model
-from finetune.weights import check_weights, listing, read_reference
+from finetune.weights import (
+    finite_float_weights,
+    imported_sizes,
+    listing,
+    read_reference,
+    save_imported_run,
+    unpack_attention,
+)
 
 RELEASE_ROWS = {
     "base": "nets/net_audiovisual_basic.py",
@@ -131,24 +136,8 @@ def convert_release(state: dict[str, torch.Tensor], model: str, source: str = "s
             f"{source} is not a state dict of the release's {model} net{hint}; "
             f"{listing(missing=missing, unexpected=unexpected)}"
         )
-    converted = {ours: state[release] for release, ours in copies.items()}
-    for release, ours in packed.items():
-        weight, bias = state[f"{release}.in_proj_weight"], state[f"{release}.in_proj_bias"]
-        if weight.ndim != 2 or weight.shape[0] % 3 or bias.shape != (weight.shape[0],):
-            raise ConfigError(
-                f"{source}: {release}.in_proj_weight/bias have shapes {tuple(weight.shape)}/{tuple(bias.shape)}; "
-                "expected (3D, D) and (3D,)"
-            )
-        for name, w, b in zip(("q_proj", "k_proj", "v_proj"), weight.chunk(3), bias.chunk(3), strict=True):
-            converted[f"{ours}.{name}.weight"], converted[f"{ours}.{name}.bias"] = w, b
-    converted = {
-        key: value.detach().contiguous() if key.endswith("num_batches_tracked") else value.detach().float().contiguous()
-        for key, value in converted.items()
-    }
-    broken = [key for key, value in converted.items() if value.is_floating_point() and not torch.isfinite(value).all()]
-    if broken:
-        raise ConfigError(f"{source}: non-finite values (NaN or inf) in {', '.join(broken[:3])}")
-    return converted
+    converted = {ours: state[release] for release, ours in copies.items()} | unpack_attention(state, packed, source)
+    return finite_float_weights(converted, source)
 
 
 def import_release(checkpoint: str | os.PathLike, model: str, out: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -161,24 +150,13 @@ def import_release(checkpoint: str | os.PathLike, model: str, out: str | os.Path
     checkpoint = Path(checkpoint)
     state = read_reference(checkpoint)
     weights = convert_release(state, model, source=str(checkpoint))
-    d_model, audio_width = weights["parser.inputs.audio_proj.weight"].shape
     cfg = make_config(
         model,
         "paper",
         "release",
         out=str(out),
-        d_model=int(d_model),
-        ff_dim=int(weights["parser.cross_layer.ff.linear1.weight"].shape[0]),
-        heads=1,
-        input_widths={
-            "audio": int(audio_width),
-            "visual": int(weights["parser.inputs.visual_proj.weight"].shape[1]),
-            "motion": int(weights["parser.inputs.motion_proj.weight"].shape[1]),
-        },
         imported_from=str(checkpoint.resolve()),
+        **imported_sizes(weights, "parser.cross_layer.ff.linear1.weight"),
     )
-    check_weights(build_model(cfg), weights, f"{checkpoint} does not fit a {model} of its own sizes")
-    with atomic_dir(out, overwrite) as tmp:
-        cfg.save(tmp / "config.json")
-        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    return Path(out)
+    what = f"{checkpoint} does not fit a {model} of its own sizes"
+    return save_imported_run(build_model(cfg), cfg, weights, what, overwrite)

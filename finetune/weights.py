@@ -61,3 +61,61 @@ def listing(**groups: list[str]) -> str:
         for label, names in groups.items()
         if names
     )
+
+
+def unpack_attention(state: dict[str, torch.Tensor], packed: dict[str, str], source: str) -> dict[str, torch.Tensor]:
+    """`nn.MultiheadAttention` weights -> our `Attention`'s: each packed `in_proj` split into q/k/v thirds.
+
+    `packed` maps a release attention prefix (holding `in_proj_weight`, `in_proj_bias`) to ours.
+    """
+    converted = {}
+    for release, ours in packed.items():
+        weight, bias = state[f"{release}.in_proj_weight"], state[f"{release}.in_proj_bias"]
+        if weight.ndim != 2 or weight.shape[0] % 3 or bias.shape != (weight.shape[0],):
+            raise ConfigError(
+                f"{source}: {release}.in_proj_weight/bias have shapes {tuple(weight.shape)}/{tuple(bias.shape)}; "
+                "expected (3D, D) and (3D,)"
+            )
+        for name, w, b in zip(("q_proj", "k_proj", "v_proj"), weight.chunk(3), bias.chunk(3), strict=True):
+            converted[f"{ours}.{name}.weight"], converted[f"{ours}.{name}.bias"] = w, b
+    return converted
+
+
+def finite_float_weights(weights: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """Converted weights as contiguous float32 (integer buffers such as batch-norm counters kept); NaN/inf refused."""
+    weights = {
+        key: value.detach().contiguous() if not value.is_floating_point() else value.detach().float().contiguous()
+        for key, value in weights.items()
+    }
+    broken = [key for key, value in weights.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if broken:
+        raise ConfigError(f"{source}: non-finite values (NaN or inf) in {', '.join(broken[:3])}")
+    return weights
+
+
+def imported_sizes(weights: dict[str, torch.Tensor], ff_key: str) -> dict:
+    """The config sizes of converted parser weights: d_model, ff_dim (from `ff_key`), one head, input widths."""
+    d_model, audio_width = weights["parser.inputs.audio_proj.weight"].shape
+    return dict(
+        d_model=int(d_model),
+        ff_dim=int(weights[ff_key].shape[0]),
+        heads=1,
+        input_widths={
+            "audio": int(audio_width),
+            "visual": int(weights["parser.inputs.visual_proj.weight"].shape[1]),
+            "motion": int(weights["parser.inputs.motion_proj.weight"].shape[1]),
+        },
+    )
+
+
+def save_imported_run(model: nn.Module, cfg, weights: dict[str, torch.Tensor], what: str, overwrite: bool) -> Path:
+    """Check that converted `weights` fit `model` (built from `cfg`), then write cfg.out atomically."""
+    from safetensors.torch import save_file
+
+    from avvp.io import atomic_dir
+
+    check_weights(model, weights, what)
+    with atomic_dir(cfg.out, overwrite) as tmp:
+        cfg.save(tmp / "config.json")
+        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    return Path(cfg.out)
