@@ -1,4 +1,8 @@
-"""`avvp`: the umbrella command line (data, evaluate, parse)."""
+"""The core's commands of the `avvp` command line: `evaluate` and the `data` group.
+
+`avvp_cli` assembles them with the commands that run a stage (`avvp parse`, `avvp bench`); nothing here imports
+a stage.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,11 @@ from pathlib import Path
 
 import typer
 
-from avvp.console import run_app, typer_app
+from avvp.console import typer_app
 
-app = typer_app("Audio-visual video parsing on LLP: data, evaluation, parsing.")
 data_app = typer_app("Feature stores and annotations: import, synthesize, inspect.")
-app.add_typer(data_app, name="data")
 
 
-@app.command()
 def evaluate(
     pred_audio: Path = typer.Option(
         ..., help="Audio predictions in the LLP eval format (filename onset offset event_labels)."
@@ -56,43 +57,6 @@ def evaluate(
             print(f"{name:<24}" + "".join(f"{100 * classes[m][i]:>8.1f}" for m in ("audio", "visual", "av")))
 
 
-@app.command()
-def parse(
-    run: Path = typer.Option(..., help="Run directory of a trained parser (avvp-finetune --out)."),
-    features: Path = typer.Option(..., help="Feature store with the videos to parse."),
-    out: Path = typer.Option(..., help="Events JSON to write."),
-    videos: str | None = typer.Option(
-        None, help="Comma-separated video ids, each once (a repeat is an error); default: every video of the store."
-    ),
-    csv: Path | None = typer.Option(None, help="Also write pred_audio.csv / pred_visual.csv (LLP eval format) here."),
-    plot: Path | None = typer.Option(
-        None, help="A timeline PNG per video into this folder: ID.png, characters other than A-Za-z0-9_.- as _."
-    ),
-    probabilities: Path | None = typer.Option(
-        None,
-        help="Also write the raw probabilities here (HDF5): video_ids; video, audio, visual (N, 25) video-level; "
-        "snippet (N, 10, 2, 25), modality 0 audio, 1 visual.",
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
-    annotations: Path | None = typer.Option(
-        None,
-        help="LLP annotation folder: report (and take in --videos) the store's videos by their LLP filenames, "
-        "for a store named by YouTube id (avvp data import-han without --annotations).",
-    ),
-) -> None:
-    """Parse videos: audio, visual and audio-visual events with onset, offset and probability."""
-    from finetune.parse import parse as parse_videos
-
-    video_ids = [v.strip() for v in videos.split(",") if v.strip()] if videos is not None else None
-    events = parse_videos(run, features, out, video_ids, csv, plot, overwrite, probabilities, annotations)
-    print(f"wrote {sum(map(len, events.values()))} events of {len(events)} videos to {out}")
-    if probabilities is not None:
-        print(f"wrote the probabilities of {len(events)} videos to {probabilities}")
-
-
-# --- data commands (import-han, synth, stats) are registered below ---
-
-
 @data_app.command("import-han")
 def import_han_command(
     root: Path = typer.Argument(..., help="LLP feature release: vggish/, res152/, r2plus1d_18/, a .npy per video."),
@@ -115,7 +79,7 @@ def import_han_command(
     overwrite: bool = typer.Option(False, help="Replace an existing --out and its OUT.skipped.txt."),
 ) -> None:
     """Convert the LLP feature release (per-video .npy files) into a feature store."""
-    from avvp.import_han import FOLDERS, import_han, read_video_list
+    from avvp.import_features import FOLDERS, import_han, read_video_list
 
     result = import_han(
         root,
@@ -159,7 +123,7 @@ def export_han_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
 ) -> None:
     """Write a store in the layout of the LLP feature release (the inverse of import-han)."""
-    from avvp.export_han import export_han
+    from avvp.export_features import export_han
 
     count = export_han(store, out, naming=names, overwrite=overwrite)
     print(f"wrote {count} videos to {out} (vggish/, res152/, r2plus1d_18/; files named by {names})")
@@ -253,32 +217,3 @@ def baselines(
     for name, table in scores.items():
         print(f"{name} ({split})")
         print(format_table(table) + "\n")
-
-
-bench_app = typer_app("Benchmarks: the paper's tables (tables) and the speed report (speed).")
-app.add_typer(bench_app, name="bench")
-PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
-
-
-@bench_app.command("tables", context_settings=PASS_THROUGH)
-def bench_tables(ctx: typer.Context) -> None:
-    """Reproduce the paper's Tables 1 and 2 (python -m benchmarks.tables; --help for its options)."""
-    from benchmarks.tables import main as tables_main
-
-    tables_main(ctx.args)
-
-
-@bench_app.command("speed", context_settings=PASS_THROUGH)
-def bench_speed(ctx: typer.Context) -> None:
-    """The speed report of every stage (python -m benchmarks.speed; --help for its options)."""
-    from benchmarks.speed import main as speed_main
-
-    raise typer.Exit(speed_main(ctx.args))
-
-
-def main() -> None:
-    run_app(app)
-
-
-if __name__ == "__main__":
-    main()

@@ -30,7 +30,7 @@ def run_avvp(monkeypatch, capsys):
     """Run the `avvp` command line in-process as a user would: returns (exit code, stdout, stderr)."""
     import sys
 
-    from avvp.cli import main
+    from avvp_cli.app import main
 
     def run(*args: str) -> tuple[int, str, str]:
         capsys.readouterr()

@@ -128,7 +128,7 @@ def test_resume_equals_uninterrupted(paper_runs, tiny_llp, tmp_path):
 
 
 def test_avvp_parse_writes_events_csv_and_timelines(paper_runs, tiny_llp, tmp_path):
-    from avvp.cli import main
+    from avvp_cli.app import main
 
     out, _ = paper_runs["han"]
     videos = load_split(tiny_llp, "test").video_ids[:3]

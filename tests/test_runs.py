@@ -64,7 +64,7 @@ def pretrain_main():
 
 
 def avvp_main():
-    from avvp.cli import main
+    from avvp_cli.app import main
 
     main()
 
@@ -431,7 +431,7 @@ class Interrupt:  # Ctrl-C the moment `module` is first imported
             os.kill(os.getpid(), signal.SIGINT)
 sys.meta_path.insert(0, Interrupt())
 sys.argv[0] = "avvp-finetune"
-from avvp.entry import finetune
+from avvp_cli.entry import finetune
 finetune()
 """
 

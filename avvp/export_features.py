@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from avvp.errors import ConfigError, StoreError
-from avvp.import_han import FOLDERS, SOURCE_FILE
+from avvp.import_features import FOLDERS, SOURCE_FILE
 from avvp.io import atomic_dir
 from avvp.store import RAW_WIDTHS, iter_store, read_video_ids, store_info
 from avvp.video_ids import youtube_id

@@ -19,7 +19,7 @@ def _run(module: str) -> None:
 
 
 MODULES = {
-    "avvp": "avvp.cli",
+    "avvp": "avvp_cli.app",
     "avvp-finetune": "finetune.cli",
     "avvp-pretrain": "pretrain.cli",
     "avvp-groundtruth": "grounding.cli",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from avvp.errors import StoreError
-from avvp.import_han import import_han, read_video_list
+from avvp.import_features import import_han, read_video_list
 from avvp.store import RAW_WIDTHS, read_store, store_info
 
 IDS = ["aaaaaaaaaaa_0_10", "bbbbbbbbbbb_5_15", "ccccccccccc_30_40"]
@@ -435,8 +435,8 @@ def test_a_missing_file_names_both_names_tried(tmp_path):
 
 
 def test_export_frames_average_back_to_the_stored_rows():
-    from avvp.export_han import frames_of
-    from avvp.import_han import average_frames
+    from avvp.export_features import frames_of
+    from avvp.import_features import average_frames
 
     rng = np.random.default_rng(0)
     rows = (rng.standard_normal((10, 2048)) * 10.0 ** rng.integers(-8, 4, (10, 2048))).astype(np.float16)
