@@ -7,13 +7,14 @@ import os
 import queue
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from avvp.avg_labels import AvgLabelWriter
 from avvp.classes import NUM_SNIPPETS
+from avvp.config_cli import cli
 from avvp.console import progress
 from avvp.errors import ConfigError, StoreError
 from avvp.io import check_writable
@@ -86,7 +87,7 @@ class GroundingConfig:
     """Threads computing the gram matrices (a further one reads ahead); 0: the cores this process may use."""
     overwrite: bool = False
     """Replace an existing `out`."""
-    show_progress: bool = True
+    show_progress: bool = field(default=True, metadata=cli(flags="--show-progress/--quiet"))
     """Draw a progress bar on stderr."""
 
     def __post_init__(self):

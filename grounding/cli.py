@@ -6,82 +6,24 @@ from pathlib import Path
 
 import typer
 
+from avvp.config_cli import config_command, config_values
 from avvp.console import run_app, typer_app
-from grounding.build import BATCH_SIZE, SILENCE_THRESHOLD
-from grounding.thresholds import BALANCED_SHARE
+from grounding.build import GroundingConfig
 
 app = typer_app("Audio-visual grounding labels: per-video snippet graphs and their connected components.")
+CALIBRATION_FIELDS = ("features", "neighbours", "sample_videos", "seed", "rule")
+"""The settings of `calibrate`: GroundingConfig's, as `build` calibrates with them."""
 
 
 @app.command()
-def build(
-    features: Path = typer.Option(..., help="Feature store with 'audio' and 'visual' streams."),
-    out: Path = typer.Option(..., help="AVG label file to write (HDF5)."),
-    recipe: str = typer.Option(
-        "toolkit",
-        help="No threshold given: 'toolkit' (balanced: --grounded-share of the pairs grounded after the components "
-        "are joined) or 'release' (the authors' 0.96 visual, 0.99 audio).",
-    ),
-    grounded_share: float = typer.Option(
-        BALANCED_SHARE, help="toolkit recipe: share of the sampled videos' snippet pairs grounded (calibrated)."
-    ),
-    visual_threshold: float = typer.Option(
-        None, help="Fixed visual cosine threshold in [-1, 1] (with only audio set: 0.96, the authors', ResNet-152)."
-    ),
-    audio_threshold: float = typer.Option(
-        None, help="Fixed audio cosine threshold in [-1, 1] (with only visual set: 0.99, the authors', VGGish)."
-    ),
-    visual_quantile: float = typer.Option(
-        None, help="Calibrate the visual threshold at this quantile of neighbour similarities (FAISS)."
-    ),
-    audio_quantile: float = typer.Option(
-        None, help="Calibrate the audio threshold at this quantile of neighbour similarities (FAISS)."
-    ),
-    rule: str = typer.Option("or", help="Edge when the visual OR the audio test passes ('or'), or both ('and')."),
-    engine: str = typer.Option("fast", help="'fast' (batched) or 'networkx' (one graph per video, reference)."),
-    exclude_silence: Path = typer.Option(
-        None,
-        help="Silence embedding (.npy, (W,) or (1, W) for audio width W): snippets that sound like it get no edge.",
-    ),
-    silence_threshold: float = typer.Option(
-        SILENCE_THRESHOLD, help="Cosine to the silence embedding at or above which a snippet is silent (the authors')."
-    ),
-    neighbours: int = typer.Option(10, help="Calibration: nearest neighbours per sampled snippet."),
-    sample_videos: int = typer.Option(2000, help="Calibration: videos sampled from the store."),
-    seed: int = typer.Option(0, help="Calibration: seed of the sample."),
-    batch_size: int = typer.Option(BATCH_SIZE, help="Videos read and labelled at a time (memory is bounded by this)."),
-    threads: int = typer.Option(0, help="Threads computing similarities (0: one per CPU core)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
-) -> None:
+@config_command(GroundingConfig)
+def build(**settings) -> None:
     """Label every video of a feature store: snippet graphs by the threshold rule, then connected components."""
     from avvp.avg_labels import read_avg_labels
-    from grounding.build import GroundingConfig
     from grounding.build import build as run_build
     from grounding.stats import label_stats
 
-    cfg = GroundingConfig(
-        features=features,
-        out=out,
-        recipe=recipe,
-        grounded_share=grounded_share,
-        visual_threshold=visual_threshold,
-        audio_threshold=audio_threshold,
-        visual_quantile=visual_quantile,
-        audio_quantile=audio_quantile,
-        rule=rule,
-        engine=engine,
-        exclude_silence=exclude_silence,
-        silence_threshold=silence_threshold,
-        neighbours=neighbours,
-        sample_videos=sample_videos,
-        seed=seed,
-        batch_size=batch_size,
-        threads=threads,
-        overwrite=overwrite,
-        show_progress=not quiet,
-    )
-    path = run_build(cfg)
+    path = run_build(GroundingConfig(**config_values(GroundingConfig, settings)))
     labels = read_avg_labels(path)
     stats = label_stats(labels.components)
     print(
@@ -92,15 +34,12 @@ def build(
 
 
 @app.command()
+@config_command(GroundingConfig, CALIBRATION_FIELDS)
 def calibrate(
-    features: Path = typer.Option(..., help="Feature store with 'audio' and 'visual' streams."),
     quantile: list[float] = typer.Option(
         [0.5, 0.9, 0.99], help="Quantile(s) of the neighbour similarities; repeat for several."
     ),
-    neighbours: int = typer.Option(10, help="Nearest neighbours per sampled snippet."),
-    sample_videos: int = typer.Option(2000, help="Videos sampled from the store (all their snippets are used)."),
-    seed: int = typer.Option(0, help="Seed of the sample."),
-    rule: str = typer.Option("or", help="Rule for the positive share: 'or' or 'and'."),
+    **settings,
 ) -> None:
     """Print the thresholds that quantiles of the neighbour similarities give, and the positive pairs they produce."""
     from avvp.errors import ConfigError
@@ -108,6 +47,7 @@ def calibrate(
     from grounding.thresholds import calibrate as run_calibrate
     from grounding.thresholds import check_quantile
 
+    features, neighbours, sample_videos, seed, rule = (settings[name] for name in CALIBRATION_FIELDS)
     for q in quantile:
         check_quantile("--quantile", q)
     if seed < 0:

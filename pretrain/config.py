@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from avvp.config_cli import cli
 from avvp.errors import ConfigError
 from avvp.precision import MIXED_PRECISION
 from pretrain.losses import OBJECTIVES, RELEASE_MARGIN, check_margins, check_variant
@@ -50,17 +51,22 @@ SCHEDULES = ("linear", "constant")
 PAIR_SAMPLINGS = ("all", "release")
 
 PATH_FIELDS = ("features", "labels", "out")
+PRESET_FIELDS = frozenset(name for table in (*PRESETS.values(), *RECIPES.values()) for name in table)
+"""The settings a preset or a recipe sets: on the command line they default to the preset's or recipe's value."""
+INIT_FIELDS = ("features", "out", "labels", "variant", "preset", "recipe", "hidden_size", "num_layers", "num_heads",
+               "intermediate_size", "dropout", "val_fraction", "seed", "overwrite")  # fmt: skip
+"""The settings of `avvp-pretrain init`: those that shape the untrained encoder, and those it records."""
 
 
 @dataclass
 class PretrainConfig:
     """A pretraining run; the defaults are the `demo` preset. Saved as pretrain_config.json in the run directory."""
 
-    features: str = ""
+    features: str = field(default="", metadata=cli(path=True))
     """Pretraining feature store with the audio, visual and motion streams."""
-    labels: str = ""
+    labels: str = field(default="", metadata=cli(path=True))
     """AVG label file for the same videos in the same order (avvp-groundtruth build)."""
-    out: str = ""
+    out: str = field(default="", metadata=cli(path=True))
     """Run directory: the encoder (config.json, model.safetensors), metrics.json, log.jsonl, checkpoints/."""
     variant: str = "multi"
     """Modality pairs of the AVG loss: uni (a-a, v-v), cross (a-v, v-a) or multi (both)."""
@@ -70,9 +76,9 @@ class PretrainConfig:
     """Named objective and optimisation (RECIPES) applied over the preset: toolkit or release."""
     hidden_size: int = 256
     """Width of the encoder (every token and output embedding)."""
-    num_layers: int = 4
+    num_layers: int = field(default=4, metadata=cli("--layers"))
     """BERT layers."""
-    num_heads: int = 4
+    num_heads: int = field(default=4, metadata=cli("--heads"))
     """Attention heads per layer; must divide hidden_size."""
     intermediate_size: int | None = None
     """Feed-forward width of each layer; None means 4 x hidden_size."""
@@ -122,7 +128,7 @@ class PretrainConfig:
     """auto (bf16 on a GPU, none on the CPU), no, or bf16."""
     seed: int = 0
     """Seed of the initial weights, the held-out split, the shuffling and dropout."""
-    untrained: bool = False
+    untrained: bool = field(default=False, metadata=cli(exclude=True))
     """True for a control written by `avvp-pretrain init`: the step-0 encoder of a run with these settings,
     never trained (it can be finetuned and exported like any encoder, but not resumed)."""
     resume: bool = False

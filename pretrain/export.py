@@ -19,13 +19,16 @@ from avvp.runs import check_free_space, output_lock, writing
 from avvp.store import StoreWriter, float_dtype, iter_store
 from pretrain.modeling import STREAMS, check_store_fits, load_encoder
 
+BATCH_SIZE = 256
+"""Videos per forward pass (and per written chunk)."""
+
 
 def export_embeddings(
     encoder: str | os.PathLike,
     features: str | os.PathLike,
     out: str | os.PathLike,
     overwrite: bool = False,
-    batch_size: int = 256,
+    batch_size: int = BATCH_SIZE,
     dtype: str | None = None,
     device: str | torch.device | None = None,
     show_progress: bool = True,
