@@ -243,13 +243,22 @@ def _entries(folder: Path) -> list[Path]:
 
 
 def check_run_dir(
-    out: str | os.PathLike, config_name: str, resume: bool, overwrite: bool, inputs: dict[str, str] | None = None
+    out: str | os.PathLike,
+    config_name: str,
+    resume: bool,
+    overwrite: bool,
+    inputs: dict[str, str] | None = None,
+    settings: dict | None = None,
+    load_saved: typing.Callable[[Path], dict] | None = None,
+    path_fields: tuple[str, ...] = (),
+    ignore: tuple[str, ...] = (),
 ) -> Path:
     """Check a run folder against --resume / --overwrite before any work; creates nothing.
 
     A new run needs an absent or empty `out` (or --overwrite, which replaces only a run: a folder holding
-    `config_name`); --resume needs `config_name` and a checkpoint layout it can read; `out` may not hold an
-    input (`inputs`: option name -> path).
+    `config_name`); --resume needs `config_name` and a checkpoint layout it can read, and (given `settings` and
+    `load_saved`, which reads `config_name`) the saved settings (`check_resume`); `out` may not hold an input
+    (`inputs`: option name -> path).
     """
     if not out:
         raise ConfigError("no run directory given (--out)")
@@ -259,6 +268,8 @@ def check_run_dir(
         if not (out / config_name).is_file():
             raise AvvpError(f"{out}: nothing to resume (no {config_name}); start the run without --resume")
         refuse_pickled_state(out)
+        if settings is not None and load_saved is not None:
+            check_resume(out / config_name, load_saved(out / config_name), settings, path_fields, ignore)
     elif out.exists() and (not out.is_dir() or _entries(out)):
         if not overwrite:
             raise AvvpError(f"{out}: already exists; pass --overwrite to replace it or --resume to continue it")
@@ -312,9 +323,14 @@ def check_resume(config_path: Path, saved: dict, wanted: dict, path_fields=(), i
 T = typing.TypeVar("T")
 
 
-def load_config(cls: type[T], path: str | os.PathLike, what: str) -> T:
+def load_config(cls: type[T], path: str | os.PathLike, what: str, renamed: dict[str, str] | None = None) -> T:
     """A config dataclass from its JSON file; a missing or malformed file, unknown fields and values of the
-    wrong type are one-line ConfigErrors naming the file (`what`: e.g. "the config.json of a finetuning run")."""
+    wrong type are one-line ConfigErrors naming the file (`what`: e.g. "the config.json of a finetuning run").
+
+    `renamed` maps a field's old name to its name now: a file written before the rename loads (an error names
+    the field as the file does).
+    """
+    renamed = renamed or {}
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file; expected {what}")
@@ -325,15 +341,16 @@ def load_config(cls: type[T], path: str | os.PathLike, what: str) -> T:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object: {what}")
     known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(name for name in data if renamed.get(name, name) not in known)
     if unknown:
         raise ConfigError(f"{path}: unknown fields {', '.join(unknown)}; expected {what}")
     hints = typing.get_type_hints(cls)
     for name, value in data.items():
-        if not _has_type(value, hints[name]):
-            raise ConfigError(f"{path}: {name} is {value!r}; expected {_type_name(hints[name])}")
+        hint = hints[renamed.get(name, name)]
+        if not _has_type(value, hint):
+            raise ConfigError(f"{path}: {name} is {value!r}; expected {_type_name(hint)}")
     try:
-        return cls(**data)
+        return cls(**{renamed.get(name, name): value for name, value in data.items()})
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
 

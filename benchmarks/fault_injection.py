@@ -3,8 +3,9 @@ and check that every one ends byte-identical to the uninterrupted run.
 
 An instant is the N-th line the toolkit's own code executes (avvp/, finetune/, pretrain/), counted by a trace
 function in a forked child that sends itself SIGKILL there: deterministic, and anywhere, the middle of a
-checkpoint save included. Half the instants are drawn from the lines inside `avvp.runs.save_checkpoint` (the
-fsyncs, the rename, the pruning), half from the whole run. After each kill the run is resumed (`--resume`; a run
+checkpoint save included. The instants are drawn in turn from the lines inside `avvp.runs.save_checkpoint` (the
+fsyncs, the rename, the pruning), from the run once its folder is set up (training, validation, the final
+writes) and from the whole run (start-up included). After each kill the run is resumed (`--resume`; a run
 killed before its config.json was written is started again) in a fresh child, and its results are compared with
 the uninterrupted run's: finetune's model.safetensors, metrics.json, pred_audio.csv and pred_visual.csv byte for
 byte, config.json apart from `out` (the run folder's own name); pretraining's model.safetensors, config.json (the
@@ -36,6 +37,8 @@ import numpy as np
 ROOTS = tuple(str(Path(__file__).resolve().parents[1] / name) + os.sep for name in ("avvp", "finetune", "pretrain"))
 """The toolkit's own code, whose lines are counted."""
 SAVE_FUNCTION = "save_checkpoint"
+START_FUNCTION = "start_run_dir"
+"""Where a fresh run folder is made: lines after it kill a run that --resume continues."""
 TIMINGS = ("train_seconds", "videos_per_second")
 """Pretraining metrics that measure time, not results."""
 
@@ -48,6 +51,8 @@ class LineCounter:
 
     def __init__(self, kill_at: int | None = None):
         self.kill_at, self.count, self.save_depth, self.save_lines = kill_at, 0, 0, []
+        self.started_at: int | None = None
+        """The line count when the run folder was first set up (`start_run_dir` returned)."""
 
     def __call__(self, frame, event, arg):  # the global trace function: called on each new frame
         if not frame.f_code.co_filename.startswith(ROOTS):
@@ -63,10 +68,11 @@ class LineCounter:
                 self.save_lines.append(self.count)
             if self.count == self.kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
-        elif (
-            event == "return" and frame.f_code.co_name == SAVE_FUNCTION and frame.f_code.co_filename.endswith("runs.py")
-        ):
-            self.save_depth -= 1
+        elif event == "return" and frame.f_code.co_filename.endswith("runs.py"):
+            if frame.f_code.co_name == SAVE_FUNCTION:
+                self.save_depth -= 1
+            elif frame.f_code.co_name == START_FUNCTION and self.started_at is None:
+                self.started_at = self.count
         return self.local
 
 
@@ -76,6 +82,7 @@ class ChildResult:
     status: int
     lines: int
     save_lines: list[int]
+    started_at: int
 
 
 def in_child(work: Callable[[], object], kill_at: int | None = None) -> ChildResult:
@@ -97,7 +104,8 @@ def in_child(work: Callable[[], object], kill_at: int | None = None) -> ChildRes
                 work()
             finally:
                 sys.settrace(None)
-            os.write(write_end, json.dumps({"lines": counter.count, "save_lines": counter.save_lines}).encode())
+            counts = {"lines": counter.count, "save_lines": counter.save_lines, "started_at": counter.started_at}
+            os.write(write_end, json.dumps(counts).encode())
         except BaseException:
             traceback.print_exc()
             status = 1
@@ -112,10 +120,10 @@ def in_child(work: Callable[[], object], kill_at: int | None = None) -> ChildRes
         chunks.append(chunk)
     os.close(read_end)
     _, wait_status = os.waitpid(pid, 0)
-    counts = json.loads(b"".join(chunks)) if chunks else {"lines": 0, "save_lines": []}
+    counts = json.loads(b"".join(chunks)) if chunks else {"lines": 0, "save_lines": [], "started_at": None}
     killed = os.WIFSIGNALED(wait_status) and os.WTERMSIG(wait_status) == signal.SIGKILL
     status = os.waitstatus_to_exitcode(wait_status)
-    return ChildResult(killed, status, counts["lines"], counts["save_lines"])
+    return ChildResult(killed, status, counts["lines"], counts["save_lines"], counts["started_at"] or 0)
 
 
 # --- the two trainers, tiny ---
@@ -219,7 +227,8 @@ def leftovers(out: Path) -> list[str]:
 class Trial:
     trainer: str
     kill_at: int
-    during_save: bool
+    where: str
+    """during a save, after start-up, or anywhere (start-up included)."""
     killed: bool
     differ: list[str]
     """The results that are not as the uninterrupted run's (all of them where the resumed run failed)."""
@@ -227,28 +236,34 @@ class Trial:
     restarted: bool
 
     def line(self) -> str:
-        where = "during a save" if self.during_save else "anywhere"
         outcome = "identical" if not self.differ else f"DIFFERENT: {', '.join(self.differ)}"
         extra = f", left {self.leftovers}" if self.leftovers else ""
         return (
-            f"{self.trainer}: SIGKILL at line {self.kill_at} ({where}): killed={self.killed}, "
+            f"{self.trainer}: SIGKILL at line {self.kill_at} ({self.where}): killed={self.killed}, "
             f"{'started again' if self.restarted else 'resumed'}, {outcome}{extra}"
         )
+
+    @property
+    def during_save(self) -> bool:
+        return self.where == "during a save"
 
     @property
     def ok(self) -> bool:
         return self.killed and not self.differ and not self.leftovers
 
 
-def draw_instants(rng: np.random.Generator, total: int, save_lines: list[int], kills: int) -> list[tuple[int, bool]]:
-    """`kills` instants: alternately inside a save and anywhere in the run (1..total)."""
+def draw_instants(rng: np.random.Generator, ran: ChildResult, kills: int) -> list[tuple[int, str]]:
+    """`kills` instants, in turn: inside a checkpoint save, in the run once its folder is set up (training,
+    validation, the final writes), and anywhere (start-up included)."""
+    saves = set(ran.save_lines)
     instants = []
     for index in range(kills):
-        if index % 2 == 0 and save_lines:
-            instants.append((int(rng.choice(save_lines)), True))
+        kind = ("during a save", "after start-up", "anywhere")[index % 3]
+        if kind == "during a save":
+            line = int(rng.choice(ran.save_lines))
         else:
-            line = int(rng.integers(1, total + 1))
-            instants.append((line, line in set(save_lines)))
+            line = int(rng.integers(ran.started_at + 1 if kind == "after start-up" else 1, ran.lines + 1))
+        instants.append((line, "during a save" if line in saves else kind))
     return instants
 
 
@@ -271,17 +286,20 @@ def inject(
     if ran.status != 0:
         raise RuntimeError(f"the uninterrupted {trainer} run failed (exit {ran.status})")
     expected = results(trainer, reference)
-    report(f"{trainer}: uninterrupted run: {ran.lines} lines of the toolkit, {len(ran.save_lines)} inside saves")
+    report(
+        f"{trainer}: uninterrupted run: {ran.lines} lines of the toolkit, the run folder set up at line "
+        f"{ran.started_at}, {len(ran.save_lines)} lines inside saves"
+    )
     trials = []
     rng = np.random.default_rng([seed, len(trainer)])
-    for index, (kill_at, during_save) in enumerate(draw_instants(rng, ran.lines, ran.save_lines, kills)):
+    for index, (kill_at, where) in enumerate(draw_instants(rng, ran, kills)):
         out = work_dir / f"killed_{index}"
         killed = in_child(job(data, out), kill_at=kill_at).killed
         restarted = not (out / config_name).is_file()  # killed before the run folder was set up
         finished = in_child(job(data, out, resume=not restarted))
         found = results(trainer, out) if finished.status == 0 else {}
         differ = [name for name in expected if found.get(name) != expected[name]]
-        trial = Trial(trainer, kill_at, during_save, killed, differ, leftovers(out), restarted)
+        trial = Trial(trainer, kill_at, where, killed, differ, leftovers(out), restarted)
         report(trial.line())
         trials.append(trial)
     return trials

@@ -33,8 +33,7 @@ from avvp.errors import ConfigError
 from avvp.io import atomic_path
 from avvp.metrics import SCORE_TITLES
 from avvp.precision import resolve_mixed_precision
-from avvp.runs import check_resume, hold_output, load_checkpoint, process_state, save_checkpoint, write_json, writing
-from avvp.runs import check_run_dir as check_run_folder
+from avvp.runs import check_run_dir, hold_output, load_checkpoint, process_state, save_checkpoint, write_json, writing
 from avvp.runs import start_run_dir as start_run_folder
 from finetune.config import FinetuneConfig
 from finetune.data import SplitData, check_streams, load_split_data, make_loader
@@ -63,16 +62,6 @@ class TrainingState:
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     best_score: float = -math.inf
-
-
-def check_run_dir(cfg: FinetuneConfig, resume: bool, overwrite: bool) -> Path:
-    """Check the run directory against resume/overwrite before any work (`avvp.runs.check_run_dir`); creates nothing."""
-    inputs = {"features": cfg.features, "annotations": cfg.annotations}
-    out = check_run_folder(cfg.out, CONFIG_FILE, resume, overwrite, inputs)
-    if resume:
-        saved = FinetuneConfig.load(out / CONFIG_FILE)
-        check_resume(out / CONFIG_FILE, asdict(saved), asdict(cfg), PATH_FIELDS, ignore=RUN_CONTROL_FIELDS)
-    return out
 
 
 def _param_groups(model: FinetuneModel, cfg: FinetuneConfig) -> list[dict]:
@@ -139,7 +128,17 @@ def train(
     if not cfg.out:
         raise ConfigError("no run directory given (--out)")
     with hold_output(cfg.out, process_state()):  # one writer per run folder, for the command's life
-        out = check_run_dir(cfg, resume, overwrite)
+        out = check_run_dir(
+            cfg.out,
+            CONFIG_FILE,
+            resume,
+            overwrite,
+            inputs={"features": cfg.features, "annotations": cfg.annotations},
+            settings=asdict(cfg),
+            load_saved=lambda path: asdict(FinetuneConfig.load(path)),
+            path_fields=PATH_FIELDS,
+            ignore=RUN_CONTROL_FIELDS,
+        )
         run = _set_up(cfg, out, resume, frontend)
         main = run.accelerator.is_main_process
         steps = len(run.loaders["train"])

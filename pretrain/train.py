@@ -32,8 +32,8 @@ from avvp.distributed import settle_collectives
 from avvp.errors import AvvpError
 from avvp.io import atomic_path
 from avvp.precision import resolve_mixed_precision
+from avvp.runs import check_run_dir as check_run_folder
 from avvp.runs import (
-    check_resume,
     hold_output,
     load_checkpoint,
     process_state,
@@ -42,7 +42,6 @@ from avvp.runs import (
     write_json,
     writing,
 )
-from avvp.runs import check_run_dir as check_run_folder
 from avvp.runs import start_run_dir as start_run_folder
 from pretrain.config import PATH_FIELDS, PretrainConfig
 from pretrain.data import CorpusRows, PretrainCorpus, feature_statistics, keep_batch, load_corpus, split_rows
@@ -119,17 +118,28 @@ def initial_encoder(cfg: PretrainConfig, corpus: PretrainCorpus, train_rows: np.
 
 def check_run_dir(cfg: PretrainConfig) -> Path:
     """Refuse to clobber a run; for --resume, check that the settings are the run's (`avvp.runs.check_run_dir`)."""
-    inputs = {"features": cfg.features, "labels": cfg.labels}  # no labels: the untrained control
-    out = check_run_folder(cfg.out, CONFIG_FILE, cfg.resume, cfg.overwrite, inputs)
-    if cfg.resume:
-        saved = PretrainConfig.load(out / CONFIG_FILE)
+
+    def saved_settings(path: Path) -> dict:
+        saved = PretrainConfig.load(path)
         if saved.untrained:
             raise AvvpError(
-                f"{out}: an untrained control written by `avvp-pretrain init`; there is no run to resume "
+                f"{path.parent}: an untrained control written by `avvp-pretrain init`; there is no run to resume "
                 "(train into another --out without --resume)"
             )
-        check_resume(out / CONFIG_FILE, saved.to_dict(), cfg.to_dict(), PATH_FIELDS, ignore=("resume", "overwrite"))
-    return out
+        return saved.to_dict()
+
+    inputs = {"features": cfg.features, "labels": cfg.labels}  # no labels: the untrained control
+    return check_run_folder(
+        cfg.out,
+        CONFIG_FILE,
+        cfg.resume,
+        cfg.overwrite,
+        inputs,
+        settings=cfg.to_dict(),
+        load_saved=saved_settings,
+        path_fields=PATH_FIELDS,
+        ignore=("resume", "overwrite"),
+    )
 
 
 def make_accelerator(cfg: PretrainConfig, out: Path) -> Accelerator:
@@ -195,7 +205,10 @@ def train(cfg: PretrainConfig) -> Path:
         accelerator = run.accelerator
         with progress_bar(disable=not accelerator.is_main_process) as bar:
             task = bar.add_task(f"pretrain {cfg.variant}", total=run.total_updates, completed=run.progress.step)
-            while run.progress.epoch < cfg.epochs and run.progress.step < run.total_updates:
+            # An epoch whose batches all ran before a kill (batches_done > 0) still needs its end.
+            while run.progress.epoch < cfg.epochs and (
+                run.progress.step < run.total_updates or run.progress.batches_done
+            ):
                 _train_epoch(run, lambda: bar.update(task, completed=run.progress.step))
                 _end_epoch(run, bar.console.print)
         encoder = accelerator.unwrap_model(run.model)
@@ -351,6 +364,8 @@ def _log(run: PretrainRun) -> None:
 def _train_epoch(run: PretrainRun, on_step) -> None:
     """The epoch's remaining batches (all of them, or those after the checkpoint resumed from)."""
     cfg, progress = run.cfg, run.progress
+    if progress.step >= run.total_updates:  # resumed after the last step, before the epoch's end
+        return
     run.train_loader.set_epoch(progress.epoch)
     loader = run.train_loader
     if progress.batches_done:

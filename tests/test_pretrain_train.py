@@ -329,3 +329,35 @@ def test_release_recipe_is_recorded_and_selects_on_the_held_out_loss(corpus, tmp
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["selected"] == min(metrics["epochs"], key=lambda figures: figures["val_loss"])
     assert metrics["epochs"][0]["lr"] == metrics["epochs"][1]["lr"] == pytest.approx(1e-6)
+
+
+def test_a_run_stopped_after_its_last_step_but_before_that_epoch_ended_resumes_to_the_end(
+    corpus, tmp_path, monkeypatch
+):
+    """With a checkpoint at the last step (--save-every), a run stopped before the last epoch's end resumes to the
+    same figures, that epoch's included (86 training videos in batches of 8: 11 steps per epoch, 22 in all)."""
+    features, labels = corpus
+    args = ["--save-every", 11]
+    run_cli(*tiny_args(features, labels, tmp_path / "whole", *args))
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+    import pretrain.train as train_module
+
+    real_end_epoch = train_module._end_epoch
+
+    def stop_at_the_last_epoch_end(run, show):
+        if run.progress.epoch == 1:
+            raise Interrupted
+        return real_end_epoch(run, show)
+
+    monkeypatch.setattr(train_module, "_end_epoch", stop_at_the_last_epoch_end)
+    with pytest.raises(Interrupted):
+        run_cli(*tiny_args(features, labels, tmp_path / "cut", *args))
+    monkeypatch.undo()
+    AcceleratorState._reset_state(reset_partial_state=True)
+    run_cli(*tiny_args(features, labels, tmp_path / "cut", *args, "--resume"))
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    resumed = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert [epoch["step"] for epoch in resumed["epochs"]] == [11, 22]
+    assert resumed["epochs"] == whole["epochs"] and resumed["selected"] == whole["selected"]
+    assert resumed["process_weight_checksums"] == whole["process_weight_checksums"]
