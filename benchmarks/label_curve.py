@@ -281,6 +281,7 @@ def plot_curve(report: dict, path: Path) -> Path:
         axes.errorbar(fractions, mean, yerr=std, fmt=style + "o", color=colours[row], label=ROWS[row], capsize=3,
                       markersize=4)  # fmt: skip
     axes.set_xscale("log")
+    axes.minorticks_off()  # the log axis's own minor labels (6 x 10^-1, ...) would crowd the shares
     axes.set_xticks(fractions, [f"{f:.0%}" for f in fractions])
     axes.set(xlabel="share of the training videos' labels (stratified subset)", ylabel="test segment Type@AV")
     source = "LLP-sim (synthetic)" if report["llp_sim"] else report["data"]
