@@ -8,8 +8,12 @@ from pathlib import Path
 
 import typer
 
+from avvp.config_cli import config_command, config_values, missing_flags
 from avvp.console import run_app, typer_app
 from avvp.errors import ConfigError
+from finetune.config import PRESET_FIELDS, FinetuneConfig
+from finetune.refine import BATCH_SIZE as REFINE_BATCH_SIZE
+from finetune.refine import THRESHOLD as REFINE_THRESHOLD
 
 app = typer_app(
     "Train and evaluate the AVVP event parsers (HAN, Base, +GCAA, +Adv+Skip, +Adv+Skip+GCAA) on weak labels."
@@ -17,86 +21,45 @@ app = typer_app(
 
 
 @app.callback(invoke_without_command=True)
+@config_command(FinetuneConfig, preset_fields=PRESET_FIELDS)
 def finetune(
     ctx: typer.Context,
-    model: str | None = typer.Option(
-        None,
-        help="Parser: han, base, base-gcaa, base-adv-skip, base-adv-skip-gcaa (default), mmil (default with --e2e).",
-    ),
-    features: Path | None = typer.Option(None, help="Feature store (llp.h5 or exported embeddings)."),
-    annotations: Path | None = typer.Option(None, help="Folder with the LLP annotation files (AVVP_*.csv)."),
-    out: Path | None = typer.Option(None, help="Run directory to create (runs/NAME)."),
-    preset: str = typer.Option("paper", help="tiny (seconds), demo (minutes on a CPU) or paper (the full schedule)."),
-    recipe: str | None = typer.Option(
-        None,
-        help="paper (default): the paper's text; release: what the paper release's scripts do (han: HAN's own).",
-    ),
-    epochs: int | None = typer.Option(None, help="Epochs (default: the recipe's 40, or the preset's)."),
-    batch_size: int | None = typer.Option(None, help="Videos per batch [64; HAN 16]."),
-    lr: float | None = typer.Option(None, help="Adam learning rate [3e-4]."),
-    lr_step: int | None = typer.Option(None, help="Epochs between learning-rate decays [the recipe's: 5]."),
-    seed: int = typer.Option(0, help="Seed; CPU runs with one seed repeat exactly."),
-    train_fraction: float = typer.Option(
-        1.0, help="Train on this share of the training videos: a stratified subset, seeded by --seed; (0, 1]."
-    ),
-    mixed_precision: str = typer.Option(
-        "auto", help="auto (bf16 on a GPU), no, or bf16 (also on a CPU: faster where it has bf16 instructions)."
-    ),
+    e2e: bool = typer.Option(False, "--e2e", help="Train the pretrained --encoder jointly with the parser."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in --out."),
-    e2e: bool = typer.Option(False, "--e2e", help="Train the pretrained --encoder jointly with the parser."),
-    encoder: Path | None = typer.Option(None, help="Pretrained encoder directory (the --out of avvp-pretrain)."),
-    encoder_lr: float | None = typer.Option(None, help="Learning rate of the encoder with --e2e [lr / 10]."),
-    labels: Path | None = typer.Option(
-        None, help="Refined audio/visual labels (avvp-finetune refine) for the modality terms; the joint keeps weak."
-    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    **settings,
 ) -> None:
-    """Train a parser with weak labels, select it on validation Type@AV, score the test split once."""
+    """Train a parser with weak labels, select it on validation Type@AV, score the test split once.
+
+    The options after --quiet are FinetuneConfig's fields; a run's config.json holds them.
+    """
     if ctx.invoked_subcommand is not None:
         return
     from avvp.metrics import format_table
     from finetune.config import make_config
     from finetune.train import train
 
-    missing = [
-        flag for flag, value in (("--features", features), ("--annotations", annotations), ("--out", out)) if not value
-    ]
+    values = config_values(FinetuneConfig, settings)
+    missing = missing_flags(values, ("features", "annotations", "out"))
     if missing:
         raise ConfigError(f"missing {', '.join(missing)}; see avvp-finetune --help")
-    if e2e and encoder is None:
+    # --e2e is what the command does with --encoder (load it as a trainable frontend), not a setting of the run.
+    encoder = values.get("frontend")
+    if e2e and not encoder:
         raise ConfigError("--e2e needs --encoder DIR (a pretrained encoder from avvp-pretrain)")
-    if encoder_lr is not None and not e2e:
-        raise ConfigError("--encoder-lr is the learning rate of the encoder with --e2e; without --e2e there is none")
-    if encoder is not None and not e2e:
+    if encoder and not e2e:
         raise ConfigError(
             "--encoder is used with --e2e; for a frozen encoder, export its embeddings (avvp-pretrain export) "
             "and pass the exported store as --features"
         )
-    frontend, frontend_config = None, {}
+    frontend = None
     if e2e:
         from finetune.frontend import load_frontend
 
-        frontend, frontend_config = load_frontend(encoder, features)
-    cfg = make_config(
-        model or ("mmil" if e2e else "base-adv-skip-gcaa"),
-        preset,
-        recipe,
-        features=str(features),
-        annotations=str(annotations),
-        out=str(out),
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        lr_step=lr_step,
-        seed=seed,
-        train_fraction=train_fraction,
-        mixed_precision=mixed_precision,
-        frontend=str(encoder.resolve()) if e2e else None,
-        frontend_lr=encoder_lr,
-        frontend_config=frontend_config or None,
-        labels=str(labels) if labels is not None else None,
-    )
+        frontend, values["frontend_config"] = load_frontend(encoder, values["features"])
+        values["frontend"] = str(Path(encoder).resolve())
+    cfg = make_config(**values)
     run = train(cfg, resume=resume, overwrite=overwrite, frontend=frontend, show_progress=not quiet)
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     origin = f" on the encoder {cfg.frontend} (end to end)" if cfg.frontend else ""
@@ -137,12 +100,14 @@ def refine(
     out: Path = typer.Option(..., help="Label file to write (HDF5), for avvp-finetune --labels."),
     seed: int = typer.Option(0, help="Seed of the swap partners."),
     audio_threshold: float = typer.Option(
-        0.5, help="An audio label goes when, visual swapped, both streams fall below this x the normalised audio error."
+        REFINE_THRESHOLD,
+        help="An audio label goes when, visual swapped, both streams fall below this x the normalised audio error.",
     ),
     visual_threshold: float = typer.Option(
-        0.5, help="A visual label goes when, audio swapped, both streams fall below this x the normalised visual error."
+        REFINE_THRESHOLD,
+        help="A visual label goes when, audio swapped, both streams fall below this x the normalised visual error.",
     ),
-    batch_size: int = typer.Option(256, help="Videos per batch (one forward pass of 3x as many)."),
+    batch_size: int = typer.Option(REFINE_BATCH_SIZE, help="Videos per batch (one forward pass of 3x as many)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing label file."),
 ) -> None:
     """Modality-aware label refinement (MA): per training video and class, is the weak label heard, seen, or both?"""

@@ -12,6 +12,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 
+from avvp.config_cli import cli
 from avvp.errors import ConfigError
 from avvp.precision import MIXED_PRECISION
 from finetune.models import REGISTRY, STREAMS
@@ -45,8 +46,8 @@ RECIPE_HELP = {
 }
 """One line per recipe, for --help and the README."""
 PRESETS: dict[str, dict] = {
-    "tiny": dict(epochs=2, d_model=64, ff_dim=64),
-    "demo": dict(epochs=20, batch_size=16, d_model=128, ff_dim=128),
+    "tiny": dict(epochs=2, hidden_size=64, intermediate_size=64),
+    "demo": dict(epochs=20, batch_size=16, hidden_size=128, intermediate_size=128),
     "paper": {},
 }
 """Presets over the recipe: tiny (tests, seconds); demo (minutes on 2 CPU cores: the first 20 epochs of the
@@ -65,6 +66,20 @@ def recipe_name(model: str, recipe: str | None = None) -> str:
     return recipe or "paper"
 
 
+RENAMED = {"d_model": "hidden_size", "heads": "num_heads", "ff_dim": "intermediate_size"}
+"""Old field names -> the names the pretraining encoder's config uses too; a run saved under the old ones loads."""
+DEFAULT_MODEL = "base-adv-skip-gcaa"
+DEFAULT_FRONTEND_MODEL = "mmil"
+"""The parser on a trainable frontend (a pretrained encoder end to end): the MMIL head alone."""
+PRESET_FIELDS = {
+    **{name: "the --recipe's or --preset's" for table in (*RECIPES.values(), *PRESETS.values()) for name in table},
+    "model": f"{DEFAULT_FRONTEND_MODEL} with --e2e",
+    "recipe": "han for han",
+}
+"""The settings a recipe, a preset or the model sets: on the command line they default to None (not given), and
+`make_config` fills them in; the help says from what."""
+
+
 def unknown_model_message(model: str) -> str:
     return f"unknown model {model!r}; choose one of {', '.join(REGISTRY)}"
 
@@ -73,13 +88,14 @@ def unknown_model_message(model: str) -> str:
 class FinetuneConfig:
     """Everything a finetuning run needs; `config.json` of a run directory."""
 
-    model: str = "base-adv-skip-gcaa"
-    """Parser variant, one of finetune.models.REGISTRY."""
-    features: str = ""
+    model: str = DEFAULT_MODEL
+    """Parser variant, one of finetune.models.REGISTRY (han, base, base-gcaa, base-adv-skip, base-adv-skip-gcaa,
+    mmil)."""
+    features: str = field(default="", metadata=cli(path=True))
     """Feature store (HDF5) holding the train, val and test videos."""
-    annotations: str = ""
+    annotations: str = field(default="", metadata=cli(path=True))
     """Folder with the LLP annotation files (AVVP_*.csv)."""
-    out: str = ""
+    out: str = field(default="", metadata=cli(path=True))
     """Run directory."""
     preset: str = "paper"
     """Preset the schedule came from: tiny, demo or paper."""
@@ -101,11 +117,11 @@ class FinetuneConfig:
     """Label smoothing (toward 0.5) of the audio targets of L_g."""
     visual_smoothing: float = 0.1
     """Label smoothing (toward 0.5) of the visual targets of L_g."""
-    d_model: int = 512
+    hidden_size: int = 512
     """Width of the projected snippet features and of the attention layers."""
-    heads: int = 1
+    num_heads: int = field(default=1, metadata=cli("--heads"))
     """Attention heads."""
-    ff_dim: int = 512
+    intermediate_size: int = 512
     """Width of the feed-forward blocks."""
     dropout: float = 0.1
     """Dropout in the attention and feed-forward blocks."""
@@ -113,15 +129,16 @@ class FinetuneConfig:
     """Seed of initialisation, dropout and batch order; CPU runs with one seed repeat exactly."""
     mixed_precision: str = "auto"
     """auto (bf16 on a GPU that supports it, else full precision), no, or bf16 (also on a CPU; avvp.precision)."""
-    input_widths: dict[str, int] = field(default_factory=dict)
+    input_widths: dict[str, int] = field(default_factory=dict, metadata=cli(exclude=True))
     """Width of each input stream, read from the feature store at the start of training."""
-    frontend: str = ""
-    """Where the frontend module came from (e.g. a pretrained encoder's directory); empty: raw features."""
-    frontend_lr: float | None = None
+    frontend: str = field(default="", metadata=cli("--encoder", path=True))
+    """Where the frontend module came from: on the command line, the pretrained encoder (the --out of
+    avvp-pretrain) trained with the parser under --e2e; empty: raw features."""
+    frontend_lr: float | None = field(default=None, metadata=cli("--encoder-lr"))
     """Learning rate of the frontend's parameters; default lr / 10."""
-    frontend_config: dict = field(default_factory=dict)
+    frontend_config: dict = field(default_factory=dict, metadata=cli(exclude=True))
     """The frontend encoder's own config (rebuilds its architecture; its weights are in model.safetensors)."""
-    imported_from: str = ""
+    imported_from: str = field(default="", metadata=cli(exclude=True))
     """The file the weights were converted from, for runs not trained here (import-han, import-release)."""
     recipe: str = "paper"
     """The training recipe the schedule and the release switches below came from: paper, release or han."""
@@ -136,6 +153,12 @@ class FinetuneConfig:
     count from 1 (p runs from 1/E to about 1 + 1/E)."""
     select_ties_later: bool = False
     """A tie of the validation score selects the later epoch (the releases' `>=`); otherwise the earlier."""
+    train_fraction: float = 1.0
+    """Share of the training videos trained on: a subset stratified by label and seeded by `seed`
+    (`finetune.data.train_subset`); 1 trains on all of them."""
+    labels: str = field(default="", metadata=cli(path=True))
+    """Refined audio and visual labels of the training videos (`avvp-finetune refine`, MA) for the targets of L_g;
+    empty: the weak labels (L_wsl always has the weak labels)."""
 
     def __post_init__(self):
         if self.model not in REGISTRY:
@@ -150,7 +173,7 @@ class FinetuneConfig:
             raise ConfigError(
                 f"--mixed-precision {self.mixed_precision!r}: expected one of {', '.join(MIXED_PRECISION)}"
             )
-        for name in ("epochs", "batch_size", "lr_step", "d_model", "heads", "ff_dim"):
+        for name in ("epochs", "batch_size", "lr_step", "hidden_size", "num_heads", "intermediate_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("lr", "frontend_lr"):
@@ -160,6 +183,8 @@ class FinetuneConfig:
         for name in ("lambda_guided", "lambda_adv"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ConfigError(f"{name} must be a number >= 0, got {getattr(self, name)}")
+        if not 0 < self.train_fraction <= 1:  # also refuses NaN
+            raise ConfigError(f"--train-fraction {self.train_fraction}: a share of the training videos, in (0, 1]")
         if self.seed < 0:
             raise ConfigError(f"seed must be at least 0, got {self.seed}")
         if not 0 < self.lr_gamma <= 1:
@@ -170,8 +195,12 @@ class FinetuneConfig:
         missing = [name for name in STREAMS if name not in self.input_widths]
         if self.input_widths and missing:
             raise ConfigError(f"input_widths {self.input_widths} lack the stream(s) {', '.join(missing)}")
-        if self.d_model % self.heads:
-            raise ConfigError(f"d_model {self.d_model} is not divisible by heads {self.heads}")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.frontend_lr is not None and not self.frontend:
+            raise ConfigError(
+                "--encoder-lr is the learning rate of the encoder with --e2e; without --e2e there is none"
+            )
 
     def save(self, path: str | os.PathLike) -> None:
         """Write as JSON (atomically)."""
@@ -185,14 +214,18 @@ class FinetuneConfig:
         """Read a `config.json` (`avvp.runs.load_config`): unknown or malformed fields are a one-line error."""
         from avvp.runs import load_config
 
-        return load_config(cls, path, "the config.json of a finetuning run")
+        return load_config(cls, path, "the config.json of a finetuning run", renamed=RENAMED)
 
 
-def make_config(model: str, preset: str = "paper", recipe: str | None = None, **overrides) -> FinetuneConfig:
+def make_config(
+    model: str | None = None, preset: str = "paper", recipe: str | None = None, **overrides
+) -> FinetuneConfig:
     """Resolve a config: the model's recipe, then the preset, then `overrides` (None values are ignored).
 
-    `recipe`: paper (default) or release for every model but `han`, which always has HAN's recipe.
+    `model`: default base-adv-skip-gcaa, or mmil on a frontend. `recipe`: paper (default) or release for every
+    model but `han`, which always has HAN's recipe.
     """
+    model = model or (DEFAULT_FRONTEND_MODEL if overrides.get("frontend") else DEFAULT_MODEL)
     if model not in REGISTRY:
         raise ConfigError(unknown_model_message(model))
     if preset not in PRESETS:

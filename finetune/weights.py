@@ -94,12 +94,13 @@ def finite_float_weights(weights: dict[str, torch.Tensor], source: str) -> dict[
 
 
 def imported_sizes(weights: dict[str, torch.Tensor], ff_key: str) -> dict:
-    """The config sizes of converted parser weights: d_model, ff_dim (from `ff_key`), one head, input widths."""
-    d_model, audio_width = weights["parser.inputs.audio_proj.weight"].shape
+    """The config sizes of converted parser weights: hidden_size, intermediate_size (from `ff_key`), one head, input
+    widths."""
+    hidden_size, audio_width = weights["parser.inputs.audio_proj.weight"].shape
     return dict(
-        d_model=int(d_model),
-        ff_dim=int(weights[ff_key].shape[0]),
-        heads=1,
+        hidden_size=int(hidden_size),
+        intermediate_size=int(weights[ff_key].shape[0]),
+        num_heads=1,
         input_widths={
             "audio": int(audio_width),
             "visual": int(weights["parser.inputs.visual_proj.weight"].shape[1]),

@@ -136,6 +136,7 @@ class Case:
 
 
 def cases() -> list[Case]:
+    from finetune.config import FinetuneConfig
     from grounding.build import GroundingConfig
     from pretrain.config import INIT_FIELDS, PretrainConfig
 
@@ -147,7 +148,15 @@ def cases() -> list[Case]:
     grounding_probes = {"features": ("f2.h5", Path("f2.h5")), "out": ("o2.h5", Path("o2.h5")),
                         "exclude_silence": ("s.npy", Path("s.npy")), "recipe": ("release", "release"),
                         "rule": ("and", "and"), "engine": ("networkx", "networkx")}  # fmt: skip
+    finetune_probes = {"features": ("f2.h5", "f2.h5"), "annotations": ("a2", "a2"), "out": ("o2", "o2"),
+                       "labels": ("r.h5", "r.h5"), "model": ("base", "base"), "preset": ("tiny", "tiny"),
+                       "recipe": ("release", "release"), "mixed_precision": ("no", "no"),
+                       "frontend": ("enc", str(Path("enc").resolve()))}  # fmt: skip
+    encoder = {"finetune.frontend.load_frontend": lambda encoder, features: (None, {"hidden_size": 8})}
     return [
+        Case("avvp-finetune", (), FinetuneConfig, "finetune.train.train",
+             {"features": "f.h5", "annotations": "a", "out": "o"}, finetune_probes,
+             extra={"frontend": ["--e2e"], "frontend_lr": ["--e2e", "--encoder", "enc"]}, patches=encoder),
         Case("avvp-pretrain", (), PretrainConfig, "pretrain.train.train",
              {"features": "f.h5", "labels": "l.h5", "out": "o"}, pretrain_probes),
         Case("avvp-pretrain", ("init",), PretrainConfig, "pretrain.control.write_control",

@@ -94,7 +94,7 @@ def test_import_han_gives_the_reference_probabilities(tmp_path):
     torch.save(state, checkpoint)
     run = import_han(checkpoint, tmp_path / "han-official")
     cfg, model = load_run(run)
-    assert cfg.model == "han" and cfg.input_widths == WIDTHS and (cfg.d_model, cfg.ff_dim) == (D, FF)
+    assert cfg.model == "han" and cfg.input_widths == WIDTHS and (cfg.hidden_size, cfg.intermediate_size) == (D, FF)
 
     generator = torch.Generator().manual_seed(1)
     audio = torch.randn(3, 10, 128, generator=generator)

@@ -74,9 +74,9 @@ def build_model(cfg, frontend: nn.Module | None = None) -> FinetuneModel:
     parser = build_parser(
         cfg.model,
         cfg.input_widths,
-        cfg.d_model,
-        cfg.heads,
-        cfg.ff_dim,
+        cfg.hidden_size,
+        cfg.num_heads,
+        cfg.intermediate_size,
         cfg.dropout,
         gcaa_first_snippet=cfg.gcaa_first_snippet,
         adv_on_every_row=cfg.adv_on_every_row,
