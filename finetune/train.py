@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader
 
-from avvp.annotations import write_events
+from avvp.annotations import SPLIT_FILES, write_events
 from avvp.console import progress
 from avvp.distributed import settle_collectives
 from avvp.errors import ConfigError
@@ -36,7 +36,7 @@ from avvp.precision import resolve_mixed_precision
 from avvp.runs import check_run_dir, hold_output, load_checkpoint, process_state, save_checkpoint, write_json, writing
 from avvp.runs import start_run_dir as start_run_folder
 from finetune.config import FinetuneConfig
-from finetune.data import SplitData, check_streams, load_split_data, make_loader
+from finetune.data import SplitData, check_streams, load_split_data, make_loader, train_subset, with_modality_labels
 from finetune.evaluate import EVAL_BATCH_SIZE, predict, score
 from finetune.losses import LossTerms, parser_loss
 from finetune.models import STREAMS, FinetuneModel, build_model
@@ -49,7 +49,7 @@ SELECTION = ("segment", "type_av")
 """Model selection: validation segment-level Type@AV."""
 RUN_CONTROL_FIELDS = ("input_widths",)
 """Config fields filled by the run itself, ignored when checking that --resume repeats the saved settings."""
-PATH_FIELDS = ("features", "annotations", "out", "frontend")
+PATH_FIELDS = ("features", "annotations", "out", "frontend", "labels")
 """Config fields naming files: compared as resolved paths by --resume."""
 
 
@@ -160,6 +160,12 @@ def _set_up(cfg: FinetuneConfig, out: Path, resume: bool, frontend: nn.Module | 
     """The data, accelerator, model, optimizer, schedule and loaders; a fresh run folder, or the resumed state."""
     check_streams(cfg.features, STREAMS, cfg.model)
     splits = {name: load_split_data(cfg.features, cfg.annotations, name, STREAMS) for name in ("train", "val", "test")}
+    if cfg.labels:
+        splits["train"] = with_modality_labels(
+            splits["train"], cfg.labels, Path(cfg.annotations) / SPLIT_FILES["train"]
+        )
+    if cfg.train_fraction < 1:
+        splits["train"] = train_subset(splits["train"], cfg.train_fraction, cfg.seed)
     widths = dict(frontend.output_widths) if frontend is not None else splits["train"].widths
     if resume and (saved := FinetuneConfig.load(out / CONFIG_FILE).input_widths) != widths:
         raise ConfigError(f"{cfg.features}: input widths {widths} differ from those of the run to resume, {saved}")
@@ -213,7 +219,7 @@ def _loss_weights(cfg: FinetuneConfig) -> dict:
 def _train_step(run: FinetuneRun, batch: dict, strength: float) -> LossTerms:
     """Forward, the loss terms, backward and the optimizer step for one batch."""
     output = run.model({name: batch[name] for name in STREAMS}, adv_strength=strength)
-    terms = parser_loss(output, batch["labels"], **_loss_weights(run.cfg))
+    terms = parser_loss(output, batch["labels"], modality_labels=batch.get("modality_labels"), **_loss_weights(run.cfg))
     run.optimizer.zero_grad(set_to_none=True)
     run.accelerator.backward(terms.backward)
     run.optimizer.step()
