@@ -28,8 +28,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import string
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -618,8 +618,13 @@ def _synthesize(
     # Everything is written into a staging folder beside the outputs and moved into place at the end, so a
     # failure leaves no partial corpus behind.
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".synth.", suffix=".tmp", dir=out) as staging:
-        staged = output_paths(Path(staging))
+    # The staging folder's name is fixed before it exists (the output lock makes it this command's alone), so a
+    # signal at any instant, even between its creation and the start of the `try`, leaves nothing to find.
+    staging = out / f".synth.{os.getpid()}.tmp"
+    try:
+        shutil.rmtree(staging, ignore_errors=True)  # a SIGKILLed run's, under a pid used again
+        staging.mkdir()
+        staged = output_paths(staging)
         for name in SPLITS:
             rows = layout.split_slice(name)
             write_weak_labels(staged[name], WeakLabels(layout.video_ids[rows], layout.weak[rows]))
@@ -635,6 +640,8 @@ def _synthesize(
         )
         for name, path in staged.items():
             os.replace(path, files[name])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return {
         "out": str(out),
         "preset": preset,
