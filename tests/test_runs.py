@@ -424,6 +424,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_with_a_note(tmp_
 
 SIGINT_DURING_IMPORT = """
 import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if the runner ignores SIGINT
 module = sys.argv.pop(1)
 class Interrupt:  # Ctrl-C the moment `module` is first imported
     def find_spec(self, name, path=None, target=None):
