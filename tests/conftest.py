@@ -1,5 +1,8 @@
 """Shared fixtures."""
 
+import contextlib
+import io
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,3 +95,22 @@ def launch_two_cpu_processes(tmp_path):
         return Launched(completed, log_dir)
 
     return launch
+
+
+def run_cli(main, *args) -> tuple[int, str, str]:
+    """Run a console entry point's `main` in this process as a user would: (exit status, stdout, stderr).
+
+    Test modules import it (`from conftest import run_cli`): one helper for every in-process CLI test.
+    """
+    stdout, stderr = io.StringIO(), io.StringIO()
+    argv, sys.argv = sys.argv, ["prog", *map(str, args)]
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                main()
+                code = 0
+            except SystemExit as exit_info:
+                code = exit_info.code or 0
+    finally:
+        sys.argv = argv
+    return code, stdout.getvalue(), stderr.getvalue()

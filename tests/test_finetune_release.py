@@ -7,14 +7,12 @@ output (snippet 0's vector) to every snippet. The visual stream is given to the 
 then averaged per second, as the release does) and to our model as the 10 per-second means.
 """
 
-import contextlib
-import io
 import math
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import run_cli
 
 from avvp.errors import ConfigError
 from finetune.cli import main as finetune_main
@@ -29,18 +27,7 @@ WIDTHS = {"audio": 128, "visual": 2048, "motion": 512}
 
 def run_finetune(*args) -> tuple[int, str, str]:
     """`avvp-finetune ARGS` in this process: (exit status, stdout, stderr)."""
-    stdout, stderr, argv = io.StringIO(), io.StringIO(), sys.argv
-    sys.argv = ["avvp-finetune", *map(str, args)]
-    try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            try:
-                finetune_main()
-                code = 0
-            except SystemExit as exit:
-                code = exit.code or 0
-    finally:
-        sys.argv = argv
-    return code, stdout.getvalue(), stderr.getvalue()
+    return run_cli(finetune_main, *args)
 
 
 def assert_one_line_error(result: tuple[int, str, str], *fragments: str) -> None:

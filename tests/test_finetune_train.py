@@ -1,7 +1,5 @@
 """`avvp-finetune` end to end on LLP-sim tiny: the paper's rows, resume, evaluate, `avvp parse`, bad input."""
 
-import contextlib
-import io
 import json
 import shutil
 import subprocess
@@ -10,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from safetensors.torch import load_file
 
 from avvp.annotations import load_split, read_predictions
@@ -20,23 +19,6 @@ from finetune.config import make_config
 from finetune.evaluate import evaluate_run, load_run
 from finetune.models import PAPER_ROWS, FinetuneModel, build_parser, has_discriminator
 from finetune.train import _param_groups, train
-
-
-def run_cli(main, *args: str) -> tuple[int, str, str]:
-    """Run a console entry point in this process: (exit status, stdout, stderr)."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    argv = sys.argv
-    sys.argv = ["prog", *map(str, args)]
-    try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            try:
-                main()
-                code = 0
-            except SystemExit as exit:
-                code = exit.code or 0
-    finally:
-        sys.argv = argv
-    return code, stdout.getvalue(), stderr.getvalue()
 
 
 def finetune_cli(*args: str) -> tuple[int, str, str]:

@@ -1,8 +1,6 @@
 """The run layer (avvp.runs): no unpickling on --resume, one writer per output, full disks, signals during saves."""
 
-import contextlib
 import errno
-import io
 import json
 import os
 import pickle
@@ -13,28 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_cli
 
 from avvp.errors import AvvpError
 from avvp.runs import CHECKPOINTS, OutputLock, checkpoint_dirs, load_checkpoint, save_checkpoint
 from benchmarks.fault_injection import pretrain_data
 from finetune.config import make_config
 from finetune.train import train
-
-
-def run_cli(main, *args) -> tuple[int, str, str]:
-    """A console entry point in this process: (exit status, stdout, stderr)."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    argv, sys.argv = sys.argv, ["prog", *map(str, args)]
-    try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            try:
-                main()
-                code = 0
-            except SystemExit as exit_info:
-                code = exit_info.code or 0
-    finally:
-        sys.argv = argv
-    return code, stdout.getvalue(), stderr.getvalue()
 
 
 def one_line_error(result: tuple[int, str, str], *fragments) -> str:
