@@ -9,6 +9,9 @@ encoder, and of its untrained control), `e2e` and `e2e-control` (the MMIL head o
 and on the control). The pretrained encoder is the toolkit's default (`multi`) on the toolkit's default labels;
 the control is `avvp-pretrain init` with the same settings and seed: same architecture, same standardisation,
 never trained. Seed s pretrains, initialises and finetunes with seed s, and draws the label subset with seed s.
+Each row is a row of `benchmarks.tables` ("Base+Adv+Skip+GCAA (paper recipe)", "Pretrained", "Pretrain E2E
+(multi)" and their controls) with the same stages: the full-label runs are that table's runs, so with one `--out`
+for both, either command finds the other's in the cache.
 
 A fraction F trains on a stratified F of the training videos (`avvp-finetune --train-fraction`) for the same
 number of optimizer steps as the full-label run: the epochs and the epochs between learning-rate decays are
@@ -31,7 +34,17 @@ import numpy as np
 from avvp.annotations import load_split
 from avvp.errors import AvvpError, ConfigError
 from avvp.io import atomic_path
-from benchmarks.tables import StageCache, console_script, is_llp_sim, prepare_data
+from benchmarks.tables import (
+    ROW_NAMES,
+    StageCache,
+    encoder_stage,
+    export_stage,
+    finetune_stage,
+    grounding_stage,
+    is_llp_sim,
+    prepare_data,
+    slug,
+)
 
 ROWS = {
     "raw": "Base+Adv+Skip+GCAA, raw features",
@@ -41,6 +54,14 @@ ROWS = {
     "e2e-control": "untrained control end to end (MMIL head)",
 }
 """Row -> what it is; a pretrained row and its control differ by the encoder alone."""
+TABLE_ROWS = {
+    "raw": ROW_NAMES["Base+Adv+Skip+GCAA (paper recipe)"],
+    "frozen": ROW_NAMES["Pretrained"],
+    "frozen-control": ROW_NAMES["Pretrained - untrained control"],
+    "e2e": ROW_NAMES["Pretrain E2E (multi)"],
+    "e2e-control": ROW_NAMES["Pretrain E2E (multi) - untrained control"],
+}
+"""Curve row -> the row of `benchmarks.tables` it is: its full-label runs are that row's (one cache entry each)."""
 PAIRS = (("e2e", "e2e-control"), ("frozen", "frozen-control"))
 FRACTIONS = (0.05, 0.1, 0.25, 1.0)
 RAW_MODEL = "base-adv-skip-gcaa"
@@ -94,100 +115,37 @@ def run_curve(
     data, annotations = prepare_data(cache, preset, data, annotations)
     llp, corpus = data / "llp.h5", data / "pretrain.h5"
     train_labels = load_split(annotations, "train").weak.labels > 0.5
-    needs_encoder = any(row != "raw" for row in rows)
-    if needs_encoder:
-        grounding = cache.run(
-            "grounding",
-            [
-                console_script("avvp-groundtruth"),
-                "build",
-                "--features",
-                str(corpus),
-                "--out",
-                "{out}/avg.h5",
-                "--quiet",
-            ],
-            {"features": corpus},
-        )
+    labels = grounding_stage(cache, corpus, preset) if any(row != "raw" for row in rows) else None
     results: dict[str, dict[str, list[float]]] = {row: {str(f): [] for f in fractions} for row in rows}
     schedules = {}
     for seed in range(seeds) if only_seed is None else [only_seed]:
-        encoders: dict[str, Path] = {}
-        if needs_encoder:
-            shared = ["--features", str(corpus), "--preset", preset, "--seed", str(seed), *encoder_args]
-            labels = grounding / "avg.h5"
-            encoders["pretrained"] = (
-                cache.run(
-                    f"pretrain-seed{seed}",
-                    [
-                        console_script("avvp-pretrain"),
-                        *shared,
-                        *pretrain_args,
-                        "--labels",
-                        str(labels),
-                        "--out",
-                        "{out}/encoder",
-                    ],
-                    {"features": corpus, "labels": labels},
-                )
-                / "encoder"
-            )
-            encoders["control"] = (
-                cache.run(
-                    f"control-seed{seed}",
-                    [
-                        console_script("avvp-pretrain"),
-                        "init",
-                        *shared,
-                        "--labels",
-                        str(labels),
-                        "--out",
-                        "{out}/encoder",
-                    ],
-                    {"features": corpus},
-                )
-                / "encoder"
-            )
-        embeddings = {}
-        for kind in ("pretrained", "control"):
-            if any(row.startswith("frozen") and (row.endswith("control") == (kind == "control")) for row in rows):
-                embeddings[kind] = (
-                    cache.run(
-                        f"export-{kind}-seed{seed}",
-                        [
-                            console_script("avvp-pretrain"),
-                            "export",
-                            "--encoder",
-                            str(encoders[kind]),
-                            "--features",
-                            str(llp),
-                            "--out",
-                            "{out}/llp-emb.h5",
-                        ],
-                        {"encoder": encoders[kind], "features": llp},
-                    )
-                    / "llp-emb.h5"
-                )
+        inputs: dict[str, Path] = {"raw": llp}  # curve row -> its parser's input store (or, e2e, the encoder)
+        for row in rows:
+            table_row = TABLE_ROWS[row]
+            if table_row.source == "raw":
+                continue
+            encoder = encoder_stage(cache, corpus, labels, preset, seed, table_row.variant, table_row.control,
+                                    encoder_args, pretrain_args)  # fmt: skip
+            if table_row.source == "frozen":
+                name = f"export-{table_row.variant}{'-control' if table_row.control else ''}-seed{seed}"
+                inputs[row] = export_stage(cache, name, encoder, llp)
+            else:
+                inputs[row] = encoder
         for fraction in fractions:
             subset = len(stratified_rows(train_labels, fraction, seed)) if fraction < 1 else len(train_labels)
             schedule = matched_schedule(len(train_labels), subset, preset, epochs)
             schedules[str(fraction)] = {"videos": subset, **schedule}
             for row in rows:
-                kind = "control" if row.endswith("control") else "pretrained"
-                argv = [console_script("avvp-finetune"), "--annotations", str(annotations), "--out", "{out}/run",
-                        "--preset", preset, "--seed", str(seed), "--train-fraction", str(fraction), "--quiet",
-                        "--epochs", str(schedule["epochs"]), "--lr-step", str(schedule["lr_step"])]  # fmt: skip
-                inputs: dict[str, Path] = {"annotations": annotations}
-                if row == "raw":
-                    argv += ["--model", RAW_MODEL, "--features", str(llp)]
-                    inputs["features"] = llp
-                elif row.startswith("frozen"):
-                    argv += ["--model", RAW_MODEL, "--features", str(embeddings[kind])]
-                    inputs["features"] = embeddings[kind]
-                else:
-                    argv += ["--e2e", "--encoder", str(encoders[kind]), "--features", str(llp)]
-                    inputs.update(features=llp, encoder=encoders[kind])
-                run_dir = cache.run(f"finetune-{row}-f{fraction:g}-seed{seed}", argv, inputs) / "run"
+                table_row = TABLE_ROWS[row]
+                e2e = table_row.source == "e2e"
+                argv, stage_inputs = finetune_stage(table_row, llp if e2e else inputs[row], annotations, preset, seed,
+                                                    inputs[row] if e2e else None, epochs)  # fmt: skip
+                stage = f"finetune-{slug(table_row.name)}-seed{seed}"  # the full-label run is the table's row
+                if fraction < 1:
+                    argv += ["--train-fraction", str(fraction), "--epochs", str(schedule["epochs"]),
+                             "--lr-step", str(schedule["lr_step"])]  # fmt: skip
+                    stage = f"finetune-{slug(table_row.name)}-f{fraction:g}-seed{seed}"
+                run_dir = cache.run(stage, argv, stage_inputs) / "run"
                 test = json.loads((run_dir / "metrics.json").read_text())["test"]
                 results[row][str(fraction)].append(float(test[SCORE[0]][SCORE[1]]))
     if only_seed is not None:

@@ -18,8 +18,9 @@ against LLP-sim's training truth.
 Every stage runs as its own command line (`avvp data synth`, `avvp-groundtruth build`, `avvp-pretrain`,
 `avvp-pretrain export`, `avvp-finetune`), in a folder of `OUT/cache/` named by a hash of its command (paths
 inside the cache written relative to it, so a moved or relatively named OUT keeps its stages) and the contents of
-its input files: grounding runs once, each pretraining variant once, each (row, seed) once, and a rerun, an added
-seed or an added row redoes only what changed. The key holds no hash of the code: after a change to what a
+its input files: grounding runs once, each (pretraining variant, seed) and its untrained control once (seed s
+pretrains the encoder that seed s finetunes, so the control's variation includes pretraining's), each (row, seed)
+once, and a rerun, an added seed or an added row redoes only what changed. The key holds no hash of the code: after a change to what a
 command computes, use a fresh OUT (or delete the stages concerned). Writes `OUT/tables.md`, `OUT/tables.json` and
 `OUT/per_class_f1.png` (the paper's Figure 4: per-class F1 of the best non-pretrained and the best
 pretrained row, audio and visual).
@@ -288,69 +289,20 @@ def run_tables(
     data, annotations = prepare_data(cache, preset, data, annotations)
     llp, corpus = data / "llp.h5", data / "pretrain.h5"
 
-    encoders: dict[tuple[str, bool], Path] = {}  # (variant, control) -> encoder folder
+    encoders: dict[tuple[str, bool, int], Path] = {}  # (variant, control, seed) -> encoder folder
+    exported: dict[tuple[str, bool, int], Path] = {}
     if any(row.source in ("frozen", "e2e") for row in chosen):
-        grounding = cache.run(
-            "grounding",
-            [
-                console_script("avvp-groundtruth"),
-                "build",
-                "--features",
-                str(corpus),
-                "--out",
-                "{out}/avg.h5",
-                "--quiet",
-                *PRESET_SETTINGS[preset]["grounding"],
-            ],
-            {"features": corpus},
-        )
-        for variant in sorted({row.variant for row in chosen if row.source in ("frozen", "e2e")}):
-            folder = cache.run(
-                f"pretrain-{variant}",
-                [
-                    console_script("avvp-pretrain"),
-                    "--variant",
-                    variant,
-                    "--features",
-                    str(corpus),
-                    "--labels",
-                    str(grounding / "avg.h5"),
-                    "--out",
-                    "{out}/encoder",
-                    "--preset",
-                    preset,
-                    "--seed",
-                    "0",
-                ],
-                {"features": corpus, "labels": grounding / "avg.h5"},
-            )
-            encoders[variant, False] = folder / "encoder"
-        for variant in sorted({row.variant for row in chosen if row.control}):
-            # The step-0 encoder of the pretraining run above: same settings, same seed, never trained.
-            init = [console_script("avvp-pretrain"), "init", "--variant", variant, "--features", str(corpus)]
-            folder = cache.run(
-                f"control-{variant}",
-                [*init, "--out", "{out}/encoder", "--preset", preset, "--seed", "0"],
-                {"features": corpus},
-            )
-            encoders[variant, True] = folder / "encoder"
-    exported: dict[tuple[str, bool], Path] = {}
-    for variant, control in sorted({(row.variant, row.control) for row in chosen if row.source == "frozen"}):
-        folder = cache.run(
-            f"export-{variant}" + ("-control" if control else ""),
-            [
-                console_script("avvp-pretrain"),
-                "export",
-                "--encoder",
-                str(encoders[variant, control]),
-                "--features",
-                str(llp),
-                "--out",
-                "{out}/llp-pre.h5",
-            ],
-            {"encoder": encoders[variant, control], "features": llp},
-        )
-        exported[variant, control] = folder / "llp-pre.h5"
+        labels = grounding_stage(cache, corpus, preset)
+        for row in chosen:
+            if row.source not in ("frozen", "e2e"):
+                continue
+            for seed in range(seeds):  # each seed pretrains its own encoder: the control varies with it
+                key = (row.variant, row.control, seed)
+                if key not in encoders:
+                    encoders[key] = encoder_stage(cache, corpus, labels, preset, seed, row.variant, row.control)
+                if row.source == "frozen" and key not in exported:
+                    name = f"export-{row.variant}{'-control' if row.control else ''}-seed{seed}"
+                    exported[key] = export_stage(cache, name, encoders[key], llp)
 
     test = load_split(annotations, "test")
     results: dict[str, dict] = {}
@@ -362,8 +314,8 @@ def run_tables(
             continue
         runs, scores = [], []
         for seed in range(seeds):
-            features = exported[row.variant, row.control] if row.source == "frozen" else llp
-            encoder = encoders[row.variant, row.control] if row.source == "e2e" else None
+            features = exported[row.variant, row.control, seed] if row.source == "frozen" else llp
+            encoder = encoders[row.variant, row.control, seed] if row.source == "e2e" else None
             argv, inputs = finetune_stage(row, features, annotations, preset, seed, encoder, epochs)
             if row.refine_from is not None:
                 labels = refine_stage(cache, ROW_NAMES[row.refine_from], llp, annotations, preset, seed, epochs)
@@ -474,6 +426,43 @@ def finetune_stage(
         argv += ["--e2e", "--encoder", str(encoder)]
         inputs["encoder"] = encoder
     return argv, inputs
+
+
+def grounding_stage(cache: StageCache, corpus: Path, preset: str) -> Path:
+    """The grounding labels of the pretraining corpus (`avvp-groundtruth build`, the preset's options): avg.h5."""
+    argv = [console_script("avvp-groundtruth"), "build", "--features", str(corpus), "--out", "{out}/avg.h5"]
+    argv += ["--quiet", *PRESET_SETTINGS[preset]["grounding"]]
+    return cache.run("grounding", argv, {"features": corpus}) / "avg.h5"
+
+
+def encoder_stage(
+    cache: StageCache,
+    corpus: Path,
+    labels: Path,
+    preset: str,
+    seed: int,
+    variant: str,
+    control: bool = False,
+    encoder_args: tuple[str, ...] = (),
+    pretrain_args: tuple[str, ...] = (),
+) -> Path:
+    """The encoder folder of `avvp-pretrain` (variant, seed), or with `control` its untrained control.
+
+    The control is `avvp-pretrain init` with the same settings and seed: the pretraining run's step-0 weights and
+    input standardisation. `encoder_args` (architecture) go to both; `pretrain_args` to the pretraining run only.
+    """
+    shared = ["--variant", variant, "--features", str(corpus), "--preset", preset, "--seed", str(seed), *encoder_args]
+    if control:
+        argv = [console_script("avvp-pretrain"), "init", *shared, "--out", "{out}/encoder"]
+        return cache.run(f"control-{variant}-seed{seed}", argv, {"features": corpus}) / "encoder"
+    argv = [console_script("avvp-pretrain"), *shared, *pretrain_args, "--labels", str(labels), "--out", "{out}/encoder"]
+    return cache.run(f"pretrain-{variant}-seed{seed}", argv, {"features": corpus, "labels": labels}) / "encoder"
+
+
+def export_stage(cache: StageCache, name: str, encoder: Path, llp: Path) -> Path:
+    """The LLP features embedded by `encoder` (`avvp-pretrain export`): the frozen rows' input store."""
+    argv = [console_script("avvp-pretrain"), "export", "--encoder", str(encoder), "--features", str(llp)]
+    return cache.run(name, [*argv, "--out", "{out}/llp-pre.h5"], {"encoder": encoder, "features": llp}) / "llp-pre.h5"
 
 
 def refine_stage(
