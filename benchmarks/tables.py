@@ -20,10 +20,10 @@ Every stage runs as its own command line (`avvp data synth`, `avvp-groundtruth b
 inside the cache written relative to it, so a moved or relatively named OUT keeps its stages) and the contents of
 its input files: grounding runs once, each (pretraining variant, seed) and its untrained control once (seed s
 pretrains the encoder that seed s finetunes, so the control's variation includes pretraining's), each (row, seed)
-once, and a rerun, an added seed or an added row redoes only what changed. The key holds no hash of the code: after a change to what a
-command computes, use a fresh OUT (or delete the stages concerned). Writes `OUT/tables.md`, `OUT/tables.json` and
-`OUT/per_class_f1.png` (the paper's Figure 4: per-class F1 of the best non-pretrained and the best
-pretrained row, audio and visual).
+once, and a rerun, an added seed or an added row redoes only what changed. The key holds no hash of the code:
+after a change to what a command computes, use a fresh OUT (or delete the stages concerned). Writes
+`OUT/tables.md`, `OUT/tables.json` and `OUT/per_class_f1.png` (the paper's Figure 4: per-class F1 of the best
+non-pretrained and the best pretrained row, audio and visual).
 """
 
 from __future__ import annotations
