@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from avvp.console import typer_app
+from avvp.synth import DEFAULT_SIM_VERSION, SIM_VERSIONS
 
 data_app = typer_app("Feature stores and annotations: import, synthesize, inspect.")
 
@@ -139,6 +140,11 @@ def synth(
         "(the first videos of each split, as many as the preset has; paper takes them all).",
     ),
     seed: int = typer.Option(0, help="Random seed; the same seed gives byte-identical files."),
+    sim_version: int = typer.Option(
+        DEFAULT_SIM_VERSION,
+        help=f"LLP-sim version, one of {', '.join(map(str, SIM_VERSIONS))}: 2 adds sources heard and seen alike and "
+        "modality-specific look-alikes (README, LLP-sim versions).",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace files already in --out."),
 ) -> None:
     """Generate an LLP-sim corpus (synthetic features in the LLP layout) for a preset."""
@@ -154,10 +160,11 @@ def synth(
             annotations=annotations,
             overwrite=overwrite,
             on_progress=lambda done, total: bar.update(task, completed=done, total=total),
+            version=sim_version,
         )
     videos = summary["videos"]
     print(
-        f"wrote LLP-sim {preset} (seed {seed}) to {out}: train {videos['train']}, val {videos['val']}, "
+        f"wrote LLP-sim v{sim_version} {preset} (seed {seed}) to {out}: train {videos['train']}, val {videos['val']}, "
         f"test {videos['test']} videos in {Path(summary['files']['llp']).name}; "
         f"{videos['pretrain']} unlabeled videos in {Path(summary['files']['pretrain']).name}"
     )

@@ -64,6 +64,23 @@ CLASS_GROUPS = (
     ("Fire_alarm", "Telephone_bell_ringing"),
     ("Clapping", "Basketball_bounce", "Frying_(food)"),
 )
+"""Version 1: one set of groups for every modality (what sounds alike also looks alike). Version 2: the audio
+groups (they are sound-alike groups: tonal instruments, motors, voices, animal calls, bells, impacts)."""
+AUDIO_GROUPS = CLASS_GROUPS
+OWN_GROUPS = 6
+"""Groups of unlabelled classes alone, besides the LLP classes' groups."""
+VISUAL_GROUPS = (
+    ("Speech", "Singing", "Cheering", "Clapping"),  # people: a face, a stage, a crowd
+    ("Baby_laughter", "Baby_cry_infant_cry"),  # a baby
+    ("Cello", "Violin_fiddle", "Banjo", "Acoustic_guitar", "Accordion"),  # an instrument in someone's hands
+    ("Car", "Motorcycle"),  # road vehicles
+    ("Chainsaw", "Lawn_mower"),  # outdoor power tools
+    ("Vacuum_cleaner", "Blender", "Frying_(food)"),  # home interiors, kitchens
+    ("Dog", "Cat"),  # pets
+)
+"""Version 2: look-alike groups of LLP classes. Where they differ from AUDIO_GROUPS one modality resolves what
+the other cannot: an engine heard may be a car or a chainsaw, seen it is one of them; a person seen may be
+speaking, singing or clapping, heard it is one of them."""
 
 
 @dataclass(frozen=True)
@@ -276,6 +293,21 @@ class FeatureParams:
     """Per-dimension noise of the audio features."""
     visual_noise: float = 0.04
     """Per-dimension noise of the visual features (frame noise left after averaging 8 frames)."""
+    shared_variation: float = 0.0
+    """Share of an event's per-video variation common to its audio, visual and motion: the one source's own traits
+    (a breed, an instrument's make, a voice and its face) heard and seen. 0 (version 1): drawn apart per modality."""
+    modality_groups: bool = False
+    """Audio prototypes grouped by AUDIO_GROUPS and visual and motion ones by VISUAL_GROUPS; False (version 1):
+    CLASS_GROUPS for all three."""
+
+
+SIM_VERSIONS = {
+    1: FeatureParams(),
+    2: FeatureParams(shared_variation=0.5, modality_groups=True),
+}
+"""LLP-sim's versions: the feature model's settings of each. A version's files never change; a change toward
+realism is a new version (README, "LLP-sim versions": what each changed and the figure that motivated it)."""
+DEFAULT_SIM_VERSION = 1
 
 
 @dataclass
@@ -291,26 +323,18 @@ class FeatureModel:
     motion_bias: np.ndarray  # (512,)
     silence: np.ndarray  # (LATENT_DIM,) the latent of a silent snippet
     params: FeatureParams
+    mixing: np.ndarray | None = None  # (3, LATENT_DIM, LATENT_DIM) rotations of a source's shared traits, or None
 
     @classmethod
     def create(cls, seed: int, params: FeatureParams | None = None) -> FeatureModel:
+        params = params or SIM_VERSIONS[DEFAULT_SIM_VERSION]
         rng = np.random.default_rng([seed, 0])
-        group = np.full(LATENT_CLASSES, -1)
-        for g, names in enumerate(CLASS_GROUPS):
-            group[[CLASS_INDEX[name] for name in names]] = g
         # the unlabelled classes join the LLP groups or groups of their own, so some resemble LLP classes
-        n_groups = len(CLASS_GROUPS) + 6
-        group[NUM_CLASSES:] = rng.integers(0, n_groups, LATENT_CLASSES - NUM_CLASSES)
-
-        def prototypes(share: float) -> np.ndarray:
-            centres = _unit(rng.standard_normal((n_groups, LATENT_DIM)))
-            own = _unit(rng.standard_normal((LATENT_CLASSES, LATENT_DIM)))
-            mixed = np.where(group[:, None] >= 0, np.sqrt(share) * centres[group] + np.sqrt(1 - share) * own, own)
-            return _unit(mixed)
-
+        group = _group_ids(rng, CLASS_GROUPS)
+        prototypes = [_prototypes(rng, group, share, len(CLASS_GROUPS) + OWN_GROUPS) for share in (0.45, 0.35, 0.5)]
         f32 = np.float32
-        return cls(
-            prototypes=np.stack([prototypes(0.45), prototypes(0.35), prototypes(0.5)]).astype(f32),
+        model = cls(
+            prototypes=np.stack(prototypes).astype(f32),
             audio_map=(rng.standard_normal((LATENT_DIM, 128)) * 0.9).astype(f32),
             audio_offset=(rng.normal(0.0, 0.35, 128) + rng.choice([-1.0, 1.0], 128) * 2.5).astype(f32),
             visual_map=(rng.standard_normal((LATENT_DIM, 2048)) * 0.32).astype(f32),
@@ -318,8 +342,26 @@ class FeatureModel:
             motion_map=(rng.standard_normal((LATENT_DIM, 512)) * 0.5).astype(f32),
             motion_bias=rng.normal(-0.2, 0.3, 512).astype(f32),
             silence=(_unit(rng.standard_normal(LATENT_DIM)) * 1.5).astype(f32),
-            params=params or FeatureParams(),
+            params=params,
         )
+        # Later versions' parts come from a generator of their own, so version 1's draws above stay as they were.
+        extra = np.random.default_rng([seed, 0, 2])
+        if params.modality_groups:
+            audio_groups, visual_groups = _group_ids(extra, AUDIO_GROUPS), _group_ids(extra, VISUAL_GROUPS)
+            audio_count, visual_count = len(AUDIO_GROUPS) + OWN_GROUPS, len(VISUAL_GROUPS) + OWN_GROUPS
+            model.prototypes = np.stack(
+                [
+                    _prototypes(extra, audio_groups, 0.45, audio_count),
+                    _prototypes(extra, visual_groups, 0.35, visual_count),
+                    _prototypes(extra, visual_groups, 0.5, visual_count),  # motion moves with what is seen
+                ]
+            ).astype(f32)
+        if params.shared_variation > 0:
+            # per modality a fixed rotation of the source's traits: the same source, heard, seen and moving
+            model.mixing = np.stack(
+                [np.linalg.qr(extra.standard_normal((LATENT_DIM, LATENT_DIM)))[0] for _ in range(3)]
+            ).astype(f32)
+        return model
 
     def latent(self, rng: np.random.Generator, audio_on: np.ndarray, visual_on: np.ndarray) -> np.ndarray:
         """Latent snippets (3, n, 10, LATENT_DIM) of audio, visual, motion from events (n, K, 10) bool."""
@@ -329,6 +371,11 @@ class FeatureModel:
         # one instance of each class present in a video: its prototype plus a per-video variation, at a gain
         video, cls = np.nonzero(audio_on.any(-1) | visual_on.any(-1))  # (P,) pairs
         variation = rng.standard_normal((3, len(video), LATENT_DIM), dtype=np.float32) * scale
+        if p.shared_variation > 0:  # the source's own traits, the same for its sound, its look and its motion
+            source = rng.standard_normal((len(video), LATENT_DIM), dtype=np.float32) * scale
+            common = np.einsum("pl,mlk->mpk", source, self.mixing)  # (3, P, L)
+            variation = np.sqrt(1 - p.shared_variation, dtype=np.float32) * variation
+            variation += np.sqrt(p.shared_variation, dtype=np.float32) * common
         variation *= np.asarray(p.variation, dtype=np.float32)[:, None, None]
         instance = _unit(self.prototypes[:, cls] + variation)  # (3, P, L)
         gain = rng.lognormal(0.0, p.gain_sigma, (2, len(video))).astype(np.float32)
@@ -363,6 +410,24 @@ class FeatureModel:
         np.maximum(visual, 0, out=visual)
         motion = _softplus(_project(motion_latent, self.motion_map) + self.motion_bias, 0.1)  # (n, 10, 512)
         return {"audio": audio, "visual": visual, "motion": motion}
+
+
+def _group_ids(rng: np.random.Generator, groups: tuple[tuple[str, ...], ...]) -> np.ndarray:
+    """(LATENT_CLASSES,) group of each latent class (-1: none): the LLP classes by `groups`; each unlabelled class
+    joins one of them or one of OWN_GROUPS groups of unlabelled classes, at random."""
+    group = np.full(LATENT_CLASSES, -1)
+    for g, names in enumerate(groups):
+        group[[CLASS_INDEX[name] for name in names]] = g
+    group[NUM_CLASSES:] = rng.integers(0, len(groups) + OWN_GROUPS, LATENT_CLASSES - NUM_CLASSES)
+    return group
+
+
+def _prototypes(rng: np.random.Generator, group: np.ndarray, share: float, groups: int) -> np.ndarray:
+    """(LATENT_CLASSES, LATENT_DIM) unit prototypes of classes in `groups` groups (`group`, -1 for none); a grouped
+    class's prototype has `share` of its energy in its group's centre."""
+    centres = _unit(rng.standard_normal((groups, LATENT_DIM)))
+    own = _unit(rng.standard_normal((LATENT_CLASSES, LATENT_DIM)))
+    return _unit(np.where(group[:, None] >= 0, np.sqrt(share) * centres[group] + np.sqrt(1 - share) * own, own))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -557,8 +622,11 @@ def synthesize(
     annotations: Path | None = None,
     overwrite: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
+    version: int = DEFAULT_SIM_VERSION,
 ) -> dict:
     """Write an LLP-sim corpus into `out`: llp.h5, the five LLP annotation files, the training truth and pretrain.h5.
+
+    `version`: the feature model's version (SIM_VERSIONS), recorded in both stores (`sim_version`; absent for 1).
 
     With `annotations` (a folder of real LLP files) the labelled videos take their ids, weak labels and
     (val/test) dense events from it, up to the preset's number per split. `on_progress(done, total)` is
@@ -569,7 +637,7 @@ def synthesize(
     existed = out.exists()
     with output_lock(out), writing(out):
         try:
-            return _synthesize(out, preset, seed, annotations, overwrite, on_progress)
+            return _synthesize(out, preset, seed, annotations, overwrite, on_progress, version)
         except BaseException:
             if not existed and out.is_dir() and not any(out.iterdir()):
                 out.rmdir()  # made for this corpus, which failed: nothing stays
@@ -583,7 +651,10 @@ def _synthesize(
     annotations: Path | None,
     overwrite: bool,
     on_progress: Callable[[int, int], None] | None,
+    version: int,
 ) -> dict:
+    if version not in SIM_VERSIONS:
+        raise ConfigError(f"--sim-version {version}: expected one of {', '.join(map(str, SIM_VERSIONS))}")
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if seed < 0:
@@ -595,7 +666,7 @@ def _synthesize(
     sizes = PRESETS[preset]
     events = EventModel(llp_stats())
     layout = llp_layout(sizes, seed, events, Path(annotations) if annotations is not None else None)
-    model = FeatureModel.create(seed)
+    model = FeatureModel.create(seed, SIM_VERSIONS[version])
     pretrain_ids = random_video_ids(np.random.default_rng([seed, 2]), sizes.pretrain, taken=set(layout.video_ids))
     total = len(layout.video_ids) + len(pretrain_ids)
     check_free_space(out, total * NUM_SNIPPETS * sum(RAW_WIDTHS.values()) * 2)  # float16 features; HDF5 needs it
@@ -615,6 +686,8 @@ def _synthesize(
 
     source = "LLP-sim" + (f" (annotations {annotations})" if annotations is not None else "")
     attrs = {"preset": preset, "seed": seed, "latent_classes": LATENT_CLASSES}
+    if version != 1:  # absent: version 1, as in every store written before there were versions (same bytes)
+        attrs["sim_version"] = version
     # Everything is written into a staging folder beside the outputs and moved into place at the end, so a
     # failure leaves no partial corpus behind.
     out.mkdir(parents=True, exist_ok=True)
@@ -646,6 +719,7 @@ def _synthesize(
         "out": str(out),
         "preset": preset,
         "seed": seed,
+        "sim_version": version,
         "source": "annotations" if annotations is not None else "stats",
         "videos": {**layout.split_sizes, "pretrain": len(pretrain_ids)},
         "files": {name: str(path) for name, path in files.items()},

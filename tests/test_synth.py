@@ -1,6 +1,7 @@
 """LLP-sim (`avvp.synth`), the reference predictions, `avvp data synth|stats|baselines`."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from avvp.classes import CLASS_INDEX, NUM_CLASSES, NUM_SNIPPETS
 from avvp.errors import AnnotationError
 from avvp.stats import COLUMNS, class_modality_counts, format_counts, plot_counts
 from avvp.store import RAW_WIDTHS, read_store, store_info
-from avvp.synth import PRESETS, output_paths, synthesize
+from avvp.synth import PRESETS, SIM_VERSIONS, FeatureModel, output_paths, synthesize
 
 TINY = PRESETS["tiny"]
 
@@ -234,3 +235,72 @@ def test_sigterm_midway_leaves_nothing(tmp_path):
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 128 + signal.SIGTERM
     assert [p for p in tmp_path.rglob("*") if p.is_file() or p.name.endswith(".tmp")] == []
+
+
+# ------------------------------------------------------------------------------------------- versions
+
+
+def test_version_1_features_are_the_ones_every_figure_so_far_was_measured_on():
+    """Version 1's fixed random parts, drawn from seed 0: a later version must never move them."""
+    model = FeatureModel.create(0, SIM_VERSIONS[1])
+    assert model.mixing is None
+    expected = {
+        "prototypes": (
+            model.prototypes[:, 0, :3],
+            [[0.05888, 0.095485, 0.091228], [-0.010681, 0.060362, 0.020295], [-0.050543, -0.007211, 0.031868]],
+        ),  # fmt: skip
+        "audio_map": (model.audio_map[1, :3], [0.611747, 0.97256, 0.041877]),
+        "visual_bias": (model.visual_bias[:3], [-0.020114, -0.151389, 0.041177]),
+        "silence": (model.silence[:3], [-0.001308, -0.0834, 0.207315]),
+    }
+    for name, (value, figures) in expected.items():
+        np.testing.assert_allclose(value, figures, atol=2e-6, err_msg=name)
+    for name in ("audio_map", "audio_offset", "visual_map", "visual_bias", "motion_map", "motion_bias", "silence"):
+        assert np.array_equal(getattr(FeatureModel.create(0, SIM_VERSIONS[2]), name), getattr(model, name)), name
+
+
+def _cosine(x: np.ndarray, y: np.ndarray) -> float:
+    return float(x @ y / np.linalg.norm(x) / np.linalg.norm(y))
+
+
+def test_version_2_look_alikes_depend_on_the_modality():
+    """Car and Chainsaw sound alike (motors) but do not look alike; Speech and Clapping the other way round."""
+    for seed in (0, 1):
+        one, two = FeatureModel.create(seed, SIM_VERSIONS[1]), FeatureModel.create(seed, SIM_VERSIONS[2])
+        audio, visual = 0, 1
+        for a, b, alike_in, unlike_in in (("Car", "Chainsaw", audio, visual), ("Speech", "Clapping", visual, audio)):
+            i, j = CLASS_INDEX[a], CLASS_INDEX[b]
+            assert _cosine(two.prototypes[alike_in, i], two.prototypes[alike_in, j]) > 0.25, (seed, a, b)
+            assert _cosine(two.prototypes[unlike_in, i], two.prototypes[unlike_in, j]) < 0.25, (seed, a, b)
+        car, chainsaw = CLASS_INDEX["Car"], CLASS_INDEX["Chainsaw"]  # version 1: alike in both
+        assert min(_cosine(one.prototypes[m, car], one.prototypes[m, chainsaw]) for m in (audio, visual)) > 0.25
+
+
+def test_version_2_shares_a_sources_traits_between_its_sound_and_its_look():
+    """The per-video variation of one event, audio against visual (each rotated back): correlated in version 2 only."""
+    events = np.zeros((600, 60, NUM_SNIPPETS), dtype=bool)
+    events[:, CLASS_INDEX["Dog"]] = True  # one dog heard and seen in every video, nothing else
+    quiet = dict(gain_sigma=0.0, snippet_jitter=0.0, background=(0, 0, 0), drift=0.0, noise=(0, 0, 0), silent_videos=0)
+    agreement = {}
+    for version in (1, 2):
+        model = FeatureModel.create(0, replace(SIM_VERSIONS[version], **quiet))
+        mixing = FeatureModel.create(0, SIM_VERSIONS[2]).mixing  # version 1 has none: any fixed rotation will do
+        latent = model.latent(np.random.default_rng(7), events, events)[:, :, 0]  # (3, n, L): snippet 0
+        residual = latent - model.prototypes[:, CLASS_INDEX["Dog"]][:, None]  # the instance's own traits, roughly
+        audio, visual = residual[0] @ mixing[0].T, residual[1] @ mixing[1].T  # undo each modality's rotation
+        agreement[version] = float(np.mean(np.sum(audio * visual, 1) / np.linalg.norm(audio, axis=1)
+                                           / np.linalg.norm(visual, axis=1)))  # fmt: skip
+    assert abs(agreement[1]) < 0.05
+    assert 0.3 < agreement[2] < 0.7  # half the variation is shared
+
+
+def test_sim_version_is_recorded_and_an_unknown_one_is_a_one_line_error(tmp_path, run_avvp):
+    out = tmp_path / "v2"
+    code, stdout, stderr = run_avvp("data", "synth", "--preset", "tiny", "--out", out, "--sim-version", "2")
+    assert code == 0, stderr
+    assert "LLP-sim v2" in stdout
+    assert store_info(out / "llp.h5")["attrs"]["sim_version"] == 2
+    assert store_info(out / "pretrain.h5")["attrs"]["sim_version"] == 2
+    code, _, stderr = run_avvp("data", "synth", "--preset", "tiny", "--out", tmp_path / "v9", "--sim-version", "9")
+    assert code == 1 and "--sim-version 9: expected one of 1, 2" in stderr and len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "v9").exists()
