@@ -114,3 +114,26 @@ def run_cli(main, *args) -> tuple[int, str, str]:
     finally:
         sys.argv = argv
     return code, stdout.getvalue(), stderr.getvalue()
+
+
+def assert_one_line_error(result: tuple[int, str, str], *fragments: str) -> None:
+    """A CLI result (exit status, stdout, stderr) that is one `error: ...` line holding every fragment, status 1.
+
+    Test modules import it (`from conftest import assert_one_line_error`), as they do `run_cli`.
+    """
+    code, _, stderr = result
+    lines = stderr.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("error: "), stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def trained_tiny_run(model: str, tiny_llp: Path, out: Path) -> Path:
+    """A `model` parser trained one epoch on LLP-sim tiny into `out` (for the parse tests' module fixtures)."""
+    from finetune.config import make_config
+    from finetune.train import train
+
+    features, annotations = str(tiny_llp / "llp.h5"), str(tiny_llp)
+    train(make_config(model, "tiny", features=features, annotations=annotations, out=str(out), epochs=1),
+          show_progress=False)  # fmt: skip
+    return out

@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import run_cli
+from conftest import assert_one_line_error, run_cli
 
 from avvp.errors import ConfigError
 from finetune.cli import main as finetune_main
@@ -28,14 +28,6 @@ WIDTHS = {"audio": 128, "visual": 2048, "motion": 512}
 def run_finetune(*args) -> tuple[int, str, str]:
     """`avvp-finetune ARGS` in this process: (exit status, stdout, stderr)."""
     return run_cli(finetune_main, *args)
-
-
-def assert_one_line_error(result: tuple[int, str, str], *fragments: str) -> None:
-    code, _, stderr = result
-    lines = stderr.strip().splitlines()
-    assert code == 1 and len(lines) == 1 and lines[0].startswith("error: "), stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def _release_state(gcaa: bool, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import assert_one_line_error, run_cli
 from safetensors.torch import load_file
 
 from avvp.annotations import load_split, read_predictions
@@ -25,14 +25,6 @@ def finetune_cli(*args: str) -> tuple[int, str, str]:
     from finetune.cli import main
 
     return run_cli(main, *args)
-
-
-def assert_one_line_error(result: tuple[int, str, str], *fragments: str) -> None:
-    code, _, stderr = result
-    lines = stderr.strip().splitlines()
-    assert code == 1 and len(lines) == 1 and lines[0].startswith("error: "), stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

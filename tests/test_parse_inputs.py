@@ -4,21 +4,16 @@ import json
 
 import numpy as np
 import pytest
+from conftest import assert_one_line_error, trained_tiny_run
 
 from avvp.annotations import load_split
 from avvp.store import read_store, write_store
-from finetune.config import make_config
-from finetune.train import train
 
 
 @pytest.fixture(scope="module")
 def parse_run(tiny_llp, tmp_path_factory):
     """A `base` parser trained one epoch on LLP-sim tiny."""
-    out = tmp_path_factory.mktemp("parse_run") / "run"
-    features, annotations = str(tiny_llp / "llp.h5"), str(tiny_llp)
-    cfg = make_config("base", "tiny", features=features, annotations=annotations, out=str(out), epochs=1)
-    train(cfg, show_progress=False)
-    return out
+    return trained_tiny_run("base", tiny_llp, tmp_path_factory.mktemp("parse_run") / "run")
 
 
 @pytest.fixture
@@ -37,14 +32,6 @@ def store_with_ids(tiny_llp, path, video_ids):
     store = read_store(tiny_llp / "llp.h5")
     streams = {name: array[: len(video_ids)] for name, array in store.streams.items()}
     return write_store(path, video_ids, streams, dtype="float32")
-
-
-def assert_one_line_error(result, *fragments):
-    code, _, stderr = result
-    lines = stderr.strip().splitlines()
-    assert code == 1 and len(lines) == 1 and lines[0].startswith("error: "), stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_plot_onto_a_file_is_an_error_before_any_output(parse_cli, tmp_path):

@@ -5,24 +5,19 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import assert_one_line_error, trained_tiny_run
 
 from avvp.annotations import load_split
 from avvp.classes import CLASSES
 from avvp.store import read_store
-from finetune.config import make_config
 from finetune.evaluate import load_run
 from finetune.models import STREAMS
-from finetune.train import train
 
 
 @pytest.fixture(scope="module")
 def gcaa_run(tiny_llp, tmp_path_factory):
     """A `base-adv-skip-gcaa` parser trained one epoch on LLP-sim tiny (every part of the Base family in use)."""
-    out = tmp_path_factory.mktemp("probabilities_run") / "run"
-    features, annotations = str(tiny_llp / "llp.h5"), str(tiny_llp)
-    cfg = make_config("base-adv-skip-gcaa", "tiny", features=features, annotations=annotations, out=str(out), epochs=1)
-    train(cfg, show_progress=False)
-    return out
+    return trained_tiny_run("base-adv-skip-gcaa", tiny_llp, tmp_path_factory.mktemp("probabilities_run") / "run")
 
 
 @pytest.fixture
@@ -78,14 +73,6 @@ def test_all_videos_by_default(parse_cli, tiny_llp, tmp_path):
     with h5py.File(tmp_path / "p.h5", "r") as handle:
         assert [v.decode() for v in handle["video_ids"][()]] == stored
         assert handle["snippet"].shape == (len(stored), 10, 2, 25)
-
-
-def assert_one_line_error(result, *fragments):
-    code, _, stderr = result
-    lines = stderr.strip().splitlines()
-    assert code == 1 and len(lines) == 1 and lines[0].startswith("error: "), stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_an_existing_probabilities_file_needs_overwrite(parse_cli, tmp_path):
