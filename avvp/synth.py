@@ -21,6 +21,12 @@ R(2+1)D-like motion (512).
 Consecutive snippets of one content are nearly parallel; different content is not.
 
 Everything is drawn from generators seeded by (seed, purpose, chunk), so a seed gives byte-identical files.
+
+Versions (SIM_VERSIONS; `avvp data synth --sim-version`). 1, the default: as above, with one set of look-alike
+groups for every modality and each modality's variation of an event drawn apart. 2: half of an event's per-video
+variation is common to its audio, visual and motion (one source, heard and seen), and visual and motion prototypes
+are grouped by what looks alike (VISUAL_GROUPS) while audio keeps the sound-alike groups. Version 2's extra parts
+come from generators of their own, so version 1's files stay byte-identical.
 """
 
 from __future__ import annotations
