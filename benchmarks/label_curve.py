@@ -17,7 +17,8 @@ A fraction F trains on a stratified F of the training videos (`avvp-finetune --t
 number of optimizer steps as the full-label run: the epochs and the epochs between learning-rate decays are
 scaled by the ratio of batches per epoch. Every stage is cached as in `benchmarks.tables` (`OUT/cache/`). Writes
 `OUT/label_curve.json`, `OUT/label_curve.md` (each pretrained row, its control and the difference, mean ± std over
-seeds) and `OUT/label_curve.png`.
+seeds) and `OUT/label_curve.png`; with `--variant uni|cross` the end-to-end rows use that variant's encoder (the
+files are then `label_curve_uni.*`, ...; the control is the same encoder for every variant).
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ from avvp.annotations import load_split
 from avvp.errors import AvvpError, ConfigError
 from avvp.io import atomic_path
 from benchmarks.tables import (
+    CONTROL_SUFFIX,
     ROW_NAMES,
+    Row,
     StageCache,
     encoder_stage,
     export_stage,
@@ -43,7 +46,7 @@ from benchmarks.tables import (
     grounding_stage,
     is_llp_sim,
     prepare_data,
-    slug,
+    stage_slug,
 )
 
 ROWS = {
@@ -54,14 +57,24 @@ ROWS = {
     "e2e-control": "untrained control end to end (MMIL head)",
 }
 """Row -> what it is; a pretrained row and its control differ by the encoder alone."""
-TABLE_ROWS = {
-    "raw": ROW_NAMES["Base+Adv+Skip+GCAA (paper recipe)"],
-    "frozen": ROW_NAMES["Pretrained"],
-    "frozen-control": ROW_NAMES["Pretrained - untrained control"],
-    "e2e": ROW_NAMES["Pretrain E2E (multi)"],
-    "e2e-control": ROW_NAMES["Pretrain E2E (multi) - untrained control"],
-}
-"""Curve row -> the row of `benchmarks.tables` it is: its full-label runs are that row's (one cache entry each)."""
+VARIANTS = ("uni", "cross", "multi")
+
+
+def table_rows(variant: str = "multi") -> dict[str, Row]:
+    """Curve row -> the row of `benchmarks.tables` it is (its full-label runs are that row's, one cache entry each).
+
+    `variant` picks the end-to-end rows ("Pretrain E2E (uni)" ...); the frozen rows are the tables' "Pretrained"
+    (`multi`) row and its control.
+    """
+    return {
+        "raw": ROW_NAMES["Base+Adv+Skip+GCAA (paper recipe)"],
+        "frozen": ROW_NAMES["Pretrained"],
+        "frozen-control": ROW_NAMES[f"Pretrained{CONTROL_SUFFIX}"],
+        "e2e": ROW_NAMES[f"Pretrain E2E ({variant})"],
+        "e2e-control": ROW_NAMES[f"Pretrain E2E ({variant}){CONTROL_SUFFIX}"],
+    }
+
+
 PAIRS = (("e2e", "e2e-control"), ("frozen", "frozen-control"))
 FRACTIONS = (0.05, 0.1, 0.25, 1.0)
 RAW_MODEL = "base-adv-skip-gcaa"
@@ -94,11 +107,13 @@ def run_curve(
     pretrain_args: tuple[str, ...] = (),
     verbose: bool = True,
     only_seed: int | None = None,
+    variant: str = "multi",
 ) -> dict | None:
     """Run (or fetch from the cache) every stage, then score and write the curve.
 
     `only_seed`: run that seed's stages and return None (several processes can share one `out`, a seed each);
-    a later call without it finds them all cached and writes the curve.
+    a later call without it finds them all cached and writes the curve. `variant`: the pretraining variant of the
+    end-to-end rows; the files are `label_curve.*` for `multi`, `label_curve_{variant}.*` otherwise.
     """
     from finetune.data import stratified_rows
 
@@ -107,6 +122,9 @@ def run_curve(
     for fraction in fractions:
         if not 0 < fraction <= 1:
             raise ConfigError(f"--fractions {fraction}: a share of the training videos, in (0, 1]")
+    if variant not in VARIANTS:
+        raise ConfigError(f"--variant {variant!r}: expected one of {', '.join(VARIANTS)}")
+    rows_of = table_rows(variant)
     unknown = sorted(set(rows) - set(ROWS))
     if unknown:
         raise ConfigError(f"--rows {', '.join(unknown)}: expected some of {', '.join(ROWS)}")
@@ -121,7 +139,7 @@ def run_curve(
     for seed in range(seeds) if only_seed is None else [only_seed]:
         inputs: dict[str, Path] = {"raw": llp}  # curve row -> its parser's input store (or, e2e, the encoder)
         for row in rows:
-            table_row = TABLE_ROWS[row]
+            table_row = rows_of[row]
             if table_row.source == "raw":
                 continue
             encoder = encoder_stage(cache, corpus, labels, preset, seed, table_row.variant, table_row.control,
@@ -136,15 +154,15 @@ def run_curve(
             schedule = matched_schedule(len(train_labels), subset, preset, epochs)
             schedules[str(fraction)] = {"videos": subset, **schedule}
             for row in rows:
-                table_row = TABLE_ROWS[row]
+                table_row = rows_of[row]
                 e2e = table_row.source == "e2e"
                 argv, stage_inputs = finetune_stage(table_row, llp if e2e else inputs[row], annotations, preset, seed,
                                                     inputs[row] if e2e else None, epochs)  # fmt: skip
-                stage = f"finetune-{slug(table_row.name)}-seed{seed}"  # the full-label run is the table's row
+                stage = f"finetune-{stage_slug(table_row)}-seed{seed}"  # the full-label run is the table's row
                 if fraction < 1:
                     argv += ["--train-fraction", str(fraction), "--epochs", str(schedule["epochs"]),
                              "--lr-step", str(schedule["lr_step"])]  # fmt: skip
-                    stage = f"finetune-{slug(table_row.name)}-f{fraction:g}-seed{seed}"
+                    stage = f"finetune-{stage_slug(table_row)}-f{fraction:g}-seed{seed}"
                 run_dir = cache.run(stage, argv, stage_inputs) / "run"
                 test = json.loads((run_dir / "metrics.json").read_text())["test"]
                 results[row][str(fraction)].append(float(test[SCORE[0]][SCORE[1]]))
@@ -157,6 +175,7 @@ def run_curve(
         "seeds": seeds,
         "fractions": sorted(fractions),  # run in the order given (e.g. the full-label runs first), shown in order
         "score": "test segment-level Type@AV",
+        "variant": variant,
         "encoder_args": list(encoder_args),
         "pretrain_args": list(pretrain_args),
         "schedules": schedules,
@@ -169,11 +188,12 @@ def run_curve(
         "seconds": time.perf_counter() - started,
     }
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "label_curve.json", overwrite=True) as tmp:
+    stem = "label_curve" if variant == "multi" else f"label_curve_{variant}"
+    with atomic_path(out / f"{stem}.json", overwrite=True) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
-    with atomic_path(out / "label_curve.md", overwrite=True) as tmp:
+    with atomic_path(out / f"{stem}.md", overwrite=True) as tmp:
         tmp.write_text(format_curve(report) + "\n")
-    plot_curve(report, out / "label_curve.png")
+    plot_curve(report, out / f"{stem}.png")
     return report
 
 
@@ -203,6 +223,7 @@ def format_curve(report: dict) -> str:
     lines = [
         f"Test segment-level Type@AV, {report['seeds']} seed(s), preset {report['preset']}"
         + (" (LLP-sim: synthetic data, not LLP)" if report["llp_sim"] else "")
+        + f"; end-to-end rows: the `{report.get('variant', 'multi')}` encoder"
         + "; each fraction trained for as many optimizer steps as the full-label run (epochs scaled).",
         "",
         head,
@@ -270,11 +291,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--pretrain-args", default="", help="Further avvp-pretrain options, for the trained encoder.")
     parser.add_argument("--only-seed", type=int, help="Run this seed's stages only (one process per seed), no curve.")
+    parser.add_argument("--variant", default="multi", choices=VARIANTS, help="Pretraining variant of the e2e rows.")
     args = parser.parse_args(argv)
     try:
         report = run_curve(args.preset, args.seeds, args.out, tuple(args.fractions), tuple(args.rows), args.data,
                            args.annotations, args.epochs, tuple(args.encoder_args.split()),
-                           tuple(args.pretrain_args.split()), only_seed=args.only_seed)  # fmt: skip
+                           tuple(args.pretrain_args.split()), only_seed=args.only_seed,
+                           variant=args.variant)  # fmt: skip
     except AvvpError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -282,7 +305,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"seed {args.only_seed}: every stage done")
         return
     print(format_curve(report))
-    print(f"wrote {args.out / 'label_curve.png'} ({report['seconds']:.0f} s)")
+    stem = "label_curve" if args.variant == "multi" else f"label_curve_{args.variant}"
+    print(f"wrote {args.out / stem}.md, .json, .png ({report['seconds']:.0f} s)")
 
 
 if __name__ == "__main__":

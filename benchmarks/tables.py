@@ -88,6 +88,8 @@ def recipe_rows(family: str, model: str) -> tuple[Row, ...]:
 
 
 CONTROL_SUFFIX = " - untrained control"
+CONTROL_VARIANT = "multi"
+"""The variant the one control encoder per seed is written with (avvp-pretrain's default; any gives its bytes)."""
 
 
 def with_control(row: Row) -> tuple[Row, Row]:
@@ -321,7 +323,7 @@ def run_tables(
                 labels = refine_stage(cache, ROW_NAMES[row.refine_from], llp, annotations, preset, seed, epochs)
                 argv, inputs = argv + ["--labels", str(labels)], {**inputs, "labels": labels}
                 label_reports.setdefault(row.name, []).append(read_modality_labels(labels).attrs["report"])
-            stage = f"finetune-{slug(row.name)}-seed{seed}"
+            stage = f"finetune-{stage_slug(row)}-seed{seed}"
             run_dir = cache.run(stage, argv, inputs) / "run"
             runs.append(run_dir)
             scores.append(json.loads((run_dir / "metrics.json").read_text())["test"])
@@ -449,8 +451,12 @@ def encoder_stage(
     """The encoder folder of `avvp-pretrain` (variant, seed), or with `control` its untrained control.
 
     The control is `avvp-pretrain init` with the same settings and seed: the pretraining run's step-0 weights and
-    input standardisation. `encoder_args` (architecture) go to both; `pretrain_args` to the pretraining run only.
+    input standardisation. The variant picks the loss, not the starting weights, so one control per seed serves
+    every variant (written with the default variant; `tests/test_pretrain_train.py` checks the bytes agree).
+    `encoder_args` (architecture) go to both; `pretrain_args` to the pretraining run only.
     """
+    if control:
+        variant = CONTROL_VARIANT
     shared = ["--variant", variant, "--features", str(corpus), "--preset", preset, "--seed", str(seed), *encoder_args]
     if control:
         argv = [console_script("avvp-pretrain"), "init", *shared, "--out", "{out}/encoder"]
@@ -489,6 +495,14 @@ def summarise_labels(reports: list[dict]) -> dict:
                 seeds = np.array([report[modality][kind][measure] for report in reports])
                 summary[f"{modality}_{kind}_{measure}"] = {"mean": float(seeds.mean()), "std": float(seeds.std())}
     return summary
+
+
+def stage_slug(row: Row) -> str:
+    """The name of a row's finetuning stages: its own, but every variant's E2E control is one run per seed (the same
+    control encoder, the same command)."""
+    if row.control and row.source == "e2e":
+        row = ROW_NAMES[f"Pretrain E2E ({CONTROL_VARIANT}){CONTROL_SUFFIX}"]
+    return slug(row.name)
 
 
 def slug(name: str) -> str:

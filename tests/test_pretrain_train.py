@@ -361,3 +361,16 @@ def test_a_run_stopped_after_its_last_step_but_before_that_epoch_ended_resumes_t
     assert [epoch["step"] for epoch in resumed["epochs"]] == [11, 22]
     assert resumed["epochs"] == whole["epochs"] and resumed["selected"] == whole["selected"]
     assert resumed["process_weight_checksums"] == whole["process_weight_checksums"]
+
+
+def test_the_untrained_control_is_the_same_encoder_for_every_variant(corpus, tmp_path):
+    """The variant picks the loss, not the starting weights: one control per seed serves uni, cross and multi
+    (`benchmarks.tables` writes it once, with the default variant)."""
+    features, _ = corpus
+    weights = {}
+    for variant in ("uni", "cross", "multi"):
+        out = tmp_path / variant
+        run_cli("init", "--variant", variant, "--preset", "tiny", "--features", features, "--out", out,
+                "--hidden-size", 32, "--seed", 3)  # fmt: skip
+        weights[variant] = (out / "model.safetensors").read_bytes()
+    assert weights["uni"] == weights["cross"] == weights["multi"]
