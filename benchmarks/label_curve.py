@@ -45,6 +45,7 @@ from benchmarks.tables import (
     finetune_stage,
     grounding_stage,
     is_llp_sim,
+    over_seeds,
     prepare_data,
     stage_slug,
 )
@@ -198,10 +199,9 @@ def run_curve(
 
 
 def summary(scores: list[float]) -> dict:
-    """Mean and standard deviation (ddof 1; 0 for one seed) over seeds, and the scores themselves."""
-    values = np.asarray(scores, dtype=np.float64)
-    std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-    return {"mean": float(values.mean()), "std": std, "scores": scores}
+    """Mean and standard deviation over seeds (`benchmarks.tables.over_seeds`), and the scores themselves."""
+    figures = over_seeds(scores)
+    return {"mean": figures["mean"], "std": figures["std"], "scores": figures["seeds"]}
 
 
 def differences(results: dict, fractions) -> dict:

@@ -483,6 +483,14 @@ def refine_stage(
     return folder / "labels.h5"
 
 
+def over_seeds(values: list[float]) -> dict:
+    """Mean and sample standard deviation (ddof 1; 0 for one seed) over seeds, and the values: every "mean ± std" of
+    the benchmarks (tables and label curve) is this one."""
+    array = np.asarray(values, dtype=np.float64)
+    std = float(array.std(ddof=1)) if len(array) > 1 else 0.0
+    return {"mean": float(array.mean()), "std": std, "seeds": [float(v) for v in values]}
+
+
 def summarise_labels(reports: list[dict]) -> dict:
     """Per modality and label set (weak, refined): precision and recall against LLP-sim's truth, mean and std
     over seeds; {"truth": False} when the annotations have no training truth (real LLP)."""
@@ -492,8 +500,8 @@ def summarise_labels(reports: list[dict]) -> dict:
     for modality in ("audio", "visual"):
         for kind in ("weak", "refined"):
             for measure in ("precision", "recall"):
-                seeds = np.array([report[modality][kind][measure] for report in reports])
-                summary[f"{modality}_{kind}_{measure}"] = {"mean": float(seeds.mean()), "std": float(seeds.std())}
+                seeds = [report[modality][kind][measure] for report in reports]
+                summary[f"{modality}_{kind}_{measure}"] = over_seeds(seeds)
     return summary
 
 
@@ -527,10 +535,7 @@ def summarise(row: Row, scores: list[dict], runs: list[Path]) -> dict:
     }
     for level in LEVELS:
         values = np.array([[s[level][name] for name in SCORE_NAMES] for s in scores])  # (seeds, 5)
-        summary[level] = {
-            name: {"mean": float(values[:, i].mean()), "std": float(values[:, i].std()), "seeds": values[:, i].tolist()}
-            for i, name in enumerate(SCORE_NAMES)
-        }
+        summary[level] = {name: over_seeds(values[:, i].tolist()) for i, name in enumerate(SCORE_NAMES)}
     return summary
 
 
@@ -541,7 +546,7 @@ def minus_control(pretrained: dict, control: dict) -> dict:
         difference[level] = {}
         for name in SCORE_NAMES:
             seeds = np.subtract(pretrained[level][name]["seeds"], control[level][name]["seeds"])
-            difference[level][name] = {"mean": float(seeds.mean()), "std": float(seeds.std()), "seeds": seeds.tolist()}
+            difference[level][name] = over_seeds(seeds.tolist())
     return difference
 
 

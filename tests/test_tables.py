@@ -184,12 +184,14 @@ def test_every_pretrained_row_has_its_control_and_the_difference():
         assert [r.name for r in select_rows([row.name])] == [row.name, control.name]  # selected together
 
     def result(seeds):
-        return {level: {name: {"mean": float(np.mean(seeds)), "std": float(np.std(seeds)), "seeds": seeds}
+        return {level: {name: {"mean": float(np.mean(seeds)), "std": float(np.std(seeds, ddof=1)), "seeds": seeds}
                         for name in SCORE_NAMES} for level in ("segment", "event")}  # fmt: skip
 
     rows = {"Pretrained": result([40.0, 44.0]), "Pretrained" + CONTROL_SUFFIX: result([41.0, 42.0])}
     rows["Pretrained"]["minus_control"] = minus_control(rows["Pretrained"], rows["Pretrained" + CONTROL_SUFFIX])
-    assert rows["Pretrained"]["minus_control"]["segment"]["audio"] == {"mean": 0.5, "std": 1.5, "seeds": [-1.0, 2.0]}
+    difference = rows["Pretrained"]["minus_control"]["segment"]["audio"]  # -1 and +2: the sample std is 1.5 * sqrt(2)
+    assert difference["seeds"] == [-1.0, 2.0] and difference["mean"] == 0.5
+    assert difference["std"] == pytest.approx(2.1213203)
     table = format_tables({"llp_sim": True, "preset": "tiny", "seeds": 2, "rows": rows})
-    assert "| *Pretrained minus its control* | +0.5 ± 1.5 |" in table
-    assert "| Pretrained - untrained control | 41.5 ± 0.5 [—] |" in table
+    assert "| *Pretrained minus its control* | +0.5 ± 2.1 |" in table
+    assert "| Pretrained - untrained control | 41.5 ± 0.7 [—] |" in table  # 41 and 42: sqrt(0.5)
