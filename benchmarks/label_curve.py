@@ -265,7 +265,8 @@ def plot_curve(report: dict, path: Path) -> Path:
     axes.set(xlabel="share of the training videos' labels (stratified subset)", ylabel="test segment Type@AV")
     source = "LLP-sim (synthetic)" if report["llp_sim"] else report["data"]
     axes.set_title(
-        f"{source}, preset {report['preset']}, {report['seeds']} seed(s), mean ± std\n"
+        f"{source}, preset {report['preset']}, {report['seeds']} seed(s), mean ± std; "
+        f"end-to-end rows: `{report.get('variant', 'multi')}` encoder\n"
         "every fraction trained for the full-label run's optimizer steps (epochs scaled by 1/share)",
         fontsize=9,
     )
