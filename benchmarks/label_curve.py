@@ -146,8 +146,7 @@ def run_curve(
             encoder = encoder_stage(cache, corpus, labels, preset, seed, table_row.variant, table_row.control,
                                     encoder_args, pretrain_args)  # fmt: skip
             if table_row.source == "frozen":
-                name = f"export-{table_row.variant}{'-control' if table_row.control else ''}-seed{seed}"
-                inputs[row] = export_stage(cache, name, encoder, llp)
+                inputs[row] = export_stage(cache, table_row, seed, encoder, llp)
             else:
                 inputs[row] = encoder
         for fraction in fractions:
@@ -189,13 +188,18 @@ def run_curve(
         "seconds": time.perf_counter() - started,
     }
     out.mkdir(parents=True, exist_ok=True)
-    stem = "label_curve" if variant == "multi" else f"label_curve_{variant}"
+    stem = curve_stem(variant)
     with atomic_path(out / f"{stem}.json", overwrite=True) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
     with atomic_path(out / f"{stem}.md", overwrite=True) as tmp:
         tmp.write_text(format_curve(report) + "\n")
     plot_curve(report, out / f"{stem}.png")
     return report
+
+
+def curve_stem(variant: str) -> str:
+    """The curve's file names without their suffix: `label_curve` for `multi`, `label_curve_{variant}` otherwise."""
+    return "label_curve" if variant == "multi" else f"label_curve_{variant}"
 
 
 def summary(scores: list[float]) -> dict:
@@ -306,8 +310,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"seed {args.only_seed}: every stage done")
         return
     print(format_curve(report))
-    stem = "label_curve" if args.variant == "multi" else f"label_curve_{args.variant}"
-    print(f"wrote {args.out / stem}.md, .json, .png ({report['seconds']:.0f} s)")
+    print(f"wrote {args.out / curve_stem(args.variant)}.md, .json, .png ({report['seconds']:.0f} s)")
 
 
 if __name__ == "__main__":

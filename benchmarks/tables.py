@@ -303,8 +303,7 @@ def run_tables(
                 if key not in encoders:
                     encoders[key] = encoder_stage(cache, corpus, labels, preset, seed, row.variant, row.control)
                 if row.source == "frozen" and key not in exported:
-                    name = f"export-{row.variant}{'-control' if row.control else ''}-seed{seed}"
-                    exported[key] = export_stage(cache, name, encoders[key], llp)
+                    exported[key] = export_stage(cache, row, seed, encoders[key], llp)
 
     test = load_split(annotations, "test")
     results: dict[str, dict] = {}
@@ -465,8 +464,10 @@ def encoder_stage(
     return cache.run(f"pretrain-{variant}-seed{seed}", argv, {"features": corpus, "labels": labels}) / "encoder"
 
 
-def export_stage(cache: StageCache, name: str, encoder: Path, llp: Path) -> Path:
-    """The LLP features embedded by `encoder` (`avvp-pretrain export`): the frozen rows' input store."""
+def export_stage(cache: StageCache, row: Row, seed: int, encoder: Path, llp: Path) -> Path:
+    """The LLP features embedded by `encoder`, the frozen `row`'s encoder of `seed` (`avvp-pretrain export`): the
+    frozen row's input store."""
+    name = f"export-{row.variant}{'-control' if row.control else ''}-seed{seed}"
     argv = [console_script("avvp-pretrain"), "export", "--encoder", str(encoder), "--features", str(llp)]
     return cache.run(name, [*argv, "--out", "{out}/llp-pre.h5"], {"encoder": encoder, "features": llp}) / "llp-pre.h5"
 
