@@ -152,8 +152,13 @@ class AVEncoderModel(PreTrainedModel):
         )  # (B, 30, H): audio snippets 0..9, visual 0..9, motion 0..9
         modality = torch.arange(len(STREAMS), device=tokens.device).repeat_interleave(NUM_SNIPPETS)  # (30,) 0,..,2
         snippet = torch.arange(NUM_SNIPPETS, device=tokens.device).repeat(len(STREAMS))  # (30,) 0..9 three times
+        # An explicit all-ones mask: every token attends to every token of all three streams. Without it,
+        # transformers >= 5 reads position ids that restart at 0 as packed sequences and masks each stream
+        # off from the others (no cross-modal attention at all).
+        everything = torch.ones(batch, tokens.shape[1], dtype=torch.long, device=tokens.device)  # (B, 30)
         hidden = self.bert(
             inputs_embeds=tokens,
+            attention_mask=everything,
             token_type_ids=modality.expand(batch, -1),
             position_ids=snippet.expand(batch, -1),
         ).last_hidden_state  # (B, 30, H)
