@@ -252,7 +252,7 @@ def extract_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out (and drop a resumable run)."),
 ) -> None:
     """Extract the LLP features (VGGish, ResNet-152, R(2+1)D-18) from video files into a feature store."""
-    from avvp.console import progress
+    from avvp.console import err_console, progress
     from avvp.extract.pipeline import ExtractConfig, compare_with_release, extract, list_videos
 
     config = ExtractConfig(
@@ -270,7 +270,7 @@ def extract_command(
 
         raise AvvpError(f"--compare {compare}: no such folder; expected the LLP feature release's folders in it")
     found = list_videos(videos)
-    with progress() as bar:
+    with progress(disable=not err_console.is_terminal) as bar:  # a log gets the report, not a bar's last frame
         task = bar.add_task("extracting", total=len(found))
         result = extract(
             found, out, config, overwrite=overwrite, on_progress=lambda done, total: bar.update(task, completed=done)

@@ -92,7 +92,7 @@ def parse_video_files(
         check_streams(store, STREAMS, cfg.model)
         data = load_store_data(store, STREAMS, None)
         predictions = predict_data(model, cfg, data, store)
-    windows = result.windows
+    windows = result.video_windows
     joined = join_windows(predictions, windows)
     events: dict[str, list[dict]] = {}
     for video in joined:
@@ -106,8 +106,9 @@ def parse_video_files(
             "notes": result.notes,
         }
         tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    for path, dense in zip(csv_paths, predictions.gated(), strict=True):
-        write_events(path, predictions.video_ids, dense, overwrite)
+    if csv_paths:
+        for path, dense in zip(csv_paths, predictions.gated(), strict=True):
+            write_events(path, predictions.video_ids, dense, overwrite)
     by_id = {video.video_ids[0]: video for video in joined}
     for path, (video_id, _) in zip(pictures, found, strict=True):
         if video_id in by_id:

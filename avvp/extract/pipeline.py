@@ -355,7 +355,7 @@ class ExtractResult:
     """One line per video cut into windows, padded, without audio or with a dropped tail."""
     skipped: list[str] = field(default_factory=list)
     """`path: reason` of each file left out (--skip-bad)."""
-    windows: dict[str, list[str]] = field(default_factory=dict)
+    video_windows: dict[str, list[str]] = field(default_factory=dict)
     """Video id -> the store ids of its windows, for the videos this run extracted."""
 
 
@@ -481,7 +481,7 @@ def _extract_into(
         else:
             decoded_count += 1
             result.notes += video_notes(decoded)
-            result.windows[decoded.video_id] = [window.video_id for window in decoded.windows]
+            result.video_windows[decoded.video_id] = [window.video_id for window in decoded.windows]
             pending += decoded.windows
         pending_videos.append(decoded.video_id)
         if len(pending) >= config.batch_windows:
