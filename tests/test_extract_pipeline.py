@@ -193,6 +193,30 @@ def test_merge_rank_stores(tmp_path, cli_networks):
     )
 
 
+def test_compare_with_the_release_layout(tmp_path, cli_networks):
+    write_video(tmp_path / "abcdefghijk.mp4", 2)
+    out = tmp_path / "store.h5"
+    assert run_cli(main, "data", "extract", tmp_path / "abcdefghijk.mp4", "--out", out)[0] == 0
+    store = read_store(out)
+    release = tmp_path / "release"
+    for stream, folder in pipeline.RELEASE_FOLDERS.items():
+        (release / folder).mkdir(parents=True)
+        features = store[stream][0]
+        if stream == "visual":
+            features = np.repeat(features, 8, axis=0)  # the release keeps the 80 frames
+        np.save(release / folder / "abcdefghijk.npy", features * (2.0 if stream == "audio" else 1.0))
+    code, stdout, stderr = run_cli(
+        main, "data", "extract", tmp_path / "abcdefghijk.mp4", "--out", out, "--overwrite", "--compare", release
+    )
+    assert code == 0, stderr
+    for stream in ("audio", "visual", "motion"):  # a scale does not change the cosine
+        assert f"{stream}: cosine to the release 1.0000 mean, 1.0000 min over 1 videos" in stdout
+    assert_one_line_error(
+        run_cli(main, "data", "extract", tmp_path / "abcdefghijk.mp4", "--out", out, "--compare", tmp_path / "no"),
+        "--compare",
+    )
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tiny_llp, tmp_path_factory) -> Path:
     return trained_tiny_run("base", tiny_llp, tmp_path_factory.mktemp("run") / "run")
