@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -134,6 +135,54 @@ def ours(videos: list[Path], networks, out: Path, workers: int) -> dict[str, np.
     return read_store(out).streams
 
 
+def measure(videos: int = 4, device: str = "cpu", workers: int = 2, light: bool = False) -> dict:
+    """Both pipelines on the same `videos` copies with the same random networks: rates, ratio and agreement."""
+    networks = build_networks(device, light)
+    with tempfile.TemporaryDirectory(prefix="avvp-bench-extract-") as folder:
+        work = Path(folder)
+        (work / "videos").mkdir()
+        (work / "release").mkdir()
+        paths = make_videos(work / "videos", videos)
+        start = time.perf_counter()
+        release = release_pipeline(paths, networks, work / "release")
+        release_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        extracted = ours(paths, networks, work / "ours.h5", workers)
+        our_seconds = time.perf_counter() - start
+    agreement = {}
+    for stream in ("audio", "visual", "motion"):
+        a, b = release[stream].reshape(videos, -1), extracted[stream].reshape(videos, -1)
+        cosine = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+        agreement[stream] = round(float(cosine.min()), 5)
+    return {
+        "videos": videos,
+        "device": device,
+        "networks": "stand-ins (--light)" if light else "ResNet-152, R(2+1)D-18, VGGish (random weights)",
+        "load_average": round(os.getloadavg()[0], 2),
+        "release_videos_per_s": round(videos / release_seconds, 4),
+        "ours_videos_per_s": round(videos / our_seconds, 4),
+        "speedup": round(release_seconds / our_seconds, 2),
+        "min_cosine_release_vs_ours": agreement,
+    }
+
+
+def report_line(result: dict) -> str:
+    return (
+        f"{result['videos']} videos on {result['device']}, {result['networks']}: release pipeline "
+        f"{result['release_videos_per_s']} videos/s, avvp data extract {result['ours_videos_per_s']} videos/s, "
+        f"{result['speedup']}x (load {result['load_average']}); features agree (min cosine per stream) "
+        f"{result['min_cosine_release_vs_ours']}"
+    )
+
+
+def run(videos: int = 4) -> list[str]:
+    """The speed report's section: the real networks on a GPU, the stand-ins on a CPU (ResNet-152 is too slow)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return [report_line(measure(videos, "cuda" if cuda else "cpu", light=not cuda))]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=4, help="Videos to extract (copies of the sample).")
@@ -142,40 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--light", action="store_true", help="Stand-in networks: decoding, files and batching only.")
     parser.add_argument("--json", action="store_true", help="Print JSON.")
     args = parser.parse_args(argv)
-    networks = build_networks(args.device, args.light)
-    with tempfile.TemporaryDirectory(prefix="avvp-bench-extract-") as folder:
-        work = Path(folder)
-        (work / "videos").mkdir()
-        (work / "release").mkdir()
-        videos = make_videos(work / "videos", args.videos)
-        start = time.perf_counter()
-        release = release_pipeline(videos, networks, work / "release")
-        release_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        extracted = ours(videos, networks, work / "ours.h5", args.workers)
-        our_seconds = time.perf_counter() - start
-    agreement = {}
-    for stream in ("audio", "visual", "motion"):
-        a, b = release[stream].reshape(len(videos), -1), extracted[stream].reshape(len(videos), -1)
-        cosine = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
-        agreement[stream] = round(float(cosine.min()), 5)
-    result = {
-        "videos": len(videos),
-        "device": args.device,
-        "networks": "stand-ins (--light)" if args.light else "ResNet-152, R(2+1)D-18, VGGish (random weights)",
-        "release_videos_per_s": round(len(videos) / release_seconds, 4),
-        "ours_videos_per_s": round(len(videos) / our_seconds, 4),
-        "speedup": round(release_seconds / our_seconds, 2),
-        "min_cosine_release_vs_ours": agreement,
-    }
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(
-            f"{result['videos']} videos on {args.device}, {result['networks']}: release pipeline "
-            f"{result['release_videos_per_s']} videos/s, avvp data extract {result['ours_videos_per_s']} videos/s, "
-            f"{result['speedup']}x; features agree (min cosine per stream) {agreement}"
-        )
+    result = measure(args.videos, args.device, args.workers, args.light)
+    print(json.dumps(result, indent=2) if args.json else report_line(result))
     return 0
 
 
