@@ -250,3 +250,27 @@ def test_parse_a_long_video(tmp_path, tiny_run, cli_networks):
     assert sorted(p.name for p in plot.iterdir()) == ["long.png"]
     events = document["videos"]["long"]
     assert all(0 <= e["onset"] < e["offset"] <= 40 for e in events)
+
+
+def test_shards_of_two_processes_merge_to_one_store(tmp_path, monkeypatch):
+    """What `accelerate launch --num_processes 2` does, one rank after the other in this process."""
+    from types import SimpleNamespace
+
+    import avvp.runs
+
+    for name in ("a", "b", "c"):
+        write_video(tmp_path / f"{name}.mp4", 2, colour_at=lambda t, n=name: (ord(n) * 2, 50, 50))
+    videos, config = list_videos([tmp_path]), ExtractConfig(workers=0)
+    whole = extract(videos, tmp_path / "whole.h5", config, networks=light_networks())
+    outputs = []
+    for rank in (0, 1):
+        state = SimpleNamespace(process_index=rank, num_processes=2, device="cpu", is_main_process=rank == 0)
+        monkeypatch.setattr(avvp.runs, "process_state", lambda state=state: state)
+        outputs.append(extract(videos, tmp_path / "store.h5", config, networks=light_networks()).path)
+    assert [p.name for p in outputs] == ["store.rank0-of-2.h5", "store.rank1-of-2.h5"]
+    assert read_store(outputs[0]).video_ids == ["a", "c"] and read_store(outputs[1]).video_ids == ["b"]
+    assert run_cli(main, "data", "merge", *outputs, "--out", tmp_path / "store.h5")[0] == 0
+    merged, single = read_store(tmp_path / "store.h5"), read_store(whole.path)
+    order = [merged.video_ids.index(v) for v in single.video_ids]
+    for stream in ("audio", "visual", "motion"):  # other batches: float16 rounding of float32 sums may differ
+        np.testing.assert_allclose(merged[stream][order], single[stream], rtol=2e-3, atol=1e-3)
