@@ -167,6 +167,39 @@ def test_corrupt_file_in_a_folder(tmp_path, cli_networks):
     assert read_store(out).video_ids == ["a", "c"]
 
 
+@pytest.mark.parametrize("case", ["not a video", "no video stream", "under one second"])
+def test_bad_video_is_one_line(tmp_path, cli_networks, case):
+    import av
+
+    path = tmp_path / "in" / "clip.mp4"
+    path.parent.mkdir()
+    if case == "not a video":
+        path.write_text("no video here\n")
+    elif case == "no video stream":
+        with av.open(str(path), "w", format="mp4") as container:
+            stream = container.add_stream("aac", rate=16000)
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 16000), np.float32), format="fltp", layout="mono")
+            frame.sample_rate = 16000
+            for packet in [*stream.encode(frame), *stream.encode()]:
+                container.mux(packet)
+    else:
+        write_video(path, 0.5)
+    expected = {"not a video": "not a video", "no video stream": "no video stream", "under one second": "at least 1 s"}
+    assert_one_line_error(run_cli(main, "data", "extract", path, "--out", tmp_path / "s.h5"), str(path), expected[case])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+def test_cli_says_what_it_padded_and_silenced(tmp_path, cli_networks):
+    write_video(tmp_path / "short.mp4", 2)
+    change_video(tmp_path / "mute.mp4", audio=False)
+    code, stdout, stderr = run_cli(main, "data", "extract", tmp_path, "--out", tmp_path / "s.h5", "--dtype", "float32")
+    assert code == 0, stderr
+    assert "wrote " in stdout and "2 videos, 2 windows of 10 s (float32)" in stdout
+    assert "short (2.00 s): short padded from 2.00 s to 10 s" in stdout
+    assert "mute (10.00 s): no audio stream; audio features are those of silence" in stdout
+    assert store_info(tmp_path / "s.h5")["streams"]["visual"]["dtype"] == "float32"
+
+
 def test_missing_weights_offline(tmp_path):
     change_video(tmp_path / "v.mp4")
     (tmp_path / "weights").mkdir()
