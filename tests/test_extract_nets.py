@@ -245,8 +245,7 @@ def test_vggish_flattens_in_tensorflow_order_and_embeds(tmp_path, monkeypatch, h
         hidden = np.maximum(hidden @ weight.T + bias, 0.0)  # each Linear followed by ReLU, fc2's included
     assert embedding.shape == (3, 128)
     np.testing.assert_allclose(embedding.numpy(), hidden, rtol=1e-4, atol=1e-5)
-    pre_activation = VGGish(final_relu=False).eval()
-    pre_activation.load_state_dict(network.state_dict())
+    pre_activation = load_network("vggish", tmp_path / "w", download=False, final_relu=False)
     with torch.no_grad():
         raw = pre_activation(examples)
     assert (raw < 0).any() and torch.equal(raw.clamp(min=0), embedding)

@@ -301,9 +301,12 @@ def load_state_dict(
     return state_dict
 
 
-def load_network(name: str, weights_dir: str | os.PathLike | None = None, download: bool = True) -> nn.Module:
+def load_network(
+    name: str, weights_dir: str | os.PathLike | None = None, download: bool = True, **options
+) -> nn.Module:
     """Network `name` (`resnet152`, `r2plus1d_18`, `vggish`) with its published weights: float32, in eval mode,
-    its parameters frozen (no gradient)."""
+    its parameters frozen (no gradient). `options` go to the network's constructor (e.g. `final_relu=False` for
+    VGGish's pre-activation embedding); they change no parameter name."""
     if name not in NETWORKS:
         raise WeightsError(f"unknown network {name!r}; expected one of {', '.join(NETWORKS)}")
     state_dict = {
@@ -311,7 +314,7 @@ def load_network(name: str, weights_dir: str | os.PathLike | None = None, downlo
         for key, value in load_state_dict(name, weights_dir, download).items()
     }
     with torch.device("meta"):  # no random initialisation to throw away: the file's tensors become the parameters
-        network = NETWORKS[name]()
+        network = NETWORKS[name](**options)
     network.load_state_dict(state_dict, strict=True, assign=True)
     for module in network.modules():  # counters the file lacks (saved before PyTorch 0.4) are still on meta
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.num_batches_tracked.is_meta:

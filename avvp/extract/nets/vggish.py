@@ -19,6 +19,10 @@ The conversion flattens the (N, 512, 6, 4) map in TensorFlow's (height, width, c
 with a ReLU after fc2 (the 2017-2019 TensorFlow VGGish had one; the current TensorFlow code and README say the
 embedding is pre-activation). `final_relu=True` (the default) reproduces the conversion whose weights we load;
 `final_relu=False` gives the pre-activation embedding of the current AudioSet code.
+
+Raw or postprocessed: the AudioSet release's own embeddings are postprocessed (PCA-whitened, 8-bit); the HAN
+release does not say which its `vggish/*.npy` are. One look at any of those files tells: postprocessed values are
+whole numbers in 0..255, raw ones (with the final ReLU) non-negative floats with many exact zeros.
 """
 
 from __future__ import annotations
@@ -76,8 +80,8 @@ def vggish_postprocess(embeddings: torch.Tensor, pca_params: Mapping[str, torch.
     torchvggish rounds instead, so up to one step apart). The values stay on that 0..255 scale, the scale of the
     released AudioSet embeddings, returned as float32 so that they go into a feature store like every stream.
     """
-    eigen_vectors = pca_params["pca_eigen_vectors"].to(torch.float64)  # (128, 128), rows are output dims
-    means = pca_params["pca_means"].to(torch.float64).reshape(1, EMBEDDING_DIM)  # (1, 128)
+    eigen_vectors = pca_params["pca_eigen_vectors"].to(embeddings.device, torch.float64)  # (128, 128), rows: outputs
+    means = pca_params["pca_means"].to(embeddings.device, torch.float64).reshape(1, EMBEDDING_DIM)  # (1, 128)
     whitened = (embeddings.to(torch.float64) - means) @ eigen_vectors.T  # (N, 128)
     clipped = whitened.clamp(QUANTIZE_MIN, QUANTIZE_MAX)
     scaled = (clipped - QUANTIZE_MIN) * (255.0 / (QUANTIZE_MAX - QUANTIZE_MIN))  # [0, 255]
