@@ -107,9 +107,11 @@ def test_the_published_key_lists_are_the_published_sizes():
     assert (len(published_vggish()), weight_count(published_vggish())) == (18, 72_141_184)
 
 
-def random_state_dict(keys: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, torch.Tensor]:
+def random_state_dict(
+    keys: dict[str, tuple[int, ...]], seed: int = 0, dtype: torch.dtype = torch.float32
+) -> dict[str, torch.Tensor]:
     """Weights of the given shapes scaled to keep activations finite: fan-in-scaled normal weights, small biases,
-    batch norms near identity."""
+    batch norms near identity. float16 halves the files a test writes (the loader takes any floating type)."""
     generator = torch.Generator().manual_seed(seed)
     state_dict = {}
     for key, shape in keys.items():
@@ -124,7 +126,7 @@ def random_state_dict(keys: dict[str, tuple[int, ...]], seed: int = 0) -> dict[s
             value = 0.5 + 0.5 * torch.rand(shape, generator=generator)
         else:
             value = torch.randn(shape, generator=generator) / math.sqrt(math.prod(shape[1:]))
-        state_dict[key] = value
+        state_dict[key] = value if name == "num_batches_tracked" else value.to(dtype)
     return state_dict
 
 
@@ -196,17 +198,16 @@ def one_line_error(call, *fragments) -> str:
     return message
 
 
-@pytest.fixture(scope="module")
-def r2plus1d_weights():
-    return random_state_dict(published_r2plus1d_18(counters=False), seed=1)
-
-
-def test_load_network_reads_an_old_format_file_without_counters(tmp_path, monkeypatch, hub_dir, r2plus1d_weights):
+def test_load_network_reads_an_old_format_file_without_counters(tmp_path, monkeypatch, hub_dir):
     # the format and the missing counters of a file saved before PyTorch 0.4, like resnet152-b121ed2d.pth
+    r2plus1d_weights = random_state_dict(published_r2plus1d_18(counters=False), seed=1, dtype=torch.float16)
     write_weights(monkeypatch, tmp_path / "w", "r2plus1d_18", r2plus1d_weights, legacy=True)
     network = load_network("r2plus1d_18", tmp_path / "w", download=False)
     assert not network.training
-    assert all(value.device.type == "cpu" and value.dtype != torch.float64 for value in network.state_dict().values())
+    assert all(
+        value.device.type == "cpu" and value.dtype in (torch.float32, torch.int64)
+        for value in network.state_dict().values()
+    )
     reference = r2plus1d_18().eval()
     reference.load_state_dict(r2plus1d_weights)
     clips = torch.randn(1, 3, 8, 32, 32, generator=torch.Generator().manual_seed(0))  # (N, 3, T, H, W)
@@ -233,8 +234,9 @@ def test_resnet152_features_are_the_pooled_output_before_fc():
 
 
 def test_vggish_flattens_in_tensorflow_order_and_embeds(tmp_path, monkeypatch, hub_dir):
-    write_weights(monkeypatch, tmp_path / "w", "vggish", random_state_dict(published_vggish(), seed=3))
+    write_weights(monkeypatch, tmp_path / "w", "vggish", random_state_dict(published_vggish(), 3, torch.float16))
     network = load_network("vggish", tmp_path / "w", download=False)
+    assert all(value.dtype == torch.float32 for value in network.state_dict().values())
     examples = torch.randn(3, 1, 96, 64, generator=torch.Generator().manual_seed(0))  # (N, 1, frames, bands)
     with torch.no_grad():
         embedding = network(examples)
@@ -245,6 +247,7 @@ def test_vggish_flattens_in_tensorflow_order_and_embeds(tmp_path, monkeypatch, h
         hidden = np.maximum(hidden @ weight.T + bias, 0.0)  # each Linear followed by ReLU, fc2's included
     assert embedding.shape == (3, 128)
     np.testing.assert_allclose(embedding.numpy(), hidden, rtol=1e-4, atol=1e-5)
+    del network
     pre_activation = load_network("vggish", tmp_path / "w", download=False, final_relu=False)
     with torch.no_grad():
         raw = pre_activation(examples)
