@@ -253,7 +253,9 @@ def _read(weight: WeightFile, path: Path) -> object:
 
 
 def _as_tensor(weight: WeightFile, path: Path, key: str, value: object) -> torch.Tensor:
-    if isinstance(value, np.ndarray) and weight.name == "vggish_pca" and np.issubdtype(value.dtype, np.floating):
+    if isinstance(value, np.ndarray):  # only a `vggish_pca` file can hold them (see _NUMPY_ARRAY_GLOBALS)
+        if not np.issubdtype(value.dtype, np.floating):
+            raise WeightsError(f"{path}: {key} is a {value.dtype} array; expected floating-point weights")
         value = torch.from_numpy(np.ascontiguousarray(value))
     if not isinstance(value, torch.Tensor):
         raise WeightsError(f"{path}: {key} holds a {type(value).__name__}; expected a tensor")
