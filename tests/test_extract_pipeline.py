@@ -1,12 +1,14 @@
 """`avvp data extract` and `avvp parse --video` end to end on videos written in the test, with random weights.
 
-The features test runs the three real architectures (random weights, nothing downloaded): its video holds two
-distinct pictures, which the pipeline sends through each network once, so ResNet-152 stays cheap. The tests of
+The features test runs the CLI with `--weights DIR --offline`: the three published architectures loaded from random
+weight files (nothing downloaded); its video holds two distinct pictures, which the pipeline sends through each
+network once, so ResNet-152 stays cheap. The tests of
 windows, padding, resuming, bad files and the CLI (the release's sample has 80 distinct frames) use
 `light_networks`, random linear maps of pooled pixels with the networks' output widths: they test the plumbing,
 not the networks.
 """
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -22,15 +24,6 @@ from avvp.store import read_store, store_info
 from avvp_cli.app import main
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "llp" / "sample" / "BjCEufrlXm4.mp4"
-
-
-@pytest.fixture(scope="module")
-def real_networks() -> Networks:
-    """ResNet-152, R(2+1)D-18 and VGGish with their published parameter names and random weights."""
-    from avvp.extract.nets import VGGish, r2plus1d_18, resnet152
-
-    torch.manual_seed(0)
-    return Networks(resnet152(), r2plus1d_18(), VGGish())
 
 
 class PooledLinear(torch.nn.Module):
@@ -53,14 +46,32 @@ def light_networks() -> Networks:
 
 
 @pytest.fixture(scope="module")
-def change_store(tmp_path_factory, real_networks) -> Path:
-    """The issue's video (red until 3 s then blue, silence until 6 s then a tone) and a silent copy, extracted."""
+def change_store(tmp_path_factory) -> Path:
+    """The issue's video (red until 3 s then blue, silence until 6 s then a tone) and a silent copy, extracted by
+    the CLI with `--weights DIR --offline`: the three published architectures with random float16 weight files
+    (`test_extract_nets`' helpers; each file made the registry's, so that its sha256 check passes)."""
+    from test_extract_nets import (
+        published_r2plus1d_18,
+        published_resnet152,
+        published_vggish,
+        random_state_dict,
+        write_weights,
+    )
+
     folder = tmp_path_factory.mktemp("change")
-    change_video(folder / "change.mp4")
-    change_video(folder / "mute.mp4", audio=False)
-    out = folder / "store.h5"
-    result = extract(list_videos([folder]), out, ExtractConfig(workers=0), networks=real_networks)
-    assert any("mute" in note and "no audio stream" in note for note in result.notes)
+    (folder / "videos").mkdir()
+    change_video(folder / "videos" / "change.mp4")
+    change_video(folder / "videos" / "mute.mp4", audio=False)
+    weights, out = folder / "weights", folder / "store.h5"
+    keys = {"resnet152": published_resnet152(), "r2plus1d_18": published_r2plus1d_18(), "vggish": published_vggish()}
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name, shapes in keys.items():
+            write_weights(monkeypatch, weights, name, random_state_dict(shapes, dtype=torch.float16))
+        code, stdout, stderr = run_cli(
+            main, "data", "extract", folder / "videos", "--out", out, "--weights", weights, "--offline"
+        )
+    assert code == 0, stderr
+    assert "mute (10.00 s): no audio stream; audio features are those of silence" in stdout
     return out
 
 
@@ -77,6 +88,8 @@ def test_store_layout(change_store):
     extractor = json.loads(info["attrs"]["extractor"])
     assert "ResNet-152" in extractor["visual"]["network"] and "CenterCrop(224)" in extractor["visual"]["preprocessing"]
     assert extractor["settings"]["audio_embedding"] == "raw"
+    weights = Path(change_store).parent / "weights" / extractor["visual"]["weights"]["file"]
+    assert extractor["visual"]["weights"]["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
 
 
 def test_features_follow_the_picture_and_the_sound(change_store):
