@@ -36,20 +36,23 @@ class VideoError(AvvpError):
     """A file that cannot be decoded as a video with at least one second of pictures."""
 
 
-def cfr_frame_indices(timestamps: np.ndarray, input_rate: float, rate: int = FRAME_RATE) -> list[int]:
-    """Which decoded frame fills each output frame of ffmpeg 4.x `-r rate` (constant-frame-rate vsync).
+class ConstantRateSampler:
+    """ffmpeg 4.x `-r rate` (constant-frame-rate vsync), one decoded frame at a time.
 
-    `timestamps` (F,) seconds from the file's start, in decoding order; `input_rate` the stream's frame rate.
-    Returns one index into `timestamps` per output frame (a frame may repeat or be left out).
+    `copies(seconds)` takes the next decoded frame's timestamp (seconds from the file's start) and says how many
+    output frames it fills, and how many of those (the first ones) repeat the decoded frame before it instead.
     """
-    duration = min(1.0 / (input_rate / rate), 1.0) if input_rate > 0 else 1.0  # a frame's length in output slots
-    chosen: list[int] = []
-    next_slot = 0  # ffmpeg's ost->sync_opts
-    for index, seconds in enumerate(timestamps):
+
+    def __init__(self, input_rate: float, rate: int = FRAME_RATE):
+        self.rate = rate
+        self.duration = min(1.0 / (input_rate / rate), 1.0) if input_rate > 0 else 1.0  # a frame, in output slots
+        self.next_slot = 0  # ffmpeg's ost->sync_opts
+
+    def copies(self, seconds: float) -> tuple[int, int]:
         # ffmpeg adds 2^-17 to the rescaled timestamp to avoid exact midpoints
-        position = float(seconds) * rate + math.copysign(2.0**-17, float(seconds) if seconds else 1.0)
-        lag = position - next_slot  # delta0
-        lead = lag + duration  # delta
+        position = float(seconds) * self.rate + math.copysign(2.0**-17, float(seconds) if seconds else 1.0)
+        lag = position - self.next_slot  # delta0
+        lead = lag + self.duration  # delta
         copies, copies_of_previous = 1, 0
         if lead < -1.1:
             copies = 0
@@ -57,9 +60,21 @@ def cfr_frame_indices(timestamps: np.ndarray, input_rate: float, rate: int = FRA
             copies = int(np.rint(lead))
             if lag > 1.1:
                 copies_of_previous = int(np.rint(lag - 0.6))
-        for copy in range(copies):
-            chosen.append(index - 1 if copy < copies_of_previous and index > 0 else index)
-        next_slot += copies
+        self.next_slot += copies
+        return copies, min(copies_of_previous, copies)
+
+
+def cfr_frame_indices(timestamps: np.ndarray, input_rate: float, rate: int = FRAME_RATE) -> list[int]:
+    """Which decoded frame fills each output frame of ffmpeg 4.x `-r rate` (`ConstantRateSampler`).
+
+    `timestamps` (F,) seconds from the file's start, in decoding order; `input_rate` the stream's frame rate.
+    Returns one index into `timestamps` per output frame (a frame may repeat or be left out).
+    """
+    sampler = ConstantRateSampler(input_rate, rate)
+    chosen: list[int] = []
+    for index, seconds in enumerate(timestamps):
+        copies, copies_of_previous = sampler.copies(seconds)
+        chosen += [max(index - 1, 0)] * copies_of_previous + [index] * (copies - copies_of_previous)
     return chosen
 
 
@@ -116,45 +131,61 @@ def decode_video(path: str | os.PathLike, frame_transform: Callable = lambda ima
         start = container.start_time / 1e6 if container.start_time is not None else 0.0
         audio = container.streams.audio[0] if container.streams.audio else None
         try:
-            video_frames, timestamps, waveform = _decode_streams(container, stream, audio, start)
+            frames, last_seconds, waveform = _decode_streams(
+                container, stream, audio, start, input_rate, frame_transform
+            )
         except av.error.FFmpegError as error:
             raise VideoError(f"{path}: cannot be decoded ({_reason(error)})") from None
     finally:
         container.close()
-    if not video_frames:
+    if last_seconds is None:
         raise VideoError(f"{path}: its video stream holds no picture")
-    step = 1.0 / input_rate if input_rate else 0.0
-    seconds = float(timestamps[-1]) + step
+    seconds = last_seconds + (1.0 / input_rate if input_rate else 0.0)
     if seconds < MIN_SECONDS:
         raise VideoError(f"{path}: lasts {seconds:.2f} s; a video must last at least {MIN_SECONDS:g} s")
-    chosen = cfr_frame_indices(np.asarray(timestamps), input_rate)
-    transformed: dict[int, object] = {}
-    frames = []
-    for index in chosen:
-        if index not in transformed:
-            transformed[index] = frame_transform(video_frames[index])
-        frames.append(transformed[index])
     return DecodedVideo(path=path, frames=frames, seconds=seconds, waveform=waveform)
 
 
-def _decode_streams(container, stream, audio, start: float) -> tuple[list, list[float], np.ndarray | None]:
-    """One pass over the file: every picture as a PIL RGB image with its timestamp (seconds from the file's
-    start), and the audio at SAMPLE_RATE with its channels averaged (as VGGish's `waveform_to_examples` does)."""
+def _decode_streams(
+    container, stream, audio, start: float, input_rate: float, frame_transform: Callable
+) -> tuple[list, float | None, np.ndarray | None]:
+    """One pass over the file: the 8-fps frames through `frame_transform` (each decoded picture transformed once,
+    only when kept; no other picture is held), the last picture's timestamp (seconds from the file's start), and
+    the audio at SAMPLE_RATE with its channels averaged (as VGGish's `waveform_to_examples` does)."""
     import av
 
-    images, timestamps, chunks = [], [], []
+    sampler = ConstantRateSampler(input_rate)
+    frames, chunks = [], []
+    previous, seconds = None, None  # the decoded picture before, transformed where it was kept
     time_base = float(stream.time_base)
     resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE) if audio is not None else None
     for frame in container.decode(*([stream, audio] if audio is not None else [stream])):
         if isinstance(frame, av.AudioFrame):
             chunks.extend(out.to_ndarray() for out in resampler.resample(frame))  # (channels, samples) each
             continue
-        seconds = frame.pts * time_base - start if frame.pts is not None else len(timestamps) and timestamps[-1]
-        images.append(frame.to_image())
-        timestamps.append(seconds)
+        seconds = frame.pts * time_base - start if frame.pts is not None else (seconds or 0.0)
+        copies, copies_of_previous = sampler.copies(seconds)
+        if previous is None:  # ffmpeg has no frame before the first: it repeats the first
+            copies_of_previous = 0
+        if copies_of_previous:
+            if not isinstance(previous, _Kept):
+                previous = _Kept(frame_transform(previous.to_image()))
+            frames += [previous.value] * copies_of_previous
+        current = frame
+        if copies > copies_of_previous:
+            current = _Kept(frame_transform(frame.to_image()))
+            frames += [current.value] * (copies - copies_of_previous)
+        previous = current
     if resampler is None:
-        return images, timestamps, None
+        return frames, seconds, None
     chunks.extend(out.to_ndarray() for out in resampler.resample(None))
     if not chunks:
-        return images, timestamps, np.zeros(0, dtype=np.float32)
-    return images, timestamps, np.concatenate(chunks, axis=1).mean(axis=0).astype(np.float32)
+        return frames, seconds, np.zeros(0, dtype=np.float32)
+    return frames, seconds, np.concatenate(chunks, axis=1).mean(axis=0).astype(np.float32)
+
+
+class _Kept:
+    """A decoded picture already transformed (so that a repeat reuses it)."""
+
+    def __init__(self, value):
+        self.value = value
