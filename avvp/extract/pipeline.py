@@ -170,7 +170,7 @@ def cut_windows(video_id: str, frames: list, seconds: float, waveform: np.ndarra
     for index in range(count):
         start = index * FRAMES_PER_CLIP
         last = index == count - 1
-        held = frames[start:] if last else frames[start : start + FRAMES_PER_CLIP]
+        held = (frames[start:] if last else frames[start : start + FRAMES_PER_CLIP]) or frames[-1:]
         if len(held) >= FRAMES_PER_CLIP:
             held = [held[i] for i in pick_frames(len(held))]
         else:
@@ -376,7 +376,7 @@ def video_notes(decoded: DecodedWindows) -> list[str]:
     if len(decoded.windows) > 1:
         notes.append(f"{name}: {len(decoded.windows)} windows, {decoded.video_id}@0 ... {decoded.windows[-1].video_id}")
     last = decoded.windows[-1]
-    if last.seconds < CLIP_SECONDS - 0.5:
+    if last.seconds < CLIP_SECONDS - 0.1:
         notes.append(f"{name}: {last.video_id} padded from {last.seconds:.2f} s to {CLIP_SECONDS} s")
     if decoded.dropped_seconds > 0.5:
         notes.append(f"{name}: its last {decoded.dropped_seconds:.2f} s (under {MIN_SECONDS:g} s) left out")
