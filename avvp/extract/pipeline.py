@@ -300,9 +300,10 @@ class Networks:
             per_clip = torch.cat(clip_features)[torch.from_numpy(clip_rows).to(self.device)]  # (B*10, 512)
             motion = per_clip.view(count, NUM_SNIPPETS, -1)
 
-            examples = np.stack([_ten_examples(waveform_to_examples(w.waveform, SAMPLE_RATE)) for w in windows])
-            examples_t = torch.from_numpy(examples).to(self.device).view(count * NUM_SNIPPETS, 1, 96, 64)
-            embedding = self.vggish(examples_t).float()  # (B*10, 128)
+            examples = np.concatenate([_ten_examples(waveform_to_examples(w.waveform, SAMPLE_RATE)) for w in windows])
+            distinct_examples, example_rows = _distinct(examples)  # silence (padding, no audio) once
+            inputs = torch.from_numpy(distinct_examples).to(self.device)[:, None]  # (E, 1, 96, 64)
+            embedding = self.vggish(inputs).float()[torch.from_numpy(example_rows).to(self.device)]  # (B*10, 128)
             if self.pca_params is not None:
                 from avvp.extract.nets import vggish_postprocess
 
@@ -626,8 +627,13 @@ def compare_with_release(store: str | os.PathLike, release_dir: str | os.PathLik
             path = release_dir / folder / f"{video_id[:11]}.npy"
             if "@" in video_id or not path.is_file():
                 continue
-            release = np.load(path, allow_pickle=False).astype(np.float32)
+            try:
+                release = np.load(path, allow_pickle=False).astype(np.float32)
+            except (ValueError, OSError) as error:
+                raise AvvpError(f"{path}: not a readable .npy feature file ({error})") from None
             if stream == "visual":
+                if release.ndim != 2 or not 72 <= len(release) <= 80:
+                    raise AvvpError(f"{path}: shape {release.shape}; expected (72..80, 2048) ResNet-152 frames")
                 release = average_frames(release)
             ours = data[stream][row]
             if release.shape != ours.shape:
