@@ -320,3 +320,12 @@ def test_shards_of_two_processes_merge_to_one_store(tmp_path, monkeypatch):
     order = [merged.video_ids.index(v) for v in single.video_ids]
     for stream in ("audio", "visual", "motion"):  # other batches: float16 rounding of float32 sums may differ
         np.testing.assert_allclose(merged[stream][order], single[stream], rtol=2e-3, atol=1e-3)
+
+
+def test_benchmark_pipelines_agree():
+    """benchmarks.bench_extract's two pipelines (the release's JPEG/WAV way and ours) give the same features."""
+    from benchmarks.bench_extract import measure
+
+    result = measure(videos=1, workers=0, light=True)
+    assert result["release_videos_per_s"] > 0 and result["ours_videos_per_s"] > 0
+    assert all(cosine > 0.999 for cosine in result["min_cosine_release_vs_ours"].values()), result
