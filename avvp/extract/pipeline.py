@@ -151,10 +151,12 @@ class DecodedWindows:
     path: str
     windows: list[Window] = field(default_factory=list)
     seconds: float = 0.0
+    """The video stream's length."""
     has_audio: bool = True
     dropped_seconds: float = 0.0
     """Length of a last window under one second, left out."""
     error: str | None = None
+    """The one-line reason the file could not be decoded (then there are no windows)."""
 
 
 def window_count(seconds: float) -> int:
