@@ -329,3 +329,13 @@ def test_benchmark_pipelines_agree():
     result = measure(videos=1, workers=0, light=True)
     assert result["release_videos_per_s"] > 0 and result["ours_videos_per_s"] > 0
     assert all(cosine > 0.999 for cosine in result["min_cosine_release_vs_ours"].values()), result
+
+
+def test_parse_a_file_that_is_not_a_video(tmp_path, tiny_run, cli_networks):
+    (tmp_path / "clip.mp4").write_text("no video here\n")
+    result = run_cli(main, "parse", "--run", tiny_run, "--video", tmp_path / "clip.mp4", "--out", tmp_path / "e.json")
+    assert_one_line_error(result, str(tmp_path / "clip.mp4"), "not a video")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+    both = run_cli(main, "parse", "--run", tiny_run, "--video", tmp_path / "clip.mp4", "--features", tmp_path / "f.h5",
+                   "--out", tmp_path / "e.json")  # fmt: skip
+    assert_one_line_error(both, "either --features STORE or --video FILE")
