@@ -224,3 +224,85 @@ def baselines(
     for name, table in scores.items():
         print(f"{name} ({split})")
         print(format_table(table) + "\n")
+
+
+@data_app.command("extract")
+def extract_command(
+    videos: list[Path] = typer.Argument(
+        ..., help="Video files, folders of videos (not recursive) or list files (.txt: one path a line)."
+    ),
+    out: Path = typer.Option(..., help="Feature store to write (HDF5): audio, visual, motion streams."),
+    weights: Path | None = typer.Option(
+        None, help="Folder holding the weight files (offline machines); default: the torch cache, downloading."
+    ),
+    offline: bool = typer.Option(False, "--offline", help="Never download weights: a missing file is an error."),
+    dtype: str = typer.Option("float16", help="Stored precision: float16 or float32."),
+    audio_embedding: str = typer.Option(
+        "raw", help="VGGish output: raw (128-d embedding) or postprocessed (AudioSet's PCA, 8-bit, 0..255)."
+    ),
+    workers: int = typer.Option(2, help="Decoding processes (0: decode in this process)."),
+    batch_windows: int = typer.Option(4, help="10-s windows per forward batch."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Report and skip files that cannot be decoded."),
+    device: str | None = typer.Option(None, help="torch device (default: CUDA when there is one, else CPU)."),
+    compare: Path | None = typer.Option(
+        None,
+        help="LLP feature release folder (vggish/, res152/, r2plus1d_18/): print, per stream, the cosine similarity "
+        "of the extracted features to the release's for the same videos.",
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out (and drop a resumable run)."),
+) -> None:
+    """Extract the LLP features (VGGish, ResNet-152, R(2+1)D-18) from video files into a feature store."""
+    from avvp.console import err_console, progress
+    from avvp.extract.pipeline import ExtractConfig, compare_with_release, extract, list_videos
+
+    config = ExtractConfig(
+        dtype=dtype,
+        audio_embedding=audio_embedding,
+        weights_dir=str(weights) if weights is not None else None,
+        download=not offline,
+        workers=workers,
+        batch_windows=batch_windows,
+        skip_bad=skip_bad,
+        device=device,
+    )
+    if compare is not None and not compare.is_dir():
+        from avvp.errors import AvvpError
+
+        raise AvvpError(f"--compare {compare}: no such folder; expected the LLP feature release's folders in it")
+    found = list_videos(videos)
+    with progress(disable=not err_console.is_terminal) as bar:  # a log gets the report, not a bar's last frame
+        task = bar.add_task("extracting", total=len(found))
+        result = extract(
+            found, out, config, overwrite=overwrite, on_progress=lambda done, total: bar.update(task, completed=done)
+        )
+    resumed = f" ({result.resumed} from an interrupted run)" if result.resumed else ""
+    print(f"wrote {result.path}: {result.videos} videos{resumed}, {result.windows} windows of 10 s ({dtype})")
+    for note in result.notes:
+        print(note)
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} file(s) that could not be decoded:")
+        for reason in result.skipped:
+            print(f"  {reason}")
+    if result.path != out:
+        print(f"this process wrote its share; join the stores with: avvp data merge STORES... --out {out}")
+    if compare is not None:
+        report = compare_with_release(result.path, compare)
+        for stream, figures in report.items():
+            if figures["videos"]:
+                print(f"{stream}: cosine to the release {figures['mean']:.4f} mean, {figures['min']:.4f} min "
+                      f"over {figures['videos']} videos")  # fmt: skip
+            else:
+                print(f"{stream}: no video of the store has a release file in {compare}")
+
+
+@data_app.command("merge")
+def merge_command(
+    stores: list[Path] = typer.Argument(..., help="Feature stores to join (e.g. STORE.rank0-of-2.h5 ...)."),
+    out: Path = typer.Option(..., help="Feature store to write."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
+) -> None:
+    """Join feature stores with the same streams into one (the per-process stores of an extraction)."""
+    from avvp.extract.pipeline import merge_stores
+
+    count = merge_stores(stores, out, overwrite)
+    print(f"wrote {out}: {count} videos from {len(stores)} stores")

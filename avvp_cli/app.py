@@ -21,7 +21,16 @@ app.command()(evaluate)
 @app.command()
 def parse(
     run: Path = typer.Option(..., help="Run directory of a trained parser (avvp-finetune --out)."),
-    features: Path = typer.Option(..., help="Feature store with the videos to parse."),
+    features: Path | None = typer.Option(None, help="Feature store with the videos to parse (or --video)."),
+    video: list[Path] | None = typer.Option(
+        None,
+        help="Video file(s) to extract (avvp data extract) and parse, instead of --features (repeatable); one "
+        "timeline per video, events in the video's seconds.",
+    ),
+    weights: Path | None = typer.Option(
+        None, help="With --video: folder holding the extraction's weight files (default: the torch cache)."
+    ),
+    offline: bool = typer.Option(False, "--offline", help="With --video: never download weights."),
     out: Path = typer.Option(..., help="Events JSON to write."),
     videos: str | None = typer.Option(
         None, help="Comma-separated video ids, each once (a repeat is an error); default: every video of the store."
@@ -43,6 +52,22 @@ def parse(
     ),
 ) -> None:
     """Parse videos: audio, visual and audio-visual events with onset, offset and probability."""
+    from avvp.errors import ConfigError
+
+    if (features is None) == (not video):
+        raise ConfigError("give either --features STORE or --video FILE (one of the two)")
+    if video:
+        if videos is not None or probabilities is not None or annotations is not None:
+            raise ConfigError("--videos, --probabilities and --annotations go with --features, not --video")
+        from avvp.extract.pipeline import ExtractConfig
+        from finetune.parse_video import parse_video_files
+
+        config = ExtractConfig(weights_dir=str(weights) if weights else None, download=not offline, workers=0)
+        events, result = parse_video_files(run, video, out, csv, plot, overwrite, config)
+        for note in result.notes:
+            print(note)
+        print(f"wrote {sum(map(len, events.values()))} events of {len(events)} videos to {out}")
+        return
     from finetune.parse import parse as parse_videos
 
     video_ids = [v.strip() for v in videos.split(",") if v.strip()] if videos is not None else None

@@ -16,6 +16,7 @@ SECTIONS = {
     "finetune": "benchmarks.bench_finetune",
     "pretrain": "benchmarks.bench_pretrain",
     "refine": "benchmarks.bench_refine",
+    "extract": "benchmarks.bench_extract",
 }
 """Section name -> module with a `run()` function."""
 

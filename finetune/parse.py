@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 from avvp.annotations import dense_to_rows, read_dataset_videos, runs_of, write_events
-from avvp.classes import CLASS_INDEX, CLASSES, NUM_SNIPPETS
+from avvp.classes import CLASS_INDEX, CLASSES
 from avvp.errors import ConfigError, StoreError
 from avvp.io import atomic_path, check_writable
 from avvp.metrics import DECISION_THRESHOLD
@@ -86,10 +86,13 @@ def plot_timeline(path: Path, video_id: str, predictions: Predictions, index: in
         shown = np.sort(np.argsort(predictions.video_prob[index])[-3:])
         title += " (no class predicted; the three most likely)"
     height = 1.0 + 0.3 * len(shown)
-    figure, axes = plt.subplots(2, 1, figsize=(7, 0.6 + 2 * height), sharex=True, constrained_layout=True)
+    snippets = probs[0].shape[-1]  # 10, or 10 per window of a longer video (avvp parse --video)
+    figure, axes = plt.subplots(
+        2, 1, figsize=(7 * max(1.0, snippets / 20), 0.6 + 2 * height), sharex=True, constrained_layout=True
+    )
     for axis, modality, prob, on in zip(axes, ("Audio", "Visual"), probs, events, strict=True):
         image = axis.imshow(
-            prob[shown], aspect="auto", cmap="Blues", vmin=0, vmax=1, extent=(0, NUM_SNIPPETS, len(shown), 0)
+            prob[shown], aspect="auto", cmap="Blues", vmin=0, vmax=1, extent=(0, snippets, len(shown), 0)
         )
         for row, class_index in enumerate(shown):
             for onset, offset in runs_of(on[class_index]):
@@ -98,7 +101,7 @@ def plot_timeline(path: Path, video_id: str, predictions: Predictions, index: in
                 )
         axis.set_yticks(np.arange(len(shown)) + 0.5, [CLASSES[i] for i in shown])
         axis.set_title(f"{modality} events (red: predicted; shade: snippet probability)", fontsize=9)
-        axis.set_xticks(range(NUM_SNIPPETS + 1))
+        axis.set_xticks(range(0, snippets + 1, 1 if snippets <= 20 else 5))
         axis.grid(axis="x", color="white", linewidth=0.5)
     axes[-1].set_xlabel("seconds")
     figure.suptitle(title, fontsize=10)

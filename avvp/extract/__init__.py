@@ -1,0 +1,1 @@
+"""Feature extraction from video: decoding, the three networks, the extract pipeline."""
