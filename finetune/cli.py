@@ -12,6 +12,7 @@ from avvp.config_cli import config_command, config_values, missing_flags
 from avvp.console import run_app, typer_app
 from avvp.errors import ConfigError
 from finetune.config import PRESET_FIELDS, FinetuneConfig
+from finetune.models import REGISTRY
 from finetune.refine import BATCH_SIZE as REFINE_BATCH_SIZE
 from finetune.refine import THRESHOLD as REFINE_THRESHOLD
 
@@ -60,6 +61,16 @@ def finetune(
         frontend, values["frontend_config"] = load_frontend(encoder, values["features"])
         values["frontend"] = str(Path(encoder).resolve())
     cfg = make_config(**values)
+    if frontend is not None and REGISTRY[cfg.model].get("encoded_motion"):
+        frontend.read_encoded_motion()
+    if frontend is not None and cfg.continue_pretraining_optimizer:
+        from dataclasses import replace
+
+        from finetune.frontend import pretraining_optimizer
+
+        _, origin = pretraining_optimizer(encoder, frontend.encoder)
+        cfg = replace(cfg, optimizer_origin=origin)
+        print(f"optimizer: {origin}")
     run = train(cfg, resume=resume, overwrite=overwrite, frontend=frontend, show_progress=not quiet)
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     origin = f" on the encoder {cfg.frontend} (end to end)" if cfg.frontend else ""

@@ -16,6 +16,8 @@ Public API (what other stages use; everything else is internal):
 - `encoder.config` is an `AVEncoderConfig`: `hidden_size`, and `stream_sizes()` the input widths it expects.
 - The encoder is an ordinary `torch.nn.Module` (`.train()`, `.parameters()`, `.to(device)`), for end-to-end
   finetuning; `save_encoder(model, path)` writes it back in the same format.
+- `final_optimizer_moments(run_dir, encoder)`: the Adam moments a pretraining run ended with, by parameter name
+  (the release's end-to-end recipe continues them while finetuning), and a line saying where they came from.
 - `export_embeddings(encoder_dir, features, out)` writes the embeddings of every video of a store as a new store
   (streams audio, visual of width H; motion carried over), the input of a frozen-encoder parser.
 """
@@ -30,12 +32,21 @@ from pretrain.modeling import (
     save_encoder,
 )
 
+
+def final_optimizer_moments(run_dir, encoder):
+    """`pretrain.train.final_optimizer_moments` (imported when called: the training loop pulls in Accelerate)."""
+    from pretrain.train import final_optimizer_moments as moments
+
+    return moments(run_dir, encoder)
+
+
 __all__ = [
     "AVEncoderConfig",
     "AVEncoderModel",
     "AVEncoderOutput",
     "check_store_fits",
     "export_embeddings",
+    "final_optimizer_moments",
     "load_encoder",
     "save_encoder",
 ]
