@@ -148,19 +148,25 @@ def import_han(
 
 @app.command("import-release")
 def import_release(
-    checkpoint: Path = typer.Argument(..., help="State dict saved by the paper release's scripts (MMIL_Net.pt)."),
+    checkpoint: Path = typer.Argument(
+        ..., help="State dict saved by the paper release's scripts (MMIL_Net.pt, or final.pt for release-avg)."
+    ),
     model: str = typer.Option(
         ...,
         help="The row the net is: base (net_audiovisual_basic), base-gcaa (_gcaa), base-adv-skip (_adv_skip), "
-        "base-adv-skip-gcaa (net_audiovisual); skip and non-skip nets save the same keys, so say which.",
+        "base-adv-skip-gcaa (net_audiovisual); skip and non-skip nets save the same keys, so say which; "
+        "release-avg for the final.pt of main_avvp_{uni,cross,multi}.py (the end-to-end avg model).",
     ),
     out: Path = typer.Option(..., help="Run directory to create (e.g. runs/bass-release)."),
+    encoder_heads: int = typer.Option(
+        8, help="release-avg: attention heads of its UNITER (not in a state dict; the release's UniterConfig has 8)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
 ) -> None:
     """Turn weights of the paper release (Lamba et al.) into a run directory giving its probabilities."""
     from finetune.import_release_weights import import_release as convert
 
-    print(f"wrote {convert(checkpoint, model, out, overwrite)}")
+    print(f"wrote {convert(checkpoint, model, out, overwrite, encoder_heads)}")
 
 
 def main() -> None:

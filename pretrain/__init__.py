@@ -18,11 +18,15 @@ Public API (what other stages use; everything else is internal):
   finetuning; `save_encoder(model, path)` writes it back in the same format.
 - `final_optimizer_moments(run_dir, encoder)`: the Adam moments a pretraining run ended with, by parameter name
   (the release's end-to-end recipe continues them while finetuning), and a line saying where they came from.
+- `split_avg(state, source)`, `head_untrained(head)`, `release_encoder(state, heads, source)`: the paper release's
+  `avg` state dicts (pretrained.pt, final.pt) split into UNITER and head, and its UNITER as our encoder of the
+  `release` architecture (`pretrain.import_release`); `AVG_HEAD` the head's linear layers.
 - `export_embeddings(encoder_dir, features, out)` writes the embeddings of every video of a store as a new store
   (streams audio, visual of width H; motion carried over), the input of a frozen-encoder parser.
 """
 
 from pretrain.export import export_embeddings
+from pretrain.import_release import AVG_HEAD, RELEASE_HEADS, head_untrained, release_encoder, split_avg
 from pretrain.modeling import (
     AVEncoderConfig,
     AVEncoderModel,
@@ -41,6 +45,11 @@ def final_optimizer_moments(run_dir, encoder):
 
 
 __all__ = [
+    "AVG_HEAD",
+    "RELEASE_HEADS",
+    "head_untrained",
+    "release_encoder",
+    "split_avg",
     "AVEncoderConfig",
     "AVEncoderModel",
     "AVEncoderOutput",

@@ -103,8 +103,9 @@ def release_encoder_config(uniter: dict[str, torch.Tensor], heads: int, source: 
     )
 
 
-def convert_uniter(uniter: dict[str, torch.Tensor], config: AVEncoderConfig, source: str) -> dict[str, torch.Tensor]:
-    """A release `UniterModel` state dict -> the state dict of our release-architecture encoder (checked)."""
+def convert_uniter(uniter: dict[str, torch.Tensor], model: AVEncoderModel, source: str) -> dict[str, torch.Tensor]:
+    """A release `UniterModel` state dict -> the state dict of `model`, our release-architecture encoder (checked
+    against its keys and shapes)."""
     converted = {}
     for key, value in uniter.items():
         if UNUSED.match(key):
@@ -127,7 +128,6 @@ def convert_uniter(uniter: dict[str, torch.Tensor], config: AVEncoderConfig, sou
             converted[f"bert.{key}"] = value
         else:
             converted[key] = value
-    model = AVEncoderModel(config)
     expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     found = {key: tuple(value.shape) for key, value in converted.items()}
     problems = [f"missing {key}" for key in expected if key not in found]
@@ -150,7 +150,7 @@ def release_encoder(state: dict[str, torch.Tensor], heads: int, source: str) -> 
     uniter, _ = split_avg(state, source)
     config = release_encoder_config(uniter, heads, source)
     model = AVEncoderModel(config)
-    model.load_state_dict(convert_uniter(uniter, config, source))
+    model.load_state_dict(convert_uniter(uniter, model, source))
     return model.eval()
 
 
