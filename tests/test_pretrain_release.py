@@ -11,6 +11,7 @@ layers (post-norm, erf GELU, additive mask (1 - m) * -10000), then `avg`'s `avvp
 import json
 import math
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -365,6 +366,33 @@ def test_release_avg_needs_an_encoder(tiny_llp, tmp_path):
             "--out", tmp_path / "run"]  # fmt: skip
     assert_one_line_error(run_cli(finetune_main, *args), "--model release-avg", "--e2e --encoder")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_release_architecture_rows_run_beside_their_control(tiny_llp, tmp_path):
+    from benchmarks.tables import ROW_NAMES, run_tables
+
+    name = "Pretrain E2E (multi, release architecture)"
+    row, control = ROW_NAMES[name], ROW_NAMES[name + " - untrained control"]
+    assert (row.model, row.recipe, row.pretrain_recipe, row.paper) == ("release-avg", "release", "release",
+                                                                       "Pretrain E2E (multi)")  # fmt: skip
+    assert (control.model, control.recipe, control.pretrain_recipe, control.control) == (row.model, row.recipe,
+                                                                                         "release", True)  # fmt: skip
+    out = tmp_path / "results"
+    report = run_tables("tiny", 1, out, data=tiny_llp, rows=[name], verbose=False, pretrain_epochs=1)
+    assert set(report["rows"]) == {name, control.name}
+    assert "minus_control" in report["rows"][name]
+    stages = {folder.name.rsplit("-", 1)[0]: folder for folder in (out / "cache").iterdir() if folder.is_dir()}
+    commands = {stage: json.loads((folder / ".done.json").read_text())["recipe"]["argv"]
+                for stage, folder in stages.items() if (folder / ".done.json").exists()}  # fmt: skip
+    pretraining = commands["pretrain-multi-seed0"]
+    assert pretraining[pretraining.index("--recipe") + 1] == "release" and "--epochs" in pretraining
+    assert "--recipe" in commands["control-multi-seed0"]
+    finetuning = [argv for stage, argv in commands.items() if stage.startswith("finetune-")]
+    assert len(finetuning) == 2
+    for argv in finetuning:
+        assert argv[argv.index("--model") + 1] == "release-avg" and argv[argv.index("--recipe") + 1] == "release"
+    encoder = Path(finetuning[0][finetuning[0].index("--encoder") + 1].replace("{cache}", str(out / "cache")))
+    assert json.loads((encoder / "config.json").read_text())["architecture"] == "release"
 
 
 if __name__ == "__main__":
