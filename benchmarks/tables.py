@@ -412,7 +412,8 @@ def select_rows(names: list[str] | None, recipes: list[str] | None = None) -> li
     def wanted(row: Row) -> bool:
         if names and row.name not in names and row.family not in names:
             return False
-        return row.recipe is None or row.recipe in recipes or row.name in (names or [])
+        own_recipe = row.recipe is None or row.pretrain_recipe is not None  # one recipe of its own
+        return own_recipe or row.recipe in recipes or row.name in (names or [])
 
     chosen = [row for row in ROWS if wanted(row)]
     if not chosen:
