@@ -99,7 +99,7 @@ class FinetuneConfig:
 
     model: str = DEFAULT_MODEL
     """Parser variant, one of finetune.models.REGISTRY (han, base, base-gcaa, base-adv-skip, base-adv-skip-gcaa,
-    mmil)."""
+    mmil, release-avg)."""
     features: str = field(default="", metadata=cli(path=True))
     """Feature store (HDF5) holding the train, val and test videos."""
     annotations: str = field(default="", metadata=cli(path=True))
