@@ -199,6 +199,28 @@ def test_release_encoder_computes_the_release_uniter(part):
     check_encoder(encoder, full, *random_features(), heads=4)
 
 
+@pytest.mark.parametrize("architecture", ["toolkit", "release"])
+def test_both_architectures_train_every_parameter_and_can_hide_motion(architecture):
+    from pretrain.modeling import AVEncoderConfig, AVEncoderModel
+
+    torch.manual_seed(0)
+    config = AVEncoderConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+                             architecture=architecture)  # fmt: skip
+    encoder = AVEncoderModel(config)
+    rgb, audio, r2p1d = random_features(batch=2)
+    output = encoder(audio, rgb, r2p1d)
+    assert all(t.shape == (2, 10, 32) and torch.isfinite(t).all() for t in output)
+    sum(t.sum() for t in output).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.parameters())
+    encoder.eval()
+    with torch.no_grad():
+        hidden = encoder(audio, rgb, r2p1d, motion_attended=False)
+        other = encoder(audio, rgb, r2p1d * 5 + 1, motion_attended=False)
+        shown = encoder(audio, rgb, r2p1d * 5 + 1)
+    assert torch.equal(hidden.audio, other.audio) and torch.equal(hidden.visual, other.visual)
+    assert not torch.allclose(hidden.audio, shown.audio)
+
+
 def test_release_avg_at_the_release_size_gives_its_four_outputs():
     """hidden 1024, 12 layers, 8 heads, intermediate 3072: embeddings per token and the four `avvp` outputs."""
     state = release_state(1024, 12, 3072, head="trained", seed=3)
