@@ -70,6 +70,9 @@ class Row:
     """A name that selects this row in --rows besides its own, shared by one row's recipes ("Base")."""
     control: bool = False
     """A pretrained row's control: the same row on the untrained encoder (`avvp-pretrain init`, same settings)."""
+    pretrain_recipe: str | None = None
+    """`avvp-pretrain --recipe` of the row's encoder and its control (`release`: the release's architecture and
+    recipe); None: the toolkit's."""
     refine_from: str | None = None
     """A "+MA" row: the row whose run of the same seed is the first model; the training labels are refined with
     it (`avvp-finetune refine --seed SEED`) and the parser trained again on them (`--labels`)."""
@@ -94,8 +97,21 @@ CONTROL_VARIANT = "multi"
 
 def with_control(row: Row) -> tuple[Row, Row]:
     """A pretrained row and its control, selected together by the pretrained row's name."""
-    control = Row(row.name + CONTROL_SUFFIX, row.model, row.source, row.variant, family=row.name, control=True)
+    control = replace(row, name=row.name + CONTROL_SUFFIX, paper=None, family=row.name, control=True)
     return replace(row, family=row.name), control
+
+
+def release_architecture_rows(row: Row) -> tuple[Row, Row]:
+    """A pretrained row on the release's UNITER, pretrained with its recipe (`avvp-pretrain --recipe release`), and
+    its control: "Pretrained (release architecture)", "Pretrain E2E (multi, release architecture)". The end-to-end
+    rows finetune as the release's scripts (`release-avg`, `avvp-finetune --recipe release`)."""
+    if row.name.endswith(")"):
+        name = row.name[:-1] + ", release architecture)"
+    else:
+        name = row.name + " (release architecture)"
+    if row.source == "e2e":
+        row = replace(row, model="release-avg", recipe="release")
+    return with_control(replace(row, name=name, pretrain_recipe="release"))
 
 
 BASE_FAMILY = (
@@ -121,6 +137,10 @@ ROWS = (
     *with_control(Row("Pretrain E2E (uni)", "mmil", "e2e", "uni", paper="Pretrain E2E (uni)")),
     *with_control(Row("Pretrain E2E (cross)", "mmil", "e2e", "cross", paper="Pretrain E2E (cross)")),
     *with_control(Row("Pretrain E2E (multi)", "mmil", "e2e", "multi", paper="Pretrain E2E (multi)")),
+    *release_architecture_rows(Row("Pretrained", "base-adv-skip-gcaa", "frozen", "multi", paper="Pretrained (frozen)")),
+    *release_architecture_rows(Row("Pretrain E2E (uni)", "mmil", "e2e", "uni", paper="Pretrain E2E (uni)")),
+    *release_architecture_rows(Row("Pretrain E2E (cross)", "mmil", "e2e", "cross", paper="Pretrain E2E (cross)")),
+    *release_architecture_rows(Row("Pretrain E2E (multi)", "mmil", "e2e", "multi", paper="Pretrain E2E (multi)")),
     Row("Weak-label oracle (reference)", None, "reference", "weak-oracle"),
     Row("Predict nothing (reference)", None, "reference", "nothing"),
     Row("Speech everywhere (reference)", None, "reference", "speech-everywhere"),
@@ -277,10 +297,13 @@ def run_tables(
     verbose: bool = True,
     recipes: list[str] | None = None,
     epochs: int | None = None,
+    pretrain_epochs: int | None = None,
 ) -> dict:
     """Run (or fetch from the cache) every stage the chosen rows need, then score and write the tables.
 
-    `epochs`: finetuning epochs of every row (`avvp-finetune --epochs`); None: the preset's schedule."""
+    `epochs`: finetuning epochs of every row (`avvp-finetune --epochs`); None: the preset's schedule.
+    `pretrain_epochs`: pretraining epochs of every encoder (`avvp-pretrain --epochs`); None: the preset's or the
+    pretraining recipe's."""
     if preset not in PRESET_SETTINGS:
         raise ConfigError(f"--preset {preset!r}; choose one of {', '.join(PRESET_SETTINGS)}")
     if seeds < 1:
@@ -291,17 +314,20 @@ def run_tables(
     data, annotations = prepare_data(cache, preset, data, annotations)
     llp, corpus = data / "llp.h5", data / "pretrain.h5"
 
-    encoders: dict[tuple[str, bool, int], Path] = {}  # (variant, control, seed) -> encoder folder
-    exported: dict[tuple[str, bool, int], Path] = {}
+    encoders: dict[tuple, Path] = {}  # (variant, control, seed, pretraining recipe) -> encoder folder
+    exported: dict[tuple, Path] = {}
     if any(row.source in ("frozen", "e2e") for row in chosen):
         labels = grounding_stage(cache, corpus, preset)
         for row in chosen:
             if row.source not in ("frozen", "e2e"):
                 continue
             for seed in range(seeds):  # each seed pretrains its own encoder: the control varies with it
-                key = (row.variant, row.control, seed)
+                key = (row.variant, row.control, seed, row.pretrain_recipe)
                 if key not in encoders:
-                    encoders[key] = encoder_stage(cache, corpus, labels, preset, seed, row.variant, row.control)
+                    encoder_args = ("--recipe", row.pretrain_recipe) if row.pretrain_recipe else ()
+                    pretrain_args = ("--epochs", str(pretrain_epochs)) if pretrain_epochs else ()
+                    encoders[key] = encoder_stage(cache, corpus, labels, preset, seed, row.variant, row.control,
+                                                  encoder_args, pretrain_args)  # fmt: skip
                 if row.source == "frozen" and key not in exported:
                     exported[key] = export_stage(cache, row, seed, encoders[key], llp)
 
@@ -315,8 +341,9 @@ def run_tables(
             continue
         runs, scores = [], []
         for seed in range(seeds):
-            features = exported[row.variant, row.control, seed] if row.source == "frozen" else llp
-            encoder = encoders[row.variant, row.control, seed] if row.source == "e2e" else None
+            key = (row.variant, row.control, seed, row.pretrain_recipe)
+            features = exported[key] if row.source == "frozen" else llp
+            encoder = encoders[key] if row.source == "e2e" else None
             argv, inputs = finetune_stage(row, features, annotations, preset, seed, encoder, epochs)
             if row.refine_from is not None:
                 labels = refine_stage(cache, ROW_NAMES[row.refine_from], llp, annotations, preset, seed, epochs)
@@ -385,7 +412,8 @@ def select_rows(names: list[str] | None, recipes: list[str] | None = None) -> li
     def wanted(row: Row) -> bool:
         if names and row.name not in names and row.family not in names:
             return False
-        return row.recipe is None or row.recipe in recipes or row.name in (names or [])
+        own_recipe = row.recipe is None or row.pretrain_recipe is not None  # one recipe of its own
+        return own_recipe or row.recipe in recipes or row.name in (names or [])
 
     chosen = [row for row in ROWS if wanted(row)]
     if not chosen:
@@ -510,7 +538,8 @@ def stage_slug(row: Row) -> str:
     """The name of a row's finetuning stages: its own, but every variant's E2E control is one run per seed (the same
     control encoder, the same command)."""
     if row.control and row.source == "e2e":
-        row = ROW_NAMES[f"Pretrain E2E ({CONTROL_VARIANT}){CONTROL_SUFFIX}"]
+        row = next(r for r in ROWS if r.control and r.source == "e2e" and r.variant == CONTROL_VARIANT
+                   and r.pretrain_recipe == row.pretrain_recipe)  # fmt: skip
     return slug(row.name)
 
 
@@ -655,6 +684,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--annotations", type=Path, help="LLP annotation folder (default: the --data folder)")
     parser.add_argument("--seeds", type=int, default=3, help="finetuning seeds per row")
     parser.add_argument("--epochs", type=int, help="finetuning epochs of every row (default: the preset's schedule)")
+    parser.add_argument("--pretrain-epochs", type=int, help="pretraining epochs of every encoder (default: preset's)")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder (and its cache/)")
     parser.add_argument(
         "--rows", help="comma-separated row names, or family names for a row under each recipe (default: all)"
@@ -669,7 +699,15 @@ def main(argv: list[str] | None = None) -> None:
     recipes = [name.strip() for name in args.recipes.split(",") if name.strip()]
     try:
         run_tables(
-            args.preset, args.seeds, args.out, args.data, args.annotations, rows, recipes=recipes, epochs=args.epochs
+            args.preset,
+            args.seeds,
+            args.out,
+            args.data,
+            args.annotations,
+            rows,
+            recipes=recipes,
+            epochs=args.epochs,
+            pretrain_epochs=args.pretrain_epochs,
         )
     except AvvpError as error:
         print(f"error: {error}", file=sys.stderr)

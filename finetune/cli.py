@@ -12,6 +12,7 @@ from avvp.config_cli import config_command, config_values, missing_flags
 from avvp.console import run_app, typer_app
 from avvp.errors import ConfigError
 from finetune.config import PRESET_FIELDS, FinetuneConfig
+from finetune.models import REGISTRY
 from finetune.refine import BATCH_SIZE as REFINE_BATCH_SIZE
 from finetune.refine import THRESHOLD as REFINE_THRESHOLD
 
@@ -60,6 +61,16 @@ def finetune(
         frontend, values["frontend_config"] = load_frontend(encoder, values["features"])
         values["frontend"] = str(Path(encoder).resolve())
     cfg = make_config(**values)
+    if frontend is not None and REGISTRY[cfg.model].get("encoded_motion"):
+        frontend.read_encoded_motion()
+    if frontend is not None and cfg.continue_pretraining_optimizer:
+        from dataclasses import replace
+
+        from finetune.frontend import pretraining_optimizer
+
+        _, origin = pretraining_optimizer(encoder, frontend.encoder)
+        cfg = replace(cfg, optimizer_origin=origin)
+        print(f"optimizer: {origin}")
     run = train(cfg, resume=resume, overwrite=overwrite, frontend=frontend, show_progress=not quiet)
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     origin = f" on the encoder {cfg.frontend} (end to end)" if cfg.frontend else ""
@@ -137,19 +148,25 @@ def import_han(
 
 @app.command("import-release")
 def import_release(
-    checkpoint: Path = typer.Argument(..., help="State dict saved by the paper release's scripts (MMIL_Net.pt)."),
+    checkpoint: Path = typer.Argument(
+        ..., help="State dict saved by the paper release's scripts (MMIL_Net.pt, or final.pt for release-avg)."
+    ),
     model: str = typer.Option(
         ...,
         help="The row the net is: base (net_audiovisual_basic), base-gcaa (_gcaa), base-adv-skip (_adv_skip), "
-        "base-adv-skip-gcaa (net_audiovisual); skip and non-skip nets save the same keys, so say which.",
+        "base-adv-skip-gcaa (net_audiovisual); skip and non-skip nets save the same keys, so say which; "
+        "release-avg for the final.pt of main_avvp_{uni,cross,multi}.py (the end-to-end avg model).",
     ),
     out: Path = typer.Option(..., help="Run directory to create (e.g. runs/bass-release)."),
+    encoder_heads: int = typer.Option(
+        8, help="release-avg: attention heads of its UNITER (not in a state dict; the release's UniterConfig has 8)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
 ) -> None:
     """Turn weights of the paper release (Lamba et al.) into a run directory giving its probabilities."""
     from finetune.import_release_weights import import_release as convert
 
-    print(f"wrote {convert(checkpoint, model, out, overwrite)}")
+    print(f"wrote {convert(checkpoint, model, out, overwrite, encoder_heads)}")
 
 
 def main() -> None:

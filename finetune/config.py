@@ -38,10 +38,19 @@ RECIPES: dict[str, dict] = {
 }  # fmt: skip
 """Training recipes. `han` always trains with HAN's; every other model with the paper's (default) or the
 release's (`--recipe release`)."""
+RELEASE_E2E_RECIPE = dict(
+    epochs=40, batch_size=64, lr=1e-6, frontend_lr=1e-6, lr_step=40, lr_gamma=1.0, lambda_guided=1.0, lambda_adv=0.0,
+    audio_smoothing=0.0, visual_smoothing=0.1, gcaa_first_snippet=False, adv_on_every_row=False,
+    reversal_epoch_offset=0, select_ties_later=True, continue_pretraining_optimizer=True,
+)  # fmt: skip
+"""`--recipe release` for `release-avg` (main_avvp_{uni,cross,multi}.py end to end): one Adam at a constant 1e-6 for
+encoder and head, continuing the pretraining run's moments; BCE(video) + BCE(audio) + BCE(visual, targets smoothed
+0.1); batch 64, 40 epochs, `>=` selection, no discriminator."""
 RECIPE_HELP = {
     "paper": "the paper's text (lambda_g 0.6, lambda_ad 0.4, lr 3e-4 halved every 5 epochs, GCAA on every snippet)",
-    "release": "the paper release's scripts (1 BCE + 0.3 (BCE_a + BCE_v) + 0.3 BCE_mod with a discriminator on "
-    "every Base-family row, lr 6e-4 halved every 6 epochs, reversal epochs from 1, >= selection, GCAA's [0])",
+    "release": "the paper release's scripts (release-avg end to end: one Adam at 1e-6 continuing pretraining's "
+    "moments, BCE + BCE_a + BCE_v; the Base family: 1 BCE + 0.3 (BCE_a + BCE_v) + 0.3 BCE_mod with a discriminator "
+    "on every Base-family row, lr 6e-4 halved every 6 epochs, reversal epochs from 1, >= selection, GCAA's [0])",
     "han": "HAN's release (lr 3e-4 x0.1 every 10 epochs, batch 16, three BCE terms weighed 1); the only one for han",
 }
 """One line per recipe, for --help and the README."""
@@ -73,7 +82,7 @@ DEFAULT_FRONTEND_MODEL = "mmil"
 """The parser on a trainable frontend (a pretrained encoder end to end): the MMIL head alone."""
 PRESET_FIELDS = {
     **{name: "the --recipe's or --preset's" for table in (*RECIPES.values(), *PRESETS.values()) for name in table},
-    "model": f"{DEFAULT_FRONTEND_MODEL} with --e2e",
+    "model": f"{DEFAULT_FRONTEND_MODEL} with --e2e, release-avg on a release-architecture encoder",
     "recipe": "han for han",
 }
 """The settings a recipe, a preset or the model sets: on the command line they default to None (not given), and
@@ -90,7 +99,7 @@ class FinetuneConfig:
 
     model: str = DEFAULT_MODEL
     """Parser variant, one of finetune.models.REGISTRY (han, base, base-gcaa, base-adv-skip, base-adv-skip-gcaa,
-    mmil)."""
+    mmil, release-avg)."""
     features: str = field(default="", metadata=cli(path=True))
     """Feature store (HDF5) holding the train, val and test videos."""
     annotations: str = field(default="", metadata=cli(path=True))
@@ -156,6 +165,12 @@ class FinetuneConfig:
     train_fraction: float = 1.0
     """Share of the training videos trained on: a subset stratified by label and seeded by `seed`
     (`finetune.data.train_subset`); 1 trains on all of them."""
+    continue_pretraining_optimizer: bool = field(default=False, metadata=cli(exclude=True))
+    """Start from the Adam moments the encoder's pretraining run ended with (the release's one optimizer across
+    pretraining and finetuning; `--recipe release` of release-avg); `optimizer_origin` says whether there were any."""
+    optimizer_origin: str = field(default="", metadata=cli(exclude=True))
+    """Where the encoder's optimizer state came from under `continue_pretraining_optimizer`: the pretraining
+    checkpoint, or why it starts fresh (an untrained control or an imported encoder saved none)."""
     labels: str = field(default="", metadata=cli(path=True))
     """Refined audio and visual labels of the training videos (`avvp-finetune refine`, MA) for the targets of L_g;
     empty: the weak labels (L_wsl always has the weak labels)."""
@@ -197,6 +212,10 @@ class FinetuneConfig:
             raise ConfigError(f"input_widths {self.input_widths} lack the stream(s) {', '.join(missing)}")
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if REGISTRY[self.model].get("encoded_motion") and not self.frontend:
+            raise ConfigError(
+                f"--model {self.model} reads the encoded motion tokens of an encoder: train it with --e2e --encoder DIR"
+            )
         if self.frontend_lr is not None and not self.frontend:
             raise ConfigError(
                 "--encoder-lr is the learning rate of the encoder with --e2e; without --e2e there is none"
@@ -222,16 +241,20 @@ def make_config(
 ) -> FinetuneConfig:
     """Resolve a config: the model's recipe, then the preset, then `overrides` (None values are ignored).
 
-    `model`: default base-adv-skip-gcaa, or mmil on a frontend. `recipe`: paper (default) or release for every
+    `model`: default base-adv-skip-gcaa, or on a frontend mmil (release-avg on the release architecture).
+    `recipe`: paper (default) or release for every
     model but `han`, which always has HAN's recipe.
     """
+    if model is None and overrides.get("frontend"):
+        model = "release-avg" if (overrides.get("frontend_config") or {}).get("architecture") == "release" else None
     model = model or (DEFAULT_FRONTEND_MODEL if overrides.get("frontend") else DEFAULT_MODEL)
     if model not in REGISTRY:
         raise ConfigError(unknown_model_message(model))
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     recipe = recipe_name(model, recipe)
-    values = {**RECIPES[recipe], **PRESETS[preset]}
+    table = RELEASE_E2E_RECIPE if (model, recipe) == ("release-avg", "release") else RECIPES[recipe]
+    values = {**table, **PRESETS[preset]}
     values.update({key: value for key, value in overrides.items() if value is not None})
     known = {f.name for f in fields(FinetuneConfig)}
     unknown = sorted(set(values) - known)

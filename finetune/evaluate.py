@@ -21,7 +21,7 @@ from avvp.precision import resolve_mixed_precision
 from finetune.config import FinetuneConfig
 from finetune.data import SplitData, check_streams, load_split_data, make_loader
 from finetune.frontend import frontend_from_config
-from finetune.models import STREAMS, FinetuneModel, build_model
+from finetune.models import REGISTRY, STREAMS, FinetuneModel, build_model
 from finetune.weights import check_weights
 
 EVAL_SPLITS = ("val", "test")
@@ -96,7 +96,7 @@ def load_run(run: str | os.PathLike) -> tuple[FinetuneConfig, FinetuneModel]:
     if cfg.frontend:
         if not cfg.frontend_config:
             raise ConfigError(f"{run}/config.json: a frontend ({cfg.frontend}) but no frontend_config to rebuild it")
-        frontend = frontend_from_config(cfg.frontend_config)
+        frontend = frontend_from_config(cfg.frontend_config, REGISTRY[cfg.model].get("encoded_motion", False))
     model = build_model(cfg, frontend)
     path = run / "model.safetensors"
     if not path.is_file():

@@ -17,6 +17,12 @@ and the same), `shared_fc`, `norm_a`/`norm_v` (the skip's LayerNorms), `mod_clas
 (`norm_a`/`norm_v` without skip, `cma_layer.norm1/norm2` always unused), so the keys tell GCAA from plain
 attention but not skip from no skip: `--model` says which row the net is. The imported run has the release's
 recipe (so the discriminator is built on every row and the GCAA rows keep the release's `[0]`).
+
+`release-avg` is the release's end-to-end model, `avg` of model/model.py, saved as `final.pt` by
+main_avvp_{uni,cross,multi}.py: its `uniter.*` becomes the run's frontend (our encoder of the `release`
+architecture, `pretrain.release_encoder`) and its head `fc_a`, `fc_v`, `fc_st`, `fc_fusion`, `fc_prob`,
+`fc_frame_att`, `fc_av_att` the `release-avg` parser reading the encoded audio, visual and motion tokens. A
+`pretrained.pt` has the same keys but a head never trained (`pretrain.head_untrained`): refused.
 """
 
 from __future__ import annotations
@@ -27,9 +33,11 @@ from pathlib import Path
 import torch
 
 from avvp.errors import ConfigError
-from finetune.config import make_config, unknown_model_message
-from finetune.models import REGISTRY, build_model
+from finetune.config import FinetuneConfig, make_config, unknown_model_message
+from finetune.frontend import EncoderFrontend
+from finetune.models import REGISTRY, FinetuneModel, build_model
 from finetune.weights import (
+    check_weights,
     finite_float_weights,
     imported_sizes,
     listing,
@@ -37,6 +45,7 @@ from finetune.weights import (
     save_imported_run,
     unpack_attention,
 )
+from pretrain import RELEASE_HEADS, head_untrained, release_encoder, split_avg
 
 RELEASE_ROWS = {
     "base": "nets/net_audiovisual_basic.py",
@@ -104,6 +113,15 @@ def key_map(gcaa: bool, skip: bool) -> tuple[dict[str, str], dict[str, str]]:
     return copies, packed
 
 
+AVG_LINEARS = dict(zip(
+    ("fc_a", "fc_v", "fc_st", "fc_fusion", "fc_prob", "fc_frame_att", "fc_av_att"),
+    ("inputs.audio_proj", "inputs.visual_proj", "inputs.motion_proj", "inputs.fuse", "head.prob", "head.temporal_att",
+     "head.modality_att"),
+    strict=True,
+))  # fmt: skip
+"""The release `avg` head's linear layers -> the `release-avg` parser's."""
+
+
 def release_row_of(state: dict[str, torch.Tensor]) -> str:
     """What the keys look like: 'HAN', 'GCAA' (a GCAA net of the release), 'plain' (MultiheadAttention), or '?'."""
     if any(key.startswith("hat_encoder.") for key in state):
@@ -121,6 +139,11 @@ def convert_release(state: dict[str, torch.Tensor], model: str, source: str = "s
     looks_like = release_row_of(state)
     if looks_like == "HAN":
         raise ConfigError(f"{source} is a HAN checkpoint (hat_encoder.*); import it with avvp-finetune import-han")
+    if any(key.startswith("uniter.") for key in state):
+        raise ConfigError(
+            f"{source} is the release's end-to-end avg model (uniter.*), not its {model} net; import it with "
+            "--model release-avg"
+        )
     if looks_like != "?" and (looks_like == "GCAA") != spec["gcaa"]:
         rows = "base-gcaa or base-adv-skip-gcaa" if looks_like == "GCAA" else "base or base-adv-skip"
         kind = "global-context-aware attention" if looks_like == "GCAA" else "plain multi-head attention"
@@ -140,10 +163,18 @@ def convert_release(state: dict[str, torch.Tensor], model: str, source: str = "s
     return finite_float_weights(converted, source)
 
 
-def import_release(checkpoint: str | os.PathLike, model: str, out: str | os.PathLike, overwrite: bool = False) -> Path:
+def import_release(
+    checkpoint: str | os.PathLike,
+    model: str,
+    out: str | os.PathLike,
+    overwrite: bool = False,
+    encoder_heads: int = RELEASE_HEADS,
+) -> Path:
     """Write a run directory (config.json, model.safetensors) of our `model` holding the release's weights."""
     if model not in REGISTRY:
         raise ConfigError(unknown_model_message(model))
+    if model == "release-avg":
+        return import_release_avg(checkpoint, out, encoder_heads, overwrite)
     if REGISTRY[model]["arch"] != "base":
         hint = "; for HAN's release use avvp-finetune import-han" if model == "han" else ""
         raise ConfigError(f"--model {model}: the paper release's nets are the Base family (base, base-gcaa, ...){hint}")
@@ -160,3 +191,51 @@ def import_release(checkpoint: str | os.PathLike, model: str, out: str | os.Path
     )
     what = f"{checkpoint} does not fit a {model} of its own sizes"
     return save_imported_run(build_model(cfg), cfg, weights, what, overwrite)
+
+
+def release_avg_model(
+    state: dict[str, torch.Tensor], heads: int, source: str, out: str = ""
+) -> tuple[FinetuneConfig, FinetuneModel, dict[str, torch.Tensor]]:
+    """(config, model in eval mode holding them, weights) of a `release-avg` run from the release's `final.pt`."""
+    _, head = split_avg(state, source)
+    if not head:
+        raise ConfigError(
+            f"{source}: a UniterModel alone, without the avg head; import it with avvp-pretrain import-release"
+        )
+    if head_untrained(head):
+        raise ConfigError(
+            f"{source}: its avg head (fc_a ... fc_av_att) was never trained (every weight within PyTorch's initial "
+            "bound): a pretrained.pt, not a final.pt; import it with avvp-pretrain import-release"
+        )
+    encoder = release_encoder(state, heads, source)
+    weights = {f"frontend.encoder.{key}": value for key, value in encoder.state_dict().items()}
+    weights |= finite_float_weights(
+        {f"parser.{ours}.{param}": head[f"{release}.{param}"] for release, ours in AVG_LINEARS.items()
+         for param in ("weight", "bias")},
+        source,
+    )  # fmt: skip
+    hidden = encoder.config.hidden_size
+    origin = str(Path(source).resolve())
+    cfg = make_config(
+        "release-avg",
+        "paper",
+        "release",
+        out=out,
+        imported_from=origin,
+        frontend=origin,
+        frontend_config=encoder.config.to_dict(),
+        hidden_size=int(head["fc_a.weight"].shape[0]),
+        input_widths={"audio": hidden, "visual": hidden, "motion": hidden},
+        continue_pretraining_optimizer=False,
+    )
+    model = build_model(cfg, EncoderFrontend(encoder, encoded_motion=True))
+    check_weights(model, weights, f"{source} does not fit a release-avg of its own sizes")
+    model.load_state_dict(weights)
+    return cfg, model.eval(), weights
+
+
+def import_release_avg(checkpoint: str | os.PathLike, out: str | os.PathLike, heads: int, overwrite: bool) -> Path:
+    """A `release-avg` run directory (its frontend the release's UNITER) from the release's `final.pt`."""
+    checkpoint = Path(checkpoint)
+    cfg, model, weights = release_avg_model(read_reference(checkpoint), heads, str(checkpoint), str(out))
+    return save_imported_run(model, cfg, weights, f"{checkpoint} does not fit a release-avg", overwrite)

@@ -38,6 +38,7 @@ from avvp.runs import start_run_dir as start_run_folder
 from finetune.config import FinetuneConfig
 from finetune.data import SplitData, check_streams, load_split_data, make_loader, train_subset, with_modality_labels
 from finetune.evaluate import EVAL_BATCH_SIZE, predict, score
+from finetune.frontend import continue_optimizer, pretraining_optimizer
 from finetune.losses import LossTerms, parser_loss
 from finetune.models import STREAMS, FinetuneModel, build_model
 from finetune.models.discriminator import reversal_strength
@@ -180,6 +181,9 @@ def _set_up(cfg: FinetuneConfig, out: Path, resume: bool, frontend: nn.Module | 
 
     model = build_model(cfg, frontend)
     optimizer = torch.optim.Adam(_param_groups(model, cfg))
+    if cfg.continue_pretraining_optimizer and frontend is not None and not resume:  # the release's one optimizer
+        moments, _ = pretraining_optimizer(cfg.frontend, frontend.encoder)
+        continue_optimizer(optimizer, frontend.encoder, moments)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
     if accelerator.is_main_process and not resume:  # only now: a run replaced by --overwrite goes when this one starts
         start_run_folder(out, CONFIG_FILE, asdict(cfg))

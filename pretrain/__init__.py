@@ -16,11 +16,17 @@ Public API (what other stages use; everything else is internal):
 - `encoder.config` is an `AVEncoderConfig`: `hidden_size`, and `stream_sizes()` the input widths it expects.
 - The encoder is an ordinary `torch.nn.Module` (`.train()`, `.parameters()`, `.to(device)`), for end-to-end
   finetuning; `save_encoder(model, path)` writes it back in the same format.
+- `final_optimizer_moments(run_dir, encoder)`: the Adam moments a pretraining run ended with, by parameter name
+  (the release's end-to-end recipe continues them while finetuning), and a line saying where they came from.
+- `split_avg(state, source)`, `head_untrained(head)`, `release_encoder(state, heads, source)`: the paper release's
+  `avg` state dicts (pretrained.pt, final.pt) split into UNITER and head, and its UNITER as our encoder of the
+  `release` architecture (`pretrain.import_release`); `AVG_HEAD` the head's linear layers.
 - `export_embeddings(encoder_dir, features, out)` writes the embeddings of every video of a store as a new store
   (streams audio, visual of width H; motion carried over), the input of a frozen-encoder parser.
 """
 
 from pretrain.export import export_embeddings
+from pretrain.import_release import AVG_HEAD, RELEASE_HEADS, head_untrained, release_encoder, split_avg
 from pretrain.modeling import (
     AVEncoderConfig,
     AVEncoderModel,
@@ -30,12 +36,26 @@ from pretrain.modeling import (
     save_encoder,
 )
 
+
+def final_optimizer_moments(run_dir, encoder):
+    """`pretrain.train.final_optimizer_moments` (imported when called: the training loop pulls in Accelerate)."""
+    from pretrain.train import final_optimizer_moments as moments
+
+    return moments(run_dir, encoder)
+
+
 __all__ = [
+    "AVG_HEAD",
+    "RELEASE_HEADS",
+    "head_untrained",
+    "release_encoder",
+    "split_avg",
     "AVEncoderConfig",
     "AVEncoderModel",
     "AVEncoderOutput",
     "check_store_fits",
     "export_embeddings",
+    "final_optimizer_moments",
     "load_encoder",
     "save_encoder",
 ]

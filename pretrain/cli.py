@@ -73,6 +73,19 @@ def export(
     print(f"wrote {path}")
 
 
+@app.command("import-release")
+def import_release(
+    checkpoint: Path = typer.Argument(..., help="pretrained.pt of the paper release's main_avvp_{uni,cross,multi}.py."),
+    out: Path = typer.Option(..., help="Encoder directory to create (config.json + model.safetensors)."),
+    heads: int = typer.Option(8, help="Attention heads (not in a state dict; the release's UniterConfig has 8)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing directory."),
+) -> None:
+    """Turn the release's pretrained UNITER into an encoder of the `release` architecture (for --e2e and export)."""
+    from pretrain.import_release import import_release as convert
+
+    print(f"wrote {convert(checkpoint, out, heads, overwrite)}")
+
+
 def main() -> None:
     run_app(app)
 

@@ -27,6 +27,8 @@ RECIPES: dict[str, dict] = {
     # main_avvp_multi.py of the paper's release: Adam (no weight decay) at a constant 1e-6, no clipping, batch 16,
     # 40 epochs, 20% held out, p = n = 0.7, no cross-video negatives, the checkpoint of the lowest validation loss.
     "release": dict(
+        architecture="release",
+        hide_motion=True,
         pos_margin=RELEASE_MARGIN,
         neg_margin=RELEASE_MARGIN,
         in_batch_negatives=False,
@@ -44,7 +46,14 @@ RECIPES: dict[str, dict] = {
     ),
 }
 """Objective and optimisation per recipe, over the preset (which sets the encoder size): `toolkit` (the defaults
-below) or `release` (the authors' choices)."""
+below) or `release` (the authors' choices, on the release's architecture with its motion tokens hidden)."""
+ARCHITECTURES = ("toolkit", "release")
+"""The encoder architectures (pretrain.modeling): ours, and the paper release's UniterModel."""
+ARCHITECTURE_SIZES: dict[tuple[str, str], dict] = {
+    ("release", "paper"): dict(num_heads=8, intermediate_size=3072),
+}
+"""(architecture, preset) -> sizes that differ from the preset's: the release's UniterConfig has 8 heads and a
+feed-forward width of 3072 at hidden 1024."""
 SELECTIONS = ("auc", "loss", "last")
 """Which epoch's encoder a run keeps: highest held-out AUC, lowest held-out loss, or the last."""
 SCHEDULES = ("linear", "constant")
@@ -53,8 +62,9 @@ PAIR_SAMPLINGS = ("all", "release")
 PATH_FIELDS = ("features", "labels", "out")
 PRESET_FIELDS = frozenset(name for table in (*PRESETS.values(), *RECIPES.values()) for name in table)
 """The settings a preset or a recipe sets: on the command line they default to the preset's or recipe's value."""
-INIT_FIELDS = ("features", "out", "labels", "variant", "preset", "recipe", "hidden_size", "num_layers", "num_heads",
-               "intermediate_size", "dropout", "val_fraction", "seed", "overwrite")  # fmt: skip
+INIT_FIELDS = ("features", "out", "labels", "variant", "preset", "recipe", "architecture", "hidden_size",
+               "num_layers", "num_heads", "intermediate_size", "dropout", "val_fraction", "seed",
+               "overwrite")  # fmt: skip
 """The settings of `avvp-pretrain init`: those that shape the untrained encoder, and those it records."""
 
 
@@ -74,6 +84,12 @@ class PretrainConfig:
     """Named size and schedule (PRESETS) the other fields started from."""
     recipe: str = "toolkit"
     """Named objective and optimisation (RECIPES) applied over the preset: toolkit or release."""
+    architecture: str = "toolkit"
+    """Encoder architecture (pretrain.modeling.ARCHITECTURES): `toolkit` (ours: standardised inputs, learned
+    positions, three token types) or `release` (the paper release's UniterModel); recorded in config.json."""
+    hide_motion: bool = False
+    """Train with the motion tokens zeroed and masked out of attention, as the release's pretraining does (its
+    AudioSet corpus has no R(2+1)D features)."""
     hidden_size: int = 256
     """Width of the encoder (every token and output embedding)."""
     num_layers: int = field(default=4, metadata=cli("--layers"))
@@ -138,6 +154,8 @@ class PretrainConfig:
 
     def __post_init__(self):
         check_variant(self.variant)
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"--architecture {self.architecture!r}: expected one of {', '.join(ARCHITECTURES)}")
         if self.preset not in PRESETS:
             raise ConfigError(f"--preset {self.preset!r}: expected one of {', '.join(PRESETS)}")
         if self.mixed_precision not in MIXED_PRECISION:
@@ -186,7 +204,10 @@ class PretrainConfig:
         if recipe not in RECIPES:
             raise ConfigError(f"--recipe {recipe!r}: expected one of {', '.join(RECIPES)}")
         given = {name: value for name, value in overrides.items() if value is not None}
-        return cls(preset=preset, recipe=recipe, **{**PRESETS[preset], **RECIPES[recipe], **given})
+        values = {**PRESETS[preset], **RECIPES[recipe], **given}
+        values.update(ARCHITECTURE_SIZES.get((values.get("architecture", "toolkit"), preset), {}))
+        values.update({name: value for name, value in given.items() if name in ("num_heads", "intermediate_size")})
+        return cls(preset=preset, recipe=recipe, **values)
 
     def to_dict(self) -> dict:
         return asdict(self)

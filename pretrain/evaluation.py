@@ -86,6 +86,14 @@ def grounding_figures(values: np.ndarray, variant: str) -> dict[str, float]:
     return figures
 
 
+def encode_for_pretraining(model: torch.nn.Module, batch: dict, cfg):
+    """The encoder's outputs on a batch as pretraining sees it: with `hide_motion`, the motion tokens zeroed and
+    masked out of attention, as the release's scripts (`r2p1d = zeros`, `attention_mask[:, 20:] = 0`)."""
+    if cfg.hide_motion:
+        return model(batch["audio"], batch["visual"], torch.zeros_like(batch["motion"]), motion_attended=False)
+    return model(batch["audio"], batch["visual"], batch["motion"])
+
+
 @torch.no_grad()
 def evaluate(model, loader, cfg, accelerator) -> dict[str, float]:
     """Held-out figures of `model` over `loader` (every process's videos gathered), each named `val_*`.
@@ -97,7 +105,7 @@ def evaluate(model, loader, cfg, accelerator) -> dict[str, float]:
     model.eval()
     per_video, pairs, batch_losses = [], [], []
     for batch in loader:
-        output = model(batch["audio"], batch["visual"], batch["motion"])
+        output = encode_for_pretraining(model, batch, cfg)
         grounded = batch["grounded"]
         if cfg.objective == "infonce":
             loss = info_nce_loss(output.audio, output.visual, grounded, batch["video_index"], cfg.variant,

@@ -4,6 +4,19 @@ Each stream (audio, visual, motion) is projected to the hidden size (Linear -> L
 streams form one 30-token sequence fed to `BertModel` through `inputs_embeds`, with `token_type_ids` = modality
 (0 audio, 1 visual, 2 motion) and `position_ids` = snippet index (0..9), so time and modality are embedded as
 UNITER embeds image regions. The model returns the contextual embedding of every snippet of every stream.
+
+Two architectures, chosen by `AVEncoderConfig.architecture` (recorded in config.json):
+
+- `toolkit` (the default, described above): per-feature standardisation of the inputs, BERT's learned position
+  embeddings, three token types, token order audio, visual, motion. Standardising removes the large common
+  component of the raw features that otherwise drowns the differences the AVG loss separates.
+- `release`: the paper release's `UniterModel` (model/model.py of jayaprakash-a/Cross-Modal-learning-for-Audio-
+  Visual-Video-Parsing). Each stream is embedded as LayerNorm(LayerNorm(Linear(x + m)) + P[t] + E[type]) with m a
+  learned vector added to every input feature (row 1 of its `mask_embedding`), P a frozen (10, H) table per stream
+  and two token types (visual 0; audio and motion 1); token order visual, audio, motion; no standardisation. The
+  release builds P as a sinusoidal table, but its `init_weights` then overwrites every `nn.Embedding`, P included,
+  with N(0, 0.02), and P is never trained: a fresh release encoder here draws P the same way. The BERT layers are
+  the same as ours (post-norm, erf GELU).
 """
 
 from __future__ import annotations
@@ -26,9 +39,14 @@ from transformers.utils import logging as hf_logging
 from avvp.classes import NUM_SNIPPETS
 from avvp.errors import AvvpError, StoreError
 from avvp.store import RAW_WIDTHS, store_info
+from pretrain.config import ARCHITECTURES
 
 STREAMS = ("audio", "visual", "motion")
 """The input streams in token-type order: token type k is STREAMS[k]."""
+RELEASE_STREAMS = ("visual", "audio", "motion")
+"""The release's token order (RGB, audio, R(2+1)D)."""
+RELEASE_TOKEN_TYPES = {"visual": 0, "audio": 1, "motion": 1}
+"""The release's two token types: RGB 0, audio and R(2+1)D 1."""
 
 
 @strict
@@ -49,6 +67,12 @@ class AVEncoderConfig(PreTrainedConfig):
     attention_probs_dropout_prob: float | int = 0.1
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
+    architecture: str = "toolkit"
+
+    def validate_architecture(self):
+        """The architecture is one of ARCHITECTURES (called by `strict` on construction)."""
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture {self.architecture!r}: expected one of {', '.join(ARCHITECTURES)}")
 
     def stream_sizes(self) -> dict[str, int]:
         """Input width of each stream."""
@@ -101,6 +125,36 @@ class StreamProjection(nn.Module):
         return self.norm(self.linear((features - self.mean) / self.std))
 
 
+class ReleaseStreamEmbedding(nn.Module):
+    """One stream as the release embeds it: LayerNorm(LayerNorm(Linear(x + m)) + P[t] + E[type]), then dropout.
+
+    Names map to the release's `Uniter*Embeddings`: `feature_offset` is row 1 of `mask_embedding` (its masks are
+    all ones), `linear`/`norm` are `img_linear`/`img_layer_norm` (`audio_*` for audio), `positions` is
+    `position_embeddings.weight` (frozen), `output_norm` is `LayerNorm`.
+    """
+
+    def __init__(self, in_features: int, hidden_size: int, eps: float, dropout: float):
+        super().__init__()
+        self.feature_offset = nn.Parameter(torch.zeros(in_features))
+        self.linear = nn.Linear(in_features, hidden_size)
+        self.norm = nn.LayerNorm(hidden_size, eps=eps)
+        self.register_buffer("positions", torch.zeros(NUM_SNIPPETS, hidden_size))  # frozen, as the release's
+        self.output_norm = nn.LayerNorm(hidden_size, eps=eps)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, features: torch.Tensor, token_type: torch.Tensor) -> torch.Tensor:
+        # features (B, T, W)   token_type (H,)
+        projected = self.norm(self.linear(features + self.feature_offset))  # (B, T, H)
+        return self.dropout(self.output_norm(projected + self.positions + token_type))  # (B, T, H)
+
+
+class GivenEmbeddings(nn.Module):
+    """BERT's embedding layer replaced by the identity: the release architecture computes its own embeddings."""
+
+    def forward(self, inputs_embeds: torch.Tensor, **unused) -> torch.Tensor:
+        return inputs_embeds
+
+
 class AVEncoderModel(PreTrainedModel):
     """Audio, visual and motion snippets of a video in, their contextual embeddings (B, 10, H) each out."""
 
@@ -112,15 +166,30 @@ class AVEncoderModel(PreTrainedModel):
 
     def __init__(self, config: AVEncoderConfig):
         super().__init__(config)
-        self.projections = nn.ModuleDict(
-            {
-                name: StreamProjection(width, config.hidden_size, config.layer_norm_eps)
-                for name, width in config.stream_sizes().items()
-            }
-        )
         self.bert = BertModel(config.bert_config(), add_pooling_layer=False)
-        # No token ids ever reach the encoder; an unused parameter would also stall DDP.
-        self.bert.embeddings.word_embeddings = None
+        if config.architecture == "release":
+            self.stream_embeddings = nn.ModuleDict(
+                {
+                    name: ReleaseStreamEmbedding(
+                        config.stream_sizes()[name],
+                        config.hidden_size,
+                        config.layer_norm_eps,
+                        config.hidden_dropout_prob,
+                    )
+                    for name in RELEASE_STREAMS
+                }
+            )
+            self.token_type_embeddings = nn.Embedding(2, config.hidden_size)
+            self.bert.embeddings = GivenEmbeddings()
+        else:
+            self.projections = nn.ModuleDict(
+                {
+                    name: StreamProjection(width, config.hidden_size, config.layer_norm_eps)
+                    for name, width in config.stream_sizes().items()
+                }
+            )
+            # No token ids ever reach the encoder; an unused parameter would also stall DDP.
+            self.bert.embeddings.word_embeddings = None
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -128,18 +197,29 @@ class AVEncoderModel(PreTrainedModel):
         if isinstance(module, StreamProjection):
             init.zeros_(module.mean)
             init.ones_(module.std)
+        if isinstance(module, ReleaseStreamEmbedding):  # the release's init_weights: every embedding N(0, 0.02)
+            init.normal_(module.feature_offset, std=self.config.initializer_range)
+            init.normal_(module.positions, std=self.config.initializer_range)
 
     def get_input_embeddings(self) -> None:
         return None
 
     @torch.no_grad()
     def set_input_statistics(self, statistics: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
-        """Standardise each stream with per-feature (mean, std), each (W,): `pretrain.data.feature_statistics`."""
+        """Standardise each stream with per-feature (mean, std), each (W,): `pretrain.data.feature_statistics`.
+
+        The release architecture takes the raw features: nothing to set."""
+        if self.config.architecture == "release":
+            return
         for name, (mean, std) in statistics.items():
             self.projections[name].mean.copy_(mean)
             self.projections[name].std.copy_(std)
 
-    def forward(self, audio: torch.Tensor, visual: torch.Tensor, motion: torch.Tensor) -> AVEncoderOutput:
+    def forward(
+        self, audio: torch.Tensor, visual: torch.Tensor, motion: torch.Tensor, motion_attended: bool = True
+    ) -> AVEncoderOutput:
+        """`motion_attended=False` masks the motion tokens out as keys (no token attends to them), as the release's
+        pretraining does (`attention_mask[:, 20:] = 0`); their own outputs are still computed."""
         # audio (B, T, 128)   visual (B, T, 2048)   motion (B, T, 512); T = 10 snippets
         batch, snippets = audio.shape[:2]
         if snippets != NUM_SNIPPETS or visual.shape[:2] != audio.shape[:2] or motion.shape[:2] != audio.shape[:2]:
@@ -147,6 +227,8 @@ class AVEncoderModel(PreTrainedModel):
                 f"expected (B, {NUM_SNIPPETS}, width) streams; got audio {tuple(audio.shape)}, "
                 f"visual {tuple(visual.shape)}, motion {tuple(motion.shape)}"
             )
+        if self.config.architecture == "release":
+            return self._release_forward(audio, visual, motion, motion_attended)
         tokens = torch.cat(
             [self.projections[name](x) for name, x in zip(STREAMS, (audio, visual, motion), strict=True)], dim=1
         )  # (B, 30, H): audio snippets 0..9, visual 0..9, motion 0..9
@@ -155,14 +237,33 @@ class AVEncoderModel(PreTrainedModel):
         # An explicit all-ones mask: every token attends to every token of all three streams. Without it,
         # transformers >= 5 reads position ids that restart at 0 as packed sequences and masks each stream
         # off from the others (no cross-modal attention at all).
-        everything = torch.ones(batch, tokens.shape[1], dtype=torch.long, device=tokens.device)  # (B, 30)
+        attended = torch.ones(batch, tokens.shape[1], dtype=torch.long, device=tokens.device)  # (B, 30)
+        if not motion_attended:
+            attended[:, 2 * NUM_SNIPPETS :] = 0
         hidden = self.bert(
             inputs_embeds=tokens,
-            attention_mask=everything,
+            attention_mask=attended,
             token_type_ids=modality.expand(batch, -1),
             position_ids=snippet.expand(batch, -1),
         ).last_hidden_state  # (B, 30, H)
         return AVEncoderOutput(*hidden.split(NUM_SNIPPETS, dim=1))
+
+    def _release_forward(
+        self, audio: torch.Tensor, visual: torch.Tensor, motion: torch.Tensor, motion_attended: bool
+    ) -> AVEncoderOutput:
+        streams = {"audio": audio, "visual": visual, "motion": motion}
+        types = self.token_type_embeddings.weight  # (2, H)
+        tokens = torch.cat(
+            [self.stream_embeddings[name](streams[name], types[RELEASE_TOKEN_TYPES[name]]) for name in RELEASE_STREAMS],
+            dim=1,
+        )  # (B, 30, H): visual snippets 0..9, audio 0..9, motion 0..9
+        # An explicit mask, as for ours; no position ids reach BERT (the positions are in the embeddings).
+        attended = torch.ones(tokens.shape[:2], dtype=torch.long, device=tokens.device)  # (B, 30)
+        if not motion_attended:
+            attended[:, 2 * NUM_SNIPPETS :] = 0
+        hidden = self.bert(inputs_embeds=tokens, attention_mask=attended).last_hidden_state  # (B, 30, H)
+        encoded_visual, encoded_audio, encoded_motion = hidden.split(NUM_SNIPPETS, dim=1)
+        return AVEncoderOutput(encoded_audio, encoded_visual, encoded_motion)
 
 
 @contextlib.contextmanager

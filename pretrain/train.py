@@ -32,20 +32,23 @@ from avvp.distributed import settle_collectives
 from avvp.errors import AvvpError
 from avvp.io import atomic_path
 from avvp.precision import resolve_mixed_precision
-from avvp.runs import check_run_dir as check_run_folder
 from avvp.runs import (
+    CheckpointError,
+    checkpoint_dirs,
     hold_output,
     load_checkpoint,
     process_state,
+    read_checkpoint,
     save_checkpoint,
     staging_dir,
     write_json,
     writing,
 )
+from avvp.runs import check_run_dir as check_run_folder
 from avvp.runs import start_run_dir as start_run_folder
 from pretrain.config import PATH_FIELDS, PretrainConfig
 from pretrain.data import CorpusRows, PretrainCorpus, feature_statistics, keep_batch, load_corpus, split_rows
-from pretrain.evaluation import evaluate
+from pretrain.evaluation import encode_for_pretraining, evaluate
 from pretrain.losses import pretrain_losses, release_variant
 from pretrain.modeling import AVEncoderConfig, AVEncoderModel, load_encoder, save_encoder, weights_checksum
 
@@ -102,6 +105,7 @@ def encoder_config(cfg: PretrainConfig, widths: dict[str, int]) -> AVEncoderConf
         intermediate_size=cfg.intermediate_size,
         hidden_dropout_prob=cfg.dropout,
         attention_probs_dropout_prob=cfg.dropout,
+        architecture=cfg.architecture,
     )
 
 
@@ -151,12 +155,54 @@ def make_accelerator(cfg: PretrainConfig, out: Path) -> Accelerator:
     )
 
 
-def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: weight decay on matrices only (not biases, LayerNorm weights, embeddings of types/positions)."""
+def parameter_group_names(model: torch.nn.Module) -> tuple[list[str], list[str]]:
+    """Names of the parameters with and without weight decay, in the optimizer's order (`parameter_groups`)."""
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():
-        (decay if parameter.ndim >= 2 and "embeddings" not in name else no_decay).append(parameter)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        (decay if parameter.ndim >= 2 and "embeddings" not in name else no_decay).append(name)
+    return decay, no_decay
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: weight decay on matrices only (not biases, LayerNorm weights, embeddings of types/positions)."""
+    parameters = dict(model.named_parameters())
+    decay, no_decay = parameter_group_names(model)
+    return [
+        {"params": [parameters[name] for name in decay], "weight_decay": weight_decay},
+        {"params": [parameters[name] for name in no_decay], "weight_decay": 0.0},
+    ]
+
+
+def final_optimizer_moments(
+    run_dir: str | os.PathLike, encoder: torch.nn.Module
+) -> tuple[dict[str, dict[str, torch.Tensor]], str]:
+    """The optimizer state (Adam's step, exp_avg, exp_avg_sq) a pretraining run ended with, by parameter name of
+    `encoder` (an encoder of the run's architecture), and a line saying where it came from; ({}, why not) where the
+    run saved none (an untrained control, an imported encoder, a folder that is no pretraining run)."""
+    run_dir = Path(run_dir)
+    config = run_dir / CONFIG_FILE
+    if not config.is_file():
+        return {}, f"none: {run_dir} is no pretraining run (no {CONFIG_FILE}); the optimizer starts fresh"
+    cfg = PretrainConfig.load(config)
+    checkpoints = checkpoint_dirs(run_dir)
+    if cfg.untrained or not checkpoints:
+        return {}, f"none: {run_dir} saved no optimizer state (an untrained control); the optimizer starts fresh"
+    try:
+        checkpoint = read_checkpoint(checkpoints[0], 0, encoder.state_dict())
+    except CheckpointError as error:
+        raise AvvpError(f"{run_dir}: cannot read the pretraining optimizer state ({error})") from None
+    if checkpoint.progress.get("epoch") != cfg.epochs and cfg.max_steps is None:
+        epoch = checkpoint.progress.get("epoch")
+        raise AvvpError(f"{checkpoints[0]}: the pretraining run did not finish (epoch {epoch} of {cfg.epochs}); "
+                        "its optimizer state is not the final one")  # fmt: skip
+    names = [name for group in parameter_group_names(encoder) for name in group]
+    indices = [index for group in checkpoint.optimizer["param_groups"] for index in group["params"]]
+    if len(indices) != len(names):
+        raise AvvpError(f"{checkpoints[0]}: its optimizer holds {len(indices)} parameters, the encoder {len(names)}")
+    state = checkpoint.optimizer["state"]
+    moments = {name: dict(state[index]) for name, index in zip(names, indices, strict=True) if index in state}
+    step = checkpoint.progress.get("step")
+    return moments, f"{checkpoints[0]}: the Adam moments at the end of pretraining (step {step}), continued"
 
 
 def gather_keeping_local_grad(accelerator: Accelerator, tensor: torch.Tensor) -> torch.Tensor:
@@ -310,7 +356,7 @@ def _train_step(run: PretrainRun, batch: dict) -> None:
     """Forward, AVG losses, backward and (at the end of an accumulation) the optimizer step, for one batch."""
     cfg, accelerator, model = run.cfg, run.accelerator, run.model
     with accelerator.accumulate(model):
-        output = model(batch["audio"], batch["visual"], batch["motion"])
+        output = encode_for_pretraining(model, batch, cfg)
         variant, anchor = cfg.variant, None
         if cfg.pair_sampling == "release":  # one random anchor per batch; multi alternates pairs by epoch
             variant = release_variant(cfg.variant, run.progress.epoch)

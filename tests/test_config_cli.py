@@ -144,7 +144,7 @@ def cases() -> list[Case]:
                        "variant": ("uni", "uni"), "preset": ("tiny", "tiny"), "recipe": ("release", "release"),
                        "objective": ("infonce", "infonce"), "schedule": ("constant", "constant"),
                        "select": ("loss", "loss"), "mixed_precision": ("no", "no"),
-                       "pair_sampling": ("release", "release")}  # fmt: skip
+                       "pair_sampling": ("release", "release"), "architecture": ("release", "release")}  # fmt: skip
     grounding_probes = {"features": ("f2.h5", Path("f2.h5")), "out": ("o2.h5", Path("o2.h5")),
                         "exclude_silence": ("s.npy", Path("s.npy")), "recipe": ("release", "release"),
                         "rule": ("and", "and"), "engine": ("networkx", "networkx")}  # fmt: skip

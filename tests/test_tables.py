@@ -103,7 +103,11 @@ def test_rows_under_both_recipes_and_their_selection():
         assert (paper_row.model, paper_row.recipe, release_row.recipe) == (model, "paper", "release")
         assert paper_row.paper == release_row.paper == family
     assert [row.recipe for row in ROWS if row.model == "han" and not row.refine_from] == [None]  # HAN once, its recipe
-    assert all(row.recipe is None for row in ROWS if row.source in ("frozen", "e2e"))  # the paper recipe: no flag
+    toolkit = [row for row in ROWS if row.source in ("frozen", "e2e") and row.pretrain_recipe is None]
+    assert toolkit and all(row.recipe is None for row in toolkit)  # the paper recipe: no flag
+    release = [row for row in ROWS if row.source == "e2e" and row.pretrain_recipe == "release"]
+    assert len(release) == 6 and all(row.recipe == "release" for row in release)  # 3 variants, each with its control
+    assert set(release) <= set(select_rows(None, ["paper"]))  # their one recipe, whatever --recipes says
 
     assert [row.name for row in select_rows(["Base+GCAA"], ["release"])] == ["Base+GCAA (release recipe)"]
     assert [row.name for row in select_rows(["HAN", "Base"])] == ["HAN", "Base (paper recipe)", "Base (release recipe)"]

@@ -1,8 +1,9 @@
 """The parser family: one registry of named variants, the shared parts, and the model wrapper.
 
 `han` is the Hybrid Attention Network; `mmil` the MMIL head alone (the default head on a pretrained encoder
-trained end to end); every other name is `Base` with a combination of the switches `adv`, `skip`, `gcaa`
-(written in that order: `base-adv-skip-gcaa`). The paper's rows are `PAPER_ROWS`.
+trained end to end); `release-avg` the same head reading the encoder's motion tokens, as the paper release's
+`avg`; every other name is `Base` with a combination of the switches `adv`, `skip`, `gcaa` (written in that
+order: `base-adv-skip-gcaa`). The paper's rows are `PAPER_ROWS`.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ REGISTRY: dict[str, dict] = (
         for adv, skip, gcaa in product((False, True), repeat=3)
     }
     | {"mmil": {"arch": "mmil"}}
+    | {"release-avg": {"arch": "mmil", "encoded_motion": True}}
 )
-"""Variant name -> architecture and switches."""
+"""Variant name -> architecture and switches. `release-avg` is the paper release's end-to-end model (`avg`'s `avvp`
+branch): the MMIL head alone, like `mmil`, but on a frontend that feeds it the *encoded* motion tokens."""
 PAPER_ROWS = ("han", "base", "base-gcaa", "base-adv-skip", "base-adv-skip-gcaa")
 """The rows of the paper's tables that involve no pretraining, in table order."""
 
