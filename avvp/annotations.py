@@ -260,6 +260,14 @@ def load_split(annotations: str | os.PathLike, split: str, dense: bool | None = 
         dense = split != "train"
     labels = None
     if dense:
+        absent = [name for name in EVAL_FILES.values() if not (folder / name).exists()]
+        if absent:
+            raise AnnotationError(
+                f"{folder}: no {' and no '.join(absent)} ({len(absent)} of the {len(EVAL_FILES)} eval files); they "
+                f"hold the val and test videos' snippet-level events, read to validate and score the {split} split. "
+                f"Training reads only the weak labels of {SPLIT_FILES['train']}: avvp-finetune --no-eval trains "
+                "without them (the last epoch kept, no test scores)"
+            )
         audio = read_events(folder / EVAL_FILES["audio"], weak.video_ids, strict=False)
         visual = read_events(folder / EVAL_FILES["visual"], weak.video_ids, strict=False)
         labels = DenseLabels(video_ids=weak.video_ids, audio=audio, visual=visual)
