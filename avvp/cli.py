@@ -93,9 +93,13 @@ def import_han_command(
         show_progress=True,
         annotations=annotations,
     )
+    from avvp.video_ids import shown
+
     found = f"; {result.by_youtube_id} found by YouTube id" if result.by_youtube_id else ""
+    padded = f" ({shown(result.padded_videos, 5)})" if result.padded_videos else ""
     print(
-        f"wrote {result.path}: {len(result.video_ids)} videos ({dtype}); {result.padded} visual clip(s) padded{found}"
+        f"wrote {result.path}: {len(result.video_ids)} videos ({dtype}); {result.padded} visual clip(s) padded"
+        f"{padded}{found}"
     )
     if result.skipped:
         shown = ", ".join(result.skipped[:5]) + (", ..." if len(result.skipped) > 5 else "")
