@@ -59,8 +59,6 @@ class ImportResult:
     """Videos left out for a missing feature file (with skip_missing)."""
     padded: int
     """Visual clips padded from 72-79 frames to 80."""
-    padded_videos: list[str] = field(default_factory=list)
-    """The videos of those clips, in store order."""
     skipped_list: Path | None
     """OUT.skipped.txt, written when videos were skipped."""
     by_youtube_id: int = 0
@@ -70,6 +68,8 @@ class ImportResult:
     clip it holds."""
     unmatched: list[str] = field(default_factory=list)
     """Files of `vggish/` (stems) that match no annotated video: not imported (with annotations only)."""
+    padded_videos: list[str] = field(default_factory=list)
+    """The videos of the padded visual clips, in store order."""
 
 
 def skipped_list_path(out: str | os.PathLike) -> Path:

@@ -154,3 +154,18 @@ def test_reproduce_tables_help():
         assert result.returncode == 0 and result.stdout.startswith("usage:") and "AVVP_VENV" in result.stdout
     result = subprocess.run(["bash", script, "--seeds"], capture_output=True, text=True)
     assert result.returncode == 2 and "error: --seeds needs a value" in result.stderr
+
+
+def test_parse_a_filename_of_a_youtube_id_store_hints_at_annotations(gappy, gappy_tables, tmp_path, run_avvp):
+    from avvp.video_ids import youtube_id
+
+    store = read_store(gappy / "llp.h5", dtype=None)
+    named_by_id = tmp_path / "ytid.h5"
+    write_store(named_by_id, [youtube_id(v) for v in store.video_ids], store.streams, source="ids cut to 11")
+    run, video = gappy_tables[1]["rows"]["HAN"]["runs"][0], store.video_ids[0]
+    args = ["parse", "--run", run, "--features", named_by_id, "--videos", video]
+    assert_one_line_error(run_avvp(*args, "--out", tmp_path / "a.json"), f"names its videos by YouTube id (e.g. "
+                          f"{youtube_id(video)!r}): pass --annotations DIR")  # fmt: skip
+    code, _, stderr = run_avvp(*args, "--out", tmp_path / "b.json", "--annotations", gappy)
+    assert code == 0, stderr
+    assert list(json.loads((tmp_path / "b.json").read_text())["videos"]) == [video]
