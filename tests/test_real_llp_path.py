@@ -60,6 +60,21 @@ def test_missing_skip_trains_scores_and_tabulates_a_store_with_gaps(gappy, gappy
     code, stdout, stderr = run_cli(finetune_main, "evaluate", "--run", run)  # the run's own --missing skip
     assert code == 0, stderr
     assert f"({count} videos; {GAPS['test']} left out, not in the store (--missing skip))" in stdout
+    rescored = json.loads(run_cli(finetune_main, "evaluate", "--run", run, "--json")[1])
+    assert rescored["segment"] == metrics["test"]["segment"] and rescored["left_out"] == GAPS["test"]
+
+
+def test_avvp_evaluate_scores_the_videos_of_the_store(gappy, gappy_tables, run_avvp):
+    run = Path(gappy_tables[1]["rows"]["HAN"]["runs"][0])
+    metrics = json.loads((run / "metrics.json").read_text())
+    args = ["evaluate", "--pred-audio", run / "pred_audio.csv", "--pred-visual", run / "pred_visual.csv",
+            "--annotations", gappy, "--json"]  # fmt: skip
+    assert_one_line_error(run_avvp(*args, "--features", gappy / "llp.h5"), "--missing skip")
+    assert_one_line_error(run_avvp(*args, "--missing", "skip"), "--missing skip needs --features")
+    code, stdout, stderr = run_avvp(*args, "--features", gappy / "llp.h5", "--missing", "skip")
+    assert code == 0, stderr
+    scores = json.loads(stdout)
+    assert scores["left_out"] == GAPS["test"] and scores["event"] == metrics["test"]["event"]
 
 
 def test_without_missing_skip_the_error_names_the_option(gappy, tmp_path):
