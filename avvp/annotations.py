@@ -57,6 +57,10 @@ class DenseLabels:
         """(N, 25, 10) bool: heard and seen in the same snippet."""
         return self.audio & self.visual
 
+    def take(self, rows: list[int]) -> DenseLabels:
+        """The labels of some of the videos (rows, in that order)."""
+        return DenseLabels([self.video_ids[i] for i in rows], self.audio[rows], self.visual[rows])
+
 
 def _read_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, list[str]]]:
     """Rows of a tab-separated file with a header holding `columns`, as (line number, fields in that order)."""
@@ -237,6 +241,11 @@ class Split:
     @property
     def video_ids(self) -> list[str]:
         return self.weak.video_ids
+
+    def take(self, rows: list[int]) -> Split:
+        """The split cut to some of its videos (rows, in that order): e.g. those a feature store holds."""
+        weak = WeakLabels([self.video_ids[i] for i in rows], self.weak.labels[rows])
+        return Split(self.name, weak, None if self.dense is None else self.dense.take(rows))
 
 
 def load_scored_split(annotations: str | os.PathLike, split: str) -> Split:

@@ -36,7 +36,7 @@ def evaluate(
     ),
 ) -> None:
     """Score predictions in the LLP eval format with the official segment- and event-level F1."""
-    from avvp.annotations import DenseLabels, load_scored_split, read_predictions
+    from avvp.annotations import load_scored_split, read_predictions
     from avvp.classes import CLASSES
     from avvp.console import print_json
     from avvp.errors import AvvpError
@@ -63,9 +63,8 @@ def evaluate(
             from avvp.video_ids import match_videos
 
             absent = set(match_videos(stored, truth.video_ids).missing)
-            rows = [i for i, video in enumerate(truth.video_ids) if video not in absent]
-            ids = [truth.video_ids[i] for i in rows]
-            truth, left_out = DenseLabels(ids, truth.audio[rows], truth.visual[rows]), len(absent)
+            truth = truth.take([i for i, video in enumerate(truth.video_ids) if video not in absent])
+            left_out = len(absent)
     pred = read_predictions(pred_audio, pred_visual, truth.video_ids)
     scores = score(pred, truth)
     classes = per_class_f1(pred, truth) if per_class else None

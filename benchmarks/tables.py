@@ -55,7 +55,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from avvp.annotations import EVAL_FILES, SPLIT_FILES, DenseLabels, Split, WeakLabels, load_split, read_predictions
+from avvp.annotations import EVAL_FILES, SPLIT_FILES, Split, load_split, read_predictions
 from avvp.baselines import reference_predictions
 from avvp.classes import CLASSES
 from avvp.errors import AvvpError, ConfigError
@@ -527,7 +527,7 @@ def _tables(
     if splits["test"]["left_out"]:  # the references score the videos the runs score
         present = set(match_videos_in(llp, test.video_ids))
         keep = [i for i, video in enumerate(test.video_ids) if video in present]
-        test = subset_split(test, keep)
+        test = test.take(keep)
 
     def row_seed(row: Row, seed: int) -> tuple[Path, dict, dict | None]:
         """One (row, seed): its pretraining stages (each once, whichever row asks first), then its finetuning."""
@@ -590,16 +590,6 @@ def match_videos_in(store: Path, filenames: list[str]) -> list[str]:
 
     match = match_videos(read_video_ids(store), filenames)
     return [filename for filename in filenames if filename in match.names]
-
-
-def subset_split(split: Split, rows: list[int]) -> Split:
-    """A split cut to some of its videos (rows, in order)."""
-    ids = [split.video_ids[i] for i in rows]
-    weak = WeakLabels(video_ids=ids, labels=split.weak.labels[rows])
-    dense = None
-    if split.dense is not None:
-        dense = DenseLabels(video_ids=ids, audio=split.dense.audio[rows], visual=split.dense.visual[rows])
-    return Split(name=split.name, weak=weak, dense=dense)
 
 
 def select_rows(names: list[str] | None, recipes: list[str] | None = None) -> list[Row]:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
-from avvp.annotations import SPLIT_FILES, DenseLabels, Split, WeakLabels, load_split
+from avvp.annotations import SPLIT_FILES, DenseLabels, load_split
 from avvp.errors import AnnotationError, ConfigError, StoreError
 from avvp.modality_labels import align_to_split, read_modality_labels
 from avvp.store import read_store, read_video_ids, store_info
@@ -102,7 +102,7 @@ def load_split_data(
             )
         absent = set(left_out)
         rows = [i for i, video in enumerate(labels.video_ids) if video not in absent]
-        labels = subset(labels, rows)
+        labels = labels.take(rows)
     store = read_store(features, streams=streams, video_ids=store_ids, dtype=None)
     return SplitData(
         name=split,
@@ -112,16 +112,6 @@ def load_split_data(
         dense=labels.dense,
         left_out=left_out,
     )
-
-
-def subset(split: Split, rows: list[int]) -> Split:
-    """A split cut to some of its videos (rows, in order)."""
-    video_ids = [split.video_ids[i] for i in rows]
-    weak = WeakLabels(video_ids=video_ids, labels=split.weak.labels[rows])
-    dense = None
-    if split.dense is not None:
-        dense = DenseLabels(video_ids=video_ids, audio=split.dense.audio[rows], visual=split.dense.visual[rows])
-    return Split(name=split.name, weak=weak, dense=dense)
 
 
 def with_modality_labels(data: SplitData, labels: str | os.PathLike, split_file: str | os.PathLike) -> SplitData:

@@ -5,8 +5,9 @@ are served in batches of a seeded permutation. After every epoch: the ten valida
 (model, optimizer, scheduler, RNG, epoch, history, best weights; safetensors and JSON, `avvp.runs`) in
 `RUN/checkpoints/`, so `resume=True` continues an interrupted run and ends exactly where an uninterrupted one
 would (on CPU). The epoch with the best validation segment-level Type@AV is kept; the test split is scored once
-with it. The loop's named steps: `_set_up`, `_train_step` (one batch), `_train_epoch`, `_end_epoch` (schedule,
-validation, selection, checkpoint), `_format_epoch` (the log line) and `_finish` (the test split, the results).
+with it (`--no-eval`: the weak labels alone, no validation, the last epoch kept, no test scores). The loop's
+named steps: `_set_up`, `_train_step` (one batch), `_train_epoch`, `_end_epoch` (schedule, validation,
+selection, checkpoint), `_format_epoch` (the log line) and `_finish` (the test split, the results).
 
 Run directory: config.json, model.safetensors, metrics.json, pred_audio.csv, pred_visual.csv (test
 predictions, LLP eval format) and checkpoints/.
