@@ -27,10 +27,11 @@ after a change to what a command computes, use a fresh OUT (or delete the stages
 `OUT/tables.md`, `OUT/tables.json` and `OUT/per_class_f1.png` (the paper's Figure 4: per-class F1 of the best
 non-pretrained and the best pretrained row, audio and visual), and the wall times in `OUT/timings.json`.
 
-`--jobs N` runs N stages at a time, each as soon as its inputs exist, on cores/N threads and (where CUDA devices
-are visible) its own GPU, round robin; the cache and the tables are those of `--jobs 1`. `--missing skip` trains
-and scores on the videos llp.h5 holds, the counts left out per split beside the tables; by default a gap is an
-error. A row checks only what its stages read: pretrain.h5 only for the pretrained rows.
+`--jobs N` runs N stages at a time, each as soon as its inputs exist, on cores/N threads (OMP_NUM_THREADS where it
+is set) and, where CUDA devices are visible, its own GPU, round robin; the cache and the tables are those of
+`--jobs 1` (byte for byte at the same threads per stage: PyTorch's CPU results depend on the thread count).
+`--missing skip` trains and scores on the videos llp.h5 holds, the counts left out per split beside the tables;
+by default a gap is an error. A row checks only what its stages read: pretrain.h5 only for the pretrained rows.
 """
 
 from __future__ import annotations
@@ -185,8 +186,8 @@ class StageCache:
     """Runs stages in folders named by a hash of their command and the contents of their inputs.
 
     Thread-safe: with `jobs` > 1 several threads call `run` at once; at most `jobs` stages run at a time, each
-    with `threads` CPU threads (OMP_NUM_THREADS) and, where GPUs are visible, one of them (round robin by slot);
-    a stage asked for twice at once runs once, the second caller waiting for it.
+    with `stage_threads(jobs)` CPU threads and, where GPUs are visible, one of them (round robin by slot); a
+    stage asked for twice at once runs once, the second caller waiting for it.
     """
 
     def __init__(self, root: Path, verbose: bool = True, jobs: int = 1):
@@ -211,7 +212,7 @@ class StageCache:
         for slot in range(jobs):
             self._slots.put(slot)
         self._failed = False
-        self._threads = max(1, available_cores() // jobs)
+        self._threads = stage_threads(jobs)
         self._gpus = visible_gpus() if jobs > 1 else []
 
     @property
@@ -369,6 +370,15 @@ def run_tasks(cache: StageCache, tasks: list[Callable[[], T]]) -> list[T]:
         cache.order.extend(log)
         results.append(result)
     return results
+
+
+def stage_threads(jobs: int) -> int:
+    """CPU threads per stage under `--jobs`: OMP_NUM_THREADS where it is set (every stage keeps it: PyTorch's CPU
+    arithmetic depends on the thread count, so the same count gives the bytes of `--jobs 1`), else cores / jobs."""
+    given = os.environ.get("OMP_NUM_THREADS", "")
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    return max(1, available_cores() // jobs)
 
 
 def available_cores() -> int:

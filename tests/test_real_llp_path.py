@@ -148,7 +148,8 @@ def test_the_cache_key_reads_the_annotation_files_not_the_release_beside_them(ti
     assert len(json.loads((cache.root / "file_hashes.json").read_text())) == 7
 
 
-def test_jobs_two_gives_the_tables_of_jobs_one(tiny_llp, tmp_path):
+def test_jobs_two_gives_the_tables_of_jobs_one(tiny_llp, tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # every stage on one thread, at either --jobs (see stage_threads)
     rows = ["HAN", "Base", "Weak-label oracle (reference)"]
     out = tmp_path / "results"
     kept = {}
