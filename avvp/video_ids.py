@@ -1,7 +1,7 @@
 """Where an LLP filename meets the name a store or a feature release gives the same video.
 
-LLP names a video `YTID_start_end` (`-3ghZB8awDC_30_40`); the LLP feature release names its files by the first
-11 characters of that filename (`-3ghZB8awDC.npy`), the video's YouTube id, which is what the HAN, MA and paper
+LLP names a video `YTID_start_end` (`-3M-k4nIYIM_30_40`); the LLP feature release names its files by the first
+11 characters of that filename (`-3M-k4nIYIM.npy`), the video's YouTube id, which is what the HAN, MA and paper
 loaders open. A store imported from the release without annotations therefore names its videos by YouTube
 id. `match_videos` is the one place where filenames are paired with such names: `avvp data import-han` uses it
 on the release's files, every reader of a store with annotations (finetune, evaluate, parse, the tables) uses
