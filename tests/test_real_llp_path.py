@@ -185,3 +185,30 @@ def test_parse_a_filename_of_a_youtube_id_store_hints_at_annotations(gappy, gapp
     code, _, stderr = run_avvp(*args, "--out", tmp_path / "b.json", "--annotations", gappy)
     assert code == 0, stderr
     assert list(json.loads((tmp_path / "b.json").read_text())["videos"]) == [video]
+
+
+def test_jobs_give_each_stage_its_share_of_cores_and_its_own_gpu(tmp_path, monkeypatch):
+    import sys
+    from functools import partial
+
+    import benchmarks.tables as tables
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(tables, "available_cores", lambda: 8)
+    monkeypatch.setattr(tables, "visible_gpus", lambda: ["3", "5"])
+    cache = StageCache(tmp_path / "cache", verbose=False, jobs=2)
+    record = (  # the stage writes the GPU and the threads it was given
+        "import os, sys; env = os.environ; "
+        "open(sys.argv[1], 'w').write(env['CUDA_VISIBLE_DEVICES'] + ' ' + env['OMP_NUM_THREADS'])"
+    )
+
+    def stage(name: str) -> str:
+        folder = cache.run(name, [sys.executable, "-c", record, "{out}/env.txt"], {})
+        return (folder / "env.txt").read_text()
+
+    seen = tables.run_tasks(cache, [partial(stage, "a"), partial(stage, "b"), partial(stage, "a")])
+    assert sorted(seen[:2]) == ["3 4", "5 4"] and seen[2] == seen[0]  # 8 cores / 2 jobs; "a" ran once
+    assert cache.ran == ["a", "b"]
+    failing = [sys.executable, "-c", "raise SystemExit('broken input')"]
+    with pytest.raises(AvvpError, match=r"(?s)stage c failed \(exit 1\); log .*broken input"):
+        tables.run_tasks(cache, [partial(cache.run, "c", failing, {})])
