@@ -57,6 +57,10 @@ class DenseLabels:
         """(N, 25, 10) bool: heard and seen in the same snippet."""
         return self.audio & self.visual
 
+    def take(self, rows: list[int]) -> DenseLabels:
+        """The labels of some of the videos (rows, in that order)."""
+        return DenseLabels([self.video_ids[i] for i in rows], self.audio[rows], self.visual[rows])
+
 
 def _read_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, list[str]]]:
     """Rows of a tab-separated file with a header holding `columns`, as (line number, fields in that order)."""
@@ -238,6 +242,11 @@ class Split:
     def video_ids(self) -> list[str]:
         return self.weak.video_ids
 
+    def take(self, rows: list[int]) -> Split:
+        """The split cut to some of its videos (rows, in that order): e.g. those a feature store holds."""
+        weak = WeakLabels([self.video_ids[i] for i in rows], self.weak.labels[rows])
+        return Split(self.name, weak, None if self.dense is None else self.dense.take(rows))
+
 
 def load_scored_split(annotations: str | os.PathLike, split: str) -> Split:
     """`load_split` of a split to score (val or test): a split file holding no video (only a header) is an error."""
@@ -260,6 +269,14 @@ def load_split(annotations: str | os.PathLike, split: str, dense: bool | None = 
         dense = split != "train"
     labels = None
     if dense:
+        absent = [name for name in EVAL_FILES.values() if not (folder / name).exists()]
+        if absent:
+            raise AnnotationError(
+                f"{folder}: no {' and no '.join(absent)} ({len(absent)} of the {len(EVAL_FILES)} eval files); they "
+                f"hold the val and test videos' snippet-level events, read to validate and score the {split} split. "
+                f"Training reads only the weak labels of {SPLIT_FILES['train']}: avvp-finetune --no-eval trains "
+                "without them (the last epoch kept, no test scores)"
+            )
         audio = read_events(folder / EVAL_FILES["audio"], weak.video_ids, strict=False)
         visual = read_events(folder / EVAL_FILES["visual"], weak.video_ids, strict=False)
         labels = DenseLabels(video_ids=weak.video_ids, audio=audio, visual=visual)

@@ -26,6 +26,14 @@ def evaluate(
     split: str = typer.Option("test", help="Split to score: test or val."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     per_class: bool = typer.Option(False, "--per-class", help="Also print segment-level F1 per class."),
+    features: Path | None = typer.Option(
+        None, help="Feature store the predictions were made from: with --missing, score only the videos it holds."
+    ),
+    missing: str = typer.Option(
+        "error",
+        help="With --features, a video of the split absent from the store: error, or skip (score the videos present, "
+        "as avvp-finetune --missing skip does).",
+    ),
 ) -> None:
     """Score predictions in the LLP eval format with the official segment- and event-level F1."""
     from avvp.annotations import load_scored_split, read_predictions
@@ -37,12 +45,31 @@ def evaluate(
 
     if split not in ("val", "test"):
         raise AvvpError(f"--split {split!r}: only val and test have snippet-level annotations")
+    if missing not in ("error", "skip"):
+        raise AvvpError(f"--missing {missing!r}: expected error or skip")
+    if missing == "skip" and features is None:
+        raise AvvpError("--missing skip needs --features STORE: the videos scored are those the store holds")
     truth = load_scored_split(annotations, split).dense
+    left_out = 0
+    if features is not None:
+        from avvp.annotations import SPLIT_FILES
+        from avvp.store import read_video_ids
+        from avvp.video_ids import store_ids_for
+
+        listed_in = annotations / SPLIT_FILES[split]
+        stored = read_video_ids(features)
+        kept = len(store_ids_for(features, stored, truth.video_ids, listed_in, skip_missing=missing == "skip"))
+        if kept < len(truth.video_ids):
+            from avvp.video_ids import match_videos
+
+            absent = set(match_videos(stored, truth.video_ids).missing)
+            truth = truth.take([i for i, video in enumerate(truth.video_ids) if video not in absent])
+            left_out = len(absent)
     pred = read_predictions(pred_audio, pred_visual, truth.video_ids)
     scores = score(pred, truth)
     classes = per_class_f1(pred, truth) if per_class else None
     if as_json:
-        result: dict = {"split": split, "videos": len(truth.video_ids), **scores}
+        result: dict = {"split": split, "videos": len(truth.video_ids), "left_out": left_out, **scores}
         if classes is not None:
             result["per_class_segment_f1"] = {
                 name: {c: (None if v != v else round(100 * float(v), 4)) for c, v in zip(CLASSES, values, strict=True)}
@@ -50,7 +77,8 @@ def evaluate(
             }
         print_json(result)
         return
-    print(f"{split}: {len(truth.video_ids)} videos")
+    gap = f" ({left_out} left out, not in {features}: --missing skip)" if left_out else ""
+    print(f"{split}: {len(truth.video_ids)} videos{gap}")
     print(format_table(scores))
     if classes is not None:
         print(f"\n{'class':<24}{'Audio':>8}{'Visual':>8}{'AV':>8}")
@@ -93,9 +121,13 @@ def import_han_command(
         show_progress=True,
         annotations=annotations,
     )
+    from avvp.video_ids import shown
+
     found = f"; {result.by_youtube_id} found by YouTube id" if result.by_youtube_id else ""
+    padded = f" ({shown(result.padded_videos, 5)})" if result.padded_videos else ""
     print(
-        f"wrote {result.path}: {len(result.video_ids)} videos ({dtype}); {result.padded} visual clip(s) padded{found}"
+        f"wrote {result.path}: {len(result.video_ids)} videos ({dtype}); {result.padded} visual clip(s) padded"
+        f"{padded}{found}"
     )
     if result.skipped:
         shown = ", ".join(result.skipped[:5]) + (", ..." if len(result.skipped) > 5 else "")

@@ -33,7 +33,7 @@ from avvp.errors import ConfigError, StoreError
 from avvp.io import atomic_path, check_writable, first_non_utf8
 from avvp.runs import check_free_space, output_lock, writing
 from avvp.store import CHUNK_VIDEOS, RAW_WIDTHS, StoreWriter, float_dtype
-from avvp.video_ids import match_videos, youtube_id
+from avvp.video_ids import match_videos, shown, youtube_id
 
 FOLDERS = {"audio": "vggish", "visual": "res152", "motion": "r2plus1d_18"}
 """Store stream -> folder of the release."""
@@ -68,6 +68,8 @@ class ImportResult:
     clip it holds."""
     unmatched: list[str] = field(default_factory=list)
     """Files of `vggish/` (stems) that match no annotated video: not imported (with annotations only)."""
+    padded_videos: list[str] = field(default_factory=list)
+    """The videos of the padded visual clips, in store order."""
 
 
 def skipped_list_path(out: str | os.PathLike) -> Path:
@@ -239,6 +241,7 @@ def _import_han(
         unmatched = match.unmatched(stems) if annotations is not None else []
     left_out = {video_id for sharing in shared.values() for video_id in sharing}
     present, skipped = [], []  # present: (video id, file stem)
+    first_missing: tuple[str, str, Path] | None = None  # (video id, file stem, its first missing file)
     for video_id in video_ids:
         if video_id in left_out:
             continue
@@ -246,18 +249,21 @@ def _import_han(
         missing = [path for path in feature_paths(root, stem).values() if not path.is_file()]
         if not missing:
             present.append((video_id, stem))
-        elif skip_missing:
-            skipped.append(video_id)
-        else:
-            also = f"; nor {youtube_id(video_id)}.npy, its YouTube id" if youtube_id(video_id) != stem else ""
-            raise StoreError(
-                f"{missing[0]}: no such file (video {video_id!r}{also}); pass --skip-missing to leave it out"
-            )
+            continue
+        skipped.append(video_id)
+        first_missing = first_missing or (video_id, stem, missing[0])
+    if skipped and not skip_missing:
+        video_id, stem, path = first_missing
+        also = f"; nor {youtube_id(video_id)}.npy, its YouTube id" if youtube_id(video_id) != stem else ""
+        raise StoreError(
+            f"{path}: no such file (video {video_id!r}{also}); {len(skipped)} of the {len(video_ids)} videos lack "
+            f"a feature file ({shown(skipped)}); pass --skip-missing to leave them out"
+        )
     if not present:
         raise StoreError(f"{root}: none of the {len(video_ids)} requested videos has all three feature files")
 
     check_free_space(out, len(present) * NUM_SNIPPETS * sum(RAW_WIDTHS.values()) * float_dtype(dtype).itemsize)
-    padded = 0
+    padded_videos = []
     attrs = {
         "skipped_video_ids": np.array(skipped, dtype=h5py.string_dtype()),
         "shared_file_video_ids": np.array(sorted(left_out), dtype=h5py.string_dtype()),
@@ -274,10 +280,11 @@ def _import_han(
         for start in range(0, len(present), CHUNK_VIDEOS):
             chunk_ids = [video_id for video_id, _ in present[start : start + CHUNK_VIDEOS]]
             chunk = []
-            for _ in chunk_ids:
+            for video_id in chunk_ids:
                 clip, was_padded = next(clips)
                 chunk.append(clip)
-                padded += was_padded
+                if was_padded:
+                    padded_videos.append(video_id)
                 bar.advance(task)
             with np.errstate(over="ignore"):  # an overflow is reported below, naming the file
                 streams = {name: np.stack([clip[name] for clip in chunk]).astype(writer.dtype) for name in FOLDERS}
@@ -299,7 +306,8 @@ def _import_han(
         path=Path(out),
         video_ids=[video_id for video_id, _ in present],
         skipped=skipped,
-        padded=padded,
+        padded=len(padded_videos),
+        padded_videos=padded_videos,
         skipped_list=skipped_list if skipped else None,
         by_youtube_id=sum(video_id != stem for video_id, stem in present),
         shared=shared,

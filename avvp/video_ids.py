@@ -1,7 +1,7 @@
 """Where an LLP filename meets the name a store or a feature release gives the same video.
 
-LLP names a video `YTID_start_end` (`-3ghZB8awDC_30_40`); the LLP feature release names its files by the first
-11 characters of that filename (`-3ghZB8awDC.npy`), the video's YouTube id, which is what the HAN, MA and paper
+LLP names a video `YTID_start_end` (`-3M-k4nIYIM_30_40`); the LLP feature release names its files by the first
+11 characters of that filename (`-3M-k4nIYIM.npy`), the video's YouTube id, which is what the HAN, MA and paper
 loaders open. A store imported from the release without annotations therefore names its videos by YouTube
 id. `match_videos` is the one place where filenames are paired with such names: `avvp data import-han` uses it
 on the release's files, every reader of a store with annotations (finetune, evaluate, parse, the tables) uses
@@ -88,23 +88,29 @@ says it once."""
 
 
 def store_ids_for(
-    store: str | os.PathLike, stored_ids: Iterable[str], filenames: Sequence[str], listed_in: str | os.PathLike
+    store: str | os.PathLike,
+    stored_ids: Iterable[str],
+    filenames: Sequence[str],
+    listed_in: str | os.PathLike,
+    skip_missing: bool = False,
 ) -> list[str]:
-    """The store's id of each of `filenames` (listed in `listed_in`), in their order.
+    """The store's id of each of `filenames` (listed in `listed_in`), in their order; with `skip_missing`, of
+    those the store holds (`match_videos(...).missing` are the others).
 
     A store names a video by its filename, or (imported from the release without annotations) by its YouTube
     id: such a store is accepted when the pairing is one to one, with one note on stderr. Raises StoreError
-    when a video is not in the store, two videos would share one store video, or one is in it twice.
+    when a video is not in the store (unless `skip_missing`; the message names `--missing skip`), two videos
+    would share one store video, or one is in it twice.
     """
     match = match_videos(stored_ids, filenames)
-    if match.missing:
+    if match.missing and not skip_missing:
         raise StoreError(
             f"{store}: {len(match.missing)} of the {len(filenames)} videos of {listed_in} are not in the store "
-            f"({shown(match.missing)}), neither by filename nor by YouTube id; "
-            "the features and the annotations must describe the same videos"
+            f"({shown(match.missing)}), neither by filename nor by YouTube id; the features and the annotations "
+            "must describe the same videos, or pass --missing skip to leave the absent ones out"
         )
     _check_one_to_one(store, match, listed_in)
-    return [match.names[filename] for filename in filenames]
+    return [match.names[filename] for filename in filenames if filename in match.names]
 
 
 def filenames_in_store(

@@ -50,6 +50,9 @@ def parse(
         help="LLP annotation folder: report (and take in --videos) the store's videos by their LLP filenames, "
         "for a store named by YouTube id (avvp data import-han without --annotations).",
     ),
+    missing: str = typer.Option(
+        "error", help="A video of --videos absent from the store: error, or skip (parse the others, one note)."
+    ),
 ) -> None:
     """Parse videos: audio, visual and audio-visual events with onset, offset and probability."""
     from avvp.errors import ConfigError
@@ -71,7 +74,7 @@ def parse(
     from finetune.parse import parse as parse_videos
 
     video_ids = [v.strip() for v in videos.split(",") if v.strip()] if videos is not None else None
-    events = parse_videos(run, features, out, video_ids, csv, plot, overwrite, probabilities, annotations)
+    events = parse_videos(run, features, out, video_ids, csv, plot, overwrite, probabilities, annotations, missing)
     print(f"wrote {sum(map(len, events.values()))} events of {len(events)} videos to {out}")
     if probabilities is not None:
         print(f"wrote the probabilities of {len(events)} videos to {probabilities}")

@@ -28,6 +28,7 @@ import json
 import math
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,7 @@ from benchmarks.tables import (
     is_llp_sim,
     over_seeds,
     prepare_data,
+    run_tasks,
     stage_slug,
 )
 
@@ -109,12 +111,14 @@ def run_curve(
     verbose: bool = True,
     only_seed: int | None = None,
     variant: str = "multi",
+    jobs: int = 1,
 ) -> dict | None:
     """Run (or fetch from the cache) every stage, then score and write the curve.
 
     `only_seed`: run that seed's stages and return None (several processes can share one `out`, a seed each);
     a later call without it finds them all cached and writes the curve. `variant`: the pretraining variant of the
-    end-to-end rows; the files are `label_curve.*` for `multi`, `label_curve_{variant}.*` otherwise.
+    end-to-end rows; the files are `label_curve.*` for `multi`, `label_curve_{variant}.*` otherwise. `jobs`: stages
+    run at a time (`benchmarks.tables.StageCache`); the files are those of one at a time.
     """
     from finetune.data import stratified_rows
 
@@ -130,42 +134,53 @@ def run_curve(
     if unknown:
         raise ConfigError(f"--rows {', '.join(unknown)}: expected some of {', '.join(ROWS)}")
     started = time.perf_counter()
-    cache = StageCache(out / "cache", verbose=verbose)
-    data, annotations = prepare_data(cache, preset, data, annotations)
-    llp, corpus = data / "llp.h5", data / "pretrain.h5"
-    train_labels = load_split(annotations, "train").weak.labels > 0.5
-    labels = grounding_stage(cache, corpus, preset) if any(row != "raw" for row in rows) else None
-    results: dict[str, dict[str, list[float]]] = {row: {str(f): [] for f in fractions} for row in rows}
-    schedules = {}
-    for seed in range(seeds) if only_seed is None else [only_seed]:
-        inputs: dict[str, Path] = {"raw": llp}  # curve row -> its parser's input store (or, e2e, the encoder)
-        for row in rows:
+    cache = StageCache(out / "cache", verbose=verbose, jobs=jobs)
+    try:
+        pretraining = [rows_of[row].name for row in rows if row != "raw"]
+        data, annotations = prepare_data(cache, preset, data, annotations, pretraining)
+        llp, corpus = data / "llp.h5", data / "pretrain.h5"
+        train_labels = load_split(annotations, "train").weak.labels > 0.5
+        labels = grounding_stage(cache, corpus, preset) if any(row != "raw" for row in rows) else None
+
+        def input_of(row: str, seed: int) -> Path:
+            """A curve row's parser input store (or, end to end, its encoder): its pretraining stages, each once."""
             table_row = rows_of[row]
             if table_row.source == "raw":
-                continue
+                return llp
             encoder = encoder_stage(cache, corpus, labels, preset, seed, table_row.variant, table_row.control,
                                     encoder_args, pretrain_args)  # fmt: skip
-            if table_row.source == "frozen":
-                inputs[row] = export_stage(cache, table_row, seed, encoder, llp)
-            else:
-                inputs[row] = encoder
-        for fraction in fractions:
-            subset = len(stratified_rows(train_labels, fraction, seed)) if fraction < 1 else len(train_labels)
-            schedule = matched_schedule(len(train_labels), subset, preset, epochs)
-            schedules[str(fraction)] = {"videos": subset, **schedule}
-            for row in rows:
-                table_row = rows_of[row]
-                e2e = table_row.source == "e2e"
-                argv, stage_inputs = finetune_stage(table_row, llp if e2e else inputs[row], annotations, preset, seed,
-                                                    inputs[row] if e2e else None, epochs)  # fmt: skip
-                stage = f"finetune-{stage_slug(table_row)}-seed{seed}"  # the full-label run is the table's row
-                if fraction < 1:
-                    argv += ["--train-fraction", str(fraction), "--epochs", str(schedule["epochs"]),
-                             "--lr-step", str(schedule["lr_step"])]  # fmt: skip
-                    stage = f"finetune-{stage_slug(table_row)}-f{fraction:g}-seed{seed}"
-                run_dir = cache.run(stage, argv, stage_inputs) / "run"
-                test = json.loads((run_dir / "metrics.json").read_text())["test"]
-                results[row][str(fraction)].append(float(test[SCORE[0]][SCORE[1]]))
+            return export_stage(cache, table_row, seed, encoder, llp) if table_row.source == "frozen" else encoder
+
+        schedules = {}
+        tasks = []  # (seed, fraction, row), in the order a sequential run takes them
+        for seed in range(seeds) if only_seed is None else [only_seed]:
+            for fraction in fractions:
+                subset = len(stratified_rows(train_labels, fraction, seed)) if fraction < 1 else len(train_labels)
+                schedule = matched_schedule(len(train_labels), subset, preset, epochs)
+                schedules[str(fraction)] = {"videos": subset, **schedule}
+                tasks += [(seed, fraction, row, schedule) for row in rows]
+
+        def finetune(seed: int, fraction: float, row: str, schedule: dict) -> float:
+            table_row = rows_of[row]
+            e2e = table_row.source == "e2e"
+            source = input_of(row, seed)
+            argv, stage_inputs = finetune_stage(table_row, llp if e2e else source, annotations, preset, seed,
+                                                source if e2e else None, epochs)  # fmt: skip
+            stage = f"finetune-{stage_slug(table_row)}-seed{seed}"  # the full-label run is the table's row
+            if fraction < 1:
+                argv += ["--train-fraction", str(fraction), "--epochs", str(schedule["epochs"]),
+                         "--lr-step", str(schedule["lr_step"])]  # fmt: skip
+                stage = f"finetune-{stage_slug(table_row)}-f{fraction:g}-seed{seed}"
+            run_dir = cache.run(stage, argv, stage_inputs) / "run"
+            test = json.loads((run_dir / "metrics.json").read_text())["test"]
+            return float(test[SCORE[0]][SCORE[1]])
+
+        scores = run_tasks(cache, [partial(finetune, *task) for task in tasks])
+    finally:
+        cache.save_hashes()
+    results: dict[str, dict[str, list[float]]] = {row: {str(f): [] for f in fractions} for row in rows}
+    for (_, fraction, row, _), score in zip(tasks, scores, strict=True):
+        results[row][str(fraction)].append(score)
     if only_seed is not None:
         return None
     report = {
@@ -184,9 +199,8 @@ def run_curve(
         },
         "differences": differences(results, fractions),
         "stages_run": cache.ran,
-        "stage_seconds": cache.timings,
-        "seconds": time.perf_counter() - started,
     }
+    timings = {"jobs": jobs, "stage_seconds": cache.timings, "seconds": time.perf_counter() - started}
     out.mkdir(parents=True, exist_ok=True)
     stem = curve_stem(variant)
     with atomic_path(out / f"{stem}.json", overwrite=True) as tmp:
@@ -194,7 +208,10 @@ def run_curve(
     with atomic_path(out / f"{stem}.md", overwrite=True) as tmp:
         tmp.write_text(format_curve(report) + "\n")
     plot_curve(report, out / f"{stem}.png")
-    return report
+    # Timings apart: the report is the same at any --jobs.
+    with atomic_path(out / f"{stem}_timings.json", overwrite=True) as tmp:
+        tmp.write_text(json.dumps(timings, indent=2, sort_keys=True) + "\n")
+    return {**report, **timings}
 
 
 def curve_stem(variant: str) -> str:
@@ -297,12 +314,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pretrain-args", default="", help="Further avvp-pretrain options, for the trained encoder.")
     parser.add_argument("--only-seed", type=int, help="Run this seed's stages only (one process per seed), no curve.")
     parser.add_argument("--variant", default="multi", choices=VARIANTS, help="Pretraining variant of the e2e rows.")
+    parser.add_argument("--jobs", type=int, default=1, help="Stages run at once, each on cores/JOBS threads (or "
+                        "its own GPU); the files are those of --jobs 1.")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         report = run_curve(args.preset, args.seeds, args.out, tuple(args.fractions), tuple(args.rows), args.data,
                            args.annotations, args.epochs, tuple(args.encoder_args.split()),
                            tuple(args.pretrain_args.split()), only_seed=args.only_seed,
-                           variant=args.variant)  # fmt: skip
+                           variant=args.variant, jobs=args.jobs)  # fmt: skip
     except AvvpError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -18,12 +18,20 @@ against LLP-sim's training truth.
 Every stage runs as its own command line (`avvp data synth`, `avvp-groundtruth build`, `avvp-pretrain`,
 `avvp-pretrain export`, `avvp-finetune`), in a folder of `OUT/cache/` named by a hash of its command (paths
 inside the cache written relative to it, so a moved or relatively named OUT keeps its stages) and the contents of
-its input files: grounding runs once, each (pretraining variant, seed) and its untrained control once (seed s
-pretrains the encoder that seed s finetunes, so the control's variation includes pretraining's), each (row, seed)
-once, and a rerun, an added seed or an added row redoes only what changed. The key holds no hash of the code:
+the files it reads (the annotation files by name, not the annotation folder, which in the LLP release's layout
+also holds the 35,547 feature files; the hash memo `cache/file_hashes.json` is written once per command):
+grounding runs once, each (pretraining variant, seed) and its untrained control once (seed s pretrains the
+encoder that seed s finetunes, so the control's variation includes pretraining's), each (row, seed) once, and a
+rerun, an added seed or an added row redoes only what changed. The key holds no hash of the code:
 after a change to what a command computes, use a fresh OUT (or delete the stages concerned). Writes
 `OUT/tables.md`, `OUT/tables.json` and `OUT/per_class_f1.png` (the paper's Figure 4: per-class F1 of the best
-non-pretrained and the best pretrained row, audio and visual).
+non-pretrained and the best pretrained row, audio and visual), and the wall times in `OUT/timings.json`.
+
+`--jobs N` runs N stages at a time, each as soon as its inputs exist, on cores/N threads (OMP_NUM_THREADS where it
+is set) and, where CUDA devices are visible, its own GPU, round robin; the cache and the tables are those of
+`--jobs 1` (byte for byte at the same threads per stage: PyTorch's CPU results depend on the thread count).
+`--missing skip` trains and scores on the videos llp.h5 holds, the counts left out per split beside the tables;
+by default a gap is an error. A row checks only what its stages read: pretrain.h5 only for the pretrained rows.
 """
 
 from __future__ import annotations
@@ -32,23 +40,29 @@ import argparse
 import hashlib
 import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
-from avvp.annotations import load_split, read_predictions
+from avvp.annotations import EVAL_FILES, SPLIT_FILES, Split, load_split, read_predictions
 from avvp.baselines import reference_predictions
 from avvp.classes import CLASSES
 from avvp.errors import AvvpError, ConfigError
 from avvp.io import atomic_path
 from avvp.metrics import LEVELS, SCORE_NAMES, SCORE_TITLES, evaluate, per_class_f1
-from avvp.modality_labels import read_modality_labels
+from avvp.modality_labels import TRAIN_TRUTH_FILES, read_modality_labels
 
 
 @dataclass(frozen=True)
@@ -184,18 +198,50 @@ def console_script(name: str) -> str:
     return found
 
 
-class StageCache:
-    """Runs stages in folders named by a hash of their command and the contents of their inputs."""
+class StageStopped(AvvpError):
+    """A stage not started because another one failed (`--jobs`): the other's error is the one to report."""
 
-    def __init__(self, root: Path, verbose: bool = True):
+
+class StageCache:
+    """Runs stages in folders named by a hash of their command and the contents of their inputs.
+
+    Thread-safe: with `jobs` > 1 several threads call `run` at once; at most `jobs` stages run at a time, each
+    with `stage_threads(jobs)` CPU threads and, where GPUs are visible, one of them (round robin by slot); a
+    stage asked for twice at once runs once, the second caller waiting for it.
+    """
+
+    def __init__(self, root: Path, verbose: bool = True, jobs: int = 1):
+        if jobs < 1:
+            raise ConfigError(f"--jobs {jobs}: need at least one")
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         self.verbose = verbose
+        self.jobs = jobs
         self._hashes_path = root / "file_hashes.json"
         self._hashes: dict[str, str] = json.loads(self._hashes_path.read_text()) if self._hashes_path.exists() else {}
+        self._hashes_changed = False
         self.timings: dict[str, float] = {}
-        self.cached: list[str] = []
-        self.ran: list[str] = []
+        self.status: dict[str, str] = {}
+        """Stage name -> "ran" (run by this process) or "cached" (found finished)."""
+        self.order: list[str] = []
+        """Stage names in the order a sequential run asks for them (`run_tasks` merges each task's in task order)."""
+        self._lock = threading.Lock()
+        self._busy: dict[str, threading.Event] = {}  # stage folder -> set when its run ends
+        self._local = threading.local()
+        self._slots: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for slot in range(jobs):
+            self._slots.put(slot)
+        self._failed = False
+        self._threads = stage_threads(jobs)
+        self._gpus = visible_gpus() if jobs > 1 else []
+
+    @property
+    def ran(self) -> list[str]:
+        return [name for name in dict.fromkeys(self.order) if self.status.get(name) == "ran"]
+
+    @property
+    def cached(self) -> list[str]:
+        return [name for name in dict.fromkeys(self.order) if self.status.get(name) == "cached"]
 
     def fingerprint(self, path: Path) -> str:
         """Content hash of a file, or of every file in a folder (names and contents)."""
@@ -211,15 +257,31 @@ class StageCache:
         stat = path.stat()
         # Hashing a multi-GB store takes seconds; a file unchanged in size and modification time keeps its hash.
         memo_key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-        if memo_key not in self._hashes:
+        with self._lock:
+            known = self._hashes.get(memo_key)
+        if known is None:
             digest = hashlib.blake2b(digest_size=20)
             with open(path, "rb") as handle:
                 for block in iter(lambda: handle.read(1 << 22), b""):
                     digest.update(block)
-            self._hashes[memo_key] = digest.hexdigest()
+            known = digest.hexdigest()
+            with self._lock:
+                self._hashes[memo_key] = known
+                self._hashes_changed = True
+        return known
+
+    def save_hashes(self) -> None:
+        """Write the hash memo (once per command, not per file: it holds one line per file ever hashed)."""
+        with self._lock:
+            if not self._hashes_changed:
+                return
             with atomic_path(self._hashes_path, overwrite=True) as tmp:
                 tmp.write_text(json.dumps(self._hashes, indent=0))
-        return self._hashes[memo_key]
+            self._hashes_changed = False
+
+    def _asked(self, name: str) -> None:
+        log = getattr(self._local, "log", None)
+        (log if log is not None else self.order).append(name)
 
     def run(self, name: str, argv: list[str], inputs: dict[str, Path]) -> Path:
         """Run `argv` (with '{out}' standing for the stage folder) unless an identical stage already finished."""
@@ -231,38 +293,139 @@ class StageCache:
         key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
         folder = self.root / f"{name}-{key}"
         marker = folder / ".done.json"
-        if marker.exists():
-            self.cached.append(name)
-            self.timings[name] = json.loads(marker.read_text())["seconds"]
+        self._asked(name)
+        with self._lock:
+            running = self._busy.get(folder.name)
+            if running is None:
+                self._busy[folder.name] = threading.Event()
+        if running is not None:  # the same stage, asked for by another row or seed: wait for that run
+            running.wait()
+            if not marker.exists():
+                raise StageStopped(f"stage {name} did not finish")
             return folder
-        if folder.exists():
-            shutil.rmtree(folder)  # an interrupted earlier attempt
-        folder.mkdir(parents=True)
-        command = [part.replace("{out}", str(folder)) for part in argv]
-        if self.verbose:
-            print(
-                f"[run]    {name}: {' '.join(Path(command[0]).name if i == 0 else c for i, c in enumerate(command))}",
-                flush=True,
-            )
-        start = time.perf_counter()
-        log_path = folder / ".log"
-        with open(log_path, "w") as log:
+        try:
+            if marker.exists():
+                with self._lock:
+                    self.status.setdefault(name, "cached")
+                    self.timings[name] = json.loads(marker.read_text())["seconds"]
+                return folder
+            return self._execute(name, argv, recipe, folder)
+        finally:
+            with self._lock:
+                self._busy.pop(folder.name).set()
+
+    def _execute(self, name: str, argv: list[str], recipe: dict, folder: Path) -> Path:
+        slot = self._slots.get()  # at most `jobs` stages at a time
+        try:
+            if self._failed:
+                raise StageStopped(f"stage {name} not started: another stage failed")
+            if folder.exists():
+                shutil.rmtree(folder)  # an interrupted earlier attempt
+            folder.mkdir(parents=True)
+            command = [part.replace("{out}", str(folder)) for part in argv]
             env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="120")
-            result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-        seconds = time.perf_counter() - start
-        if result.returncode != 0:
-            tail = log_path.read_text().strip().splitlines()[-15:]
-            raise AvvpError(f"stage {name} failed (exit {result.returncode}); log {log_path}:\n" + "\n".join(tail))
-        marker.write_text(json.dumps({"recipe": recipe, "seconds": seconds}, indent=2))
-        self.timings[name] = seconds
-        self.ran.append(name)
-        if self.verbose:
-            print(f"[done]   {name} in {seconds:.0f} s", flush=True)
-        return folder
+            where = ""
+            if self.jobs > 1:  # each stage its share of the cores, and its own GPU where there are some
+                env.update(OMP_NUM_THREADS=str(self._threads), MKL_NUM_THREADS=str(self._threads))
+                where = f" ({self._threads} thread(s)"
+                if self._gpus:
+                    env["CUDA_VISIBLE_DEVICES"] = self._gpus[slot % len(self._gpus)]
+                    where += f", GPU {env['CUDA_VISIBLE_DEVICES']}"
+                where += ")"
+            if self.verbose:
+                shown = " ".join(Path(command[0]).name if i == 0 else c for i, c in enumerate(command))
+                print(f"[run]    {name}{where}: {shown}", flush=True)
+            start = time.perf_counter()
+            log_path = folder / ".log"
+            with open(log_path, "w") as log:
+                result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            seconds = time.perf_counter() - start
+            if result.returncode != 0:
+                self._failed = True
+                tail = log_path.read_text().strip().splitlines()[-15:]
+                raise AvvpError(f"stage {name} failed (exit {result.returncode}); log {log_path}:\n" + "\n".join(tail))
+            (folder / ".done.json").write_text(json.dumps({"recipe": recipe, "seconds": seconds}, indent=2))
+            with self._lock:
+                self.timings[name] = seconds
+                self.status[name] = "ran"
+            if self.verbose:
+                print(f"[done]   {name} in {seconds:.0f} s", flush=True)
+            return folder
+        except BaseException:
+            self._failed = True
+            raise
+        finally:
+            self._slots.put(slot)
 
 
-def prepare_data(cache: StageCache, preset: str, data: Path | None, annotations: Path | None) -> tuple[Path, Path]:
-    """The folder with llp.h5 and pretrain.h5, and the annotation folder (LLP-sim generated when no data is given)."""
+T = TypeVar("T")
+
+
+def run_tasks(cache: StageCache, tasks: list[Callable[[], T]]) -> list[T]:
+    """Call each task (a row's seed: its stages in turn, through `cache`), `cache.jobs` stages at a time.
+
+    Results come in task order, and the cache's stage order is the one a sequential run gives, whatever order the
+    stages finished in. With one job the tasks run one after another in this thread. On a failure no new stage
+    starts, the running ones finish, and the first real error is raised.
+    """
+    if cache.jobs == 1:
+        return [task() for task in tasks]
+
+    def logged(task: Callable[[], T]) -> tuple[T, list[str]]:
+        cache._local.log = []
+        try:
+            return task(), cache._local.log
+        finally:
+            cache._local.log = None
+
+    with ThreadPoolExecutor(max_workers=len(tasks)) as pool:  # threads wait; the cache's slots bound the stages
+        futures = [pool.submit(logged, task) for task in tasks]
+        wait(futures)
+    errors = [future.exception() for future in futures if future.exception() is not None]
+    if errors:
+        raise next((e for e in errors if not isinstance(e, StageStopped)), errors[0])
+    results = []
+    for future in futures:
+        result, log = future.result()
+        cache.order.extend(log)
+        results.append(result)
+    return results
+
+
+def stage_threads(jobs: int) -> int:
+    """CPU threads per stage under `--jobs`: OMP_NUM_THREADS where it is set (every stage keeps it: PyTorch's CPU
+    arithmetic depends on the thread count, so the same count gives the bytes of `--jobs 1`), else cores / jobs."""
+    given = os.environ.get("OMP_NUM_THREADS", "")
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    return max(1, available_cores() // jobs)
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (its affinity mask where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+def visible_gpus() -> list[str]:
+    """The CUDA devices a stage may be given (CUDA_VISIBLE_DEVICES entries, or indices); none without CUDA."""
+    try:
+        import torch
+
+        count = torch.cuda.device_count()
+    except Exception:  # no torch build with CUDA: CPU stages
+        return []
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return (visible or [str(i) for i in range(count)])[:count]
+
+
+def prepare_data(
+    cache: StageCache, preset: str, data: Path | None, annotations: Path | None, pretraining: list[str] | None = None
+) -> tuple[Path, Path]:
+    """The folder with llp.h5 (and pretrain.h5 where `pretraining` names rows that read it), and the annotation
+    folder (LLP-sim generated when no data is given)."""
     if data is None:
         folder = cache.run(
             "data",
@@ -281,10 +444,48 @@ def prepare_data(cache: StageCache, preset: str, data: Path | None, annotations:
             {},
         )
         data = folder / "llp-sim"
-    for name in ("llp.h5", "pretrain.h5"):
-        if not (data / name).is_file():
-            raise AvvpError(f"{data}: no {name}; expected a folder with llp.h5 and pretrain.h5 (avvp data import-han)")
+    if not (data / "llp.h5").is_file():
+        raise AvvpError(f"{data}: no llp.h5; expected a folder with the LLP feature store (avvp data import-han)")
+    if pretraining and not (data / "pretrain.h5").is_file():
+        raise AvvpError(
+            f"{data}: no pretrain.h5, the pretraining corpus that row(s) {', '.join(pretraining)} read "
+            "(avvp data import-han); the rows without pretraining (HAN, Base, ..., the references) need only llp.h5"
+        )
     return data, annotations or data
+
+
+FINETUNE_READS = (*SPLIT_FILES.values(), *EVAL_FILES.values())
+"""The annotation files `avvp-finetune` reads (weak labels of the three splits, the val/test events)."""
+
+
+def annotation_inputs(annotations: Path, names: tuple[str, ...] = FINETUNE_READS) -> dict[str, Path]:
+    """The annotation files a stage reads, as inputs of its cache key: not the folder, which may hold anything
+    else (the LLP release keeps its 35,547 feature files in `data/feats/`, beside the annotation files)."""
+    return {f"annotations/{name}": Path(annotations) / name for name in names}
+
+
+MISSING = ("error", "skip")
+"""`--missing`: a video of the annotations absent from the feature store stops the tables, or is left out."""
+
+
+def left_out_videos(llp: Path, annotations: Path, missing: str) -> dict[str, dict[str, int]]:
+    """Per split, its videos and those not in the store (by filename or YouTube id); with `missing` "error", a
+    gap is a one-line error naming the option."""
+    from avvp.store import read_video_ids
+    from avvp.video_ids import match_videos, shown
+
+    stored = read_video_ids(llp)
+    counts = {}
+    for split, filename in SPLIT_FILES.items():
+        videos = load_split(annotations, split, dense=False).video_ids
+        absent = match_videos(stored, videos).missing
+        if absent and missing == "error":
+            raise AvvpError(
+                f"{llp}: {len(absent)} of the {len(videos)} videos of {Path(annotations) / filename} are not in the "
+                f"store ({shown(absent)}); pass --missing skip to train and score on the videos present"
+            )
+        counts[split] = {"videos": len(videos), "left_out": len(absent)}
+    return counts
 
 
 def run_tables(
@@ -298,40 +499,92 @@ def run_tables(
     recipes: list[str] | None = None,
     epochs: int | None = None,
     pretrain_epochs: int | None = None,
+    jobs: int = 1,
+    missing: str = "error",
 ) -> dict:
     """Run (or fetch from the cache) every stage the chosen rows need, then score and write the tables.
 
     `epochs`: finetuning epochs of every row (`avvp-finetune --epochs`); None: the preset's schedule.
     `pretrain_epochs`: pretraining epochs of every encoder (`avvp-pretrain --epochs`); None: the preset's or the
-    pretraining recipe's."""
+    pretraining recipe's. `jobs`: stages run at a time (`StageCache`); the outputs are those of one at a time.
+    `missing`: "skip" trains and scores on the videos the store holds (`avvp-finetune --missing skip`), the counts
+    left out in the tables."""
     if preset not in PRESET_SETTINGS:
         raise ConfigError(f"--preset {preset!r}; choose one of {', '.join(PRESET_SETTINGS)}")
     if seeds < 1:
         raise ConfigError(f"--seeds {seeds}: need at least one seed")
+    if missing not in MISSING:
+        raise ConfigError(f"--missing {missing!r}: expected one of {', '.join(MISSING)}")
     chosen = select_rows(rows, recipes)
     started = time.perf_counter()
-    cache = StageCache(out / "cache", verbose=verbose)
-    data, annotations = prepare_data(cache, preset, data, annotations)
+    cache = StageCache(out / "cache", verbose=verbose, jobs=jobs)
+    try:
+        pretraining = [row.name for row in chosen if row.source in ("frozen", "e2e")]
+        data, annotations = prepare_data(cache, preset, data, annotations, pretraining)
+        report, test = _tables(cache, chosen, preset, seeds, data, annotations, epochs, missing, pretrain_epochs)
+    finally:
+        cache.save_hashes()
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "tables.json", overwrite=True) as tmp:
+        tmp.write_text(json.dumps(report, indent=2))
+    markdown = format_tables(report)
+    with atomic_path(out / "tables.md", overwrite=True) as tmp:
+        tmp.write_text(markdown)
+    figure = plot_per_class(report["rows"], test, out / "per_class_f1.png")
+    timings = {"jobs": jobs, "stage_seconds": cache.timings, "seconds": time.perf_counter() - started}
+    with atomic_path(out / "timings.json", overwrite=True) as tmp:  # apart: tables.json is the same at any --jobs
+        tmp.write_text(json.dumps(timings, indent=2, sort_keys=True))
+    report = {**report, "figure": str(figure) if figure else None, **timings}
+    if verbose:
+        print(markdown)
+        print(f"wrote {out / 'tables.md'}, {out / 'tables.json'}" + (f", {figure}" if figure else ""))
+        print(f"{len(cache.ran)} stage(s) run, {len(cache.cached)} from the cache; {report['seconds']:.0f} s")
+    return report
+
+
+def _tables(
+    cache: StageCache,
+    chosen: list[Row],
+    preset: str,
+    seeds: int,
+    data: Path,
+    annotations: Path,
+    epochs: int | None,
+    missing: str,
+    pretrain_epochs: int | None = None,
+) -> tuple[dict, Split]:
+    """Every stage of the chosen rows (`cache.jobs` at a time): the report (tables.json) and the test split scored
+    (its videos in the store)."""
     llp, corpus = data / "llp.h5", data / "pretrain.h5"
-
-    encoders: dict[tuple, Path] = {}  # (variant, control, seed, pretraining recipe) -> encoder folder
-    exported: dict[tuple, Path] = {}
-    if any(row.source in ("frozen", "e2e") for row in chosen):
-        labels = grounding_stage(cache, corpus, preset)
-        for row in chosen:
-            if row.source not in ("frozen", "e2e"):
-                continue
-            for seed in range(seeds):  # each seed pretrains its own encoder: the control varies with it
-                key = (row.variant, row.control, seed, row.pretrain_recipe)
-                if key not in encoders:
-                    encoder_args = ("--recipe", row.pretrain_recipe) if row.pretrain_recipe else ()
-                    pretrain_args = ("--epochs", str(pretrain_epochs)) if pretrain_epochs else ()
-                    encoders[key] = encoder_stage(cache, corpus, labels, preset, seed, row.variant, row.control,
-                                                  encoder_args, pretrain_args)  # fmt: skip
-                if row.source == "frozen" and key not in exported:
-                    exported[key] = export_stage(cache, row, seed, encoders[key], llp)
-
+    splits = left_out_videos(llp, annotations, missing)
     test = load_split(annotations, "test")
+    if splits["test"]["left_out"]:  # the references score the videos the runs score
+        present = set(match_videos_in(llp, test.video_ids))
+        keep = [i for i, video in enumerate(test.video_ids) if video in present]
+        test = test.take(keep)
+
+    def row_seed(row: Row, seed: int) -> tuple[Path, dict, dict | None]:
+        """One (row, seed): its pretraining stages (each once, whichever row asks first), then its finetuning."""
+        features, encoder = llp, None
+        if row.source in ("frozen", "e2e"):
+            labels = grounding_stage(cache, corpus, preset)
+            encoder_args = ("--recipe", row.pretrain_recipe) if row.pretrain_recipe else ()
+            pretrain_args = ("--epochs", str(pretrain_epochs)) if pretrain_epochs else ()
+            encoder = encoder_stage(cache, corpus, labels, preset, seed, row.variant, row.control, encoder_args,
+                                    pretrain_args)  # fmt: skip
+            if row.source == "frozen":
+                features, encoder = export_stage(cache, row, seed, encoder, llp), None
+        argv, inputs = finetune_stage(row, features, annotations, preset, seed, encoder, epochs, missing)
+        report = None
+        if row.refine_from is not None:
+            labels = refine_stage(cache, ROW_NAMES[row.refine_from], llp, annotations, preset, seed, epochs, missing)
+            argv, inputs = argv + ["--labels", str(labels)], {**inputs, "labels": labels}
+            report = read_modality_labels(labels).attrs["report"]
+        run_dir = cache.run(f"finetune-{stage_slug(row)}-seed{seed}", argv, inputs) / "run"
+        return run_dir, json.loads((run_dir / "metrics.json").read_text())["test"], report
+
+    trained = [(row, seed) for row in chosen if row.source != "reference" for seed in range(seeds)]
+    done = dict(zip(trained, run_tasks(cache, [partial(row_seed, row, seed) for row, seed in trained]), strict=True))
     results: dict[str, dict] = {}
     label_reports: dict[str, list[dict]] = {}  # +MA row -> the refinement report of each seed
     for row in chosen:
@@ -339,21 +592,10 @@ def run_tables(
             scores = [evaluate(reference_predictions(test, row.variant), test.dense)]
             results[row.name] = summarise(row, scores, runs=[])
             continue
-        runs, scores = [], []
-        for seed in range(seeds):
-            key = (row.variant, row.control, seed, row.pretrain_recipe)
-            features = exported[key] if row.source == "frozen" else llp
-            encoder = encoders[key] if row.source == "e2e" else None
-            argv, inputs = finetune_stage(row, features, annotations, preset, seed, encoder, epochs)
-            if row.refine_from is not None:
-                labels = refine_stage(cache, ROW_NAMES[row.refine_from], llp, annotations, preset, seed, epochs)
-                argv, inputs = argv + ["--labels", str(labels)], {**inputs, "labels": labels}
-                label_reports.setdefault(row.name, []).append(read_modality_labels(labels).attrs["report"])
-            stage = f"finetune-{stage_slug(row)}-seed{seed}"
-            run_dir = cache.run(stage, argv, inputs) / "run"
-            runs.append(run_dir)
-            scores.append(json.loads((run_dir / "metrics.json").read_text())["test"])
-        results[row.name] = summarise(row, scores, runs)
+        outcomes = [done[row, seed] for seed in range(seeds)]
+        results[row.name] = summarise(row, [scores for _, scores, _ in outcomes], [run for run, _, _ in outcomes])
+        if row.refine_from is not None:
+            label_reports[row.name] = [report for _, _, report in outcomes]
     for name, result in results.items():
         if name + CONTROL_SUFFIX in results:
             result["minus_control"] = minus_control(result, results[name + CONTROL_SUFFIX])
@@ -362,7 +604,6 @@ def run_tables(
             without = ROW_NAMES[name].refine_from
             if without in results:
                 result["minus_without_ma"] = minus_control(result, results[without])
-
     report = {
         "preset": preset,
         "data": str(data),
@@ -370,25 +611,22 @@ def run_tables(
         "llp_sim": is_llp_sim(llp),
         "seeds": seeds,
         "epochs": epochs,
+        "missing": missing,
+        "splits": splits,
         "rows": results,
         "stages_run": cache.ran,
         "stages_cached": cache.cached,
-        "stage_seconds": cache.timings,
-        "seconds": time.perf_counter() - started,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "tables.json", overwrite=True) as tmp:
-        tmp.write_text(json.dumps(report, indent=2))
-    markdown = format_tables(report)
-    with atomic_path(out / "tables.md", overwrite=True) as tmp:
-        tmp.write_text(markdown)
-    figure = plot_per_class(results, test, out / "per_class_f1.png")
-    report["figure"] = str(figure) if figure else None
-    if verbose:
-        print(markdown)
-        print(f"wrote {out / 'tables.md'}, {out / 'tables.json'}" + (f", {figure}" if figure else ""))
-        print(f"{len(cache.ran)} stage(s) run, {len(cache.cached)} from the cache; {report['seconds']:.0f} s")
-    return report
+    return report, test
+
+
+def match_videos_in(store: Path, filenames: list[str]) -> list[str]:
+    """The filenames whose video the store holds (by filename or YouTube id), in their order."""
+    from avvp.store import read_video_ids
+    from avvp.video_ids import match_videos
+
+    match = match_videos(read_video_ids(store), filenames)
+    return [filename for filename in filenames if filename in match.names]
 
 
 def select_rows(names: list[str] | None, recipes: list[str] | None = None) -> list[Row]:
@@ -429,6 +667,7 @@ def finetune_stage(
     seed: int,
     encoder: Path | None = None,
     epochs: int | None = None,
+    missing: str = "error",
 ) -> tuple[list[str], dict[str, Path]]:
     """The `avvp-finetune` command of one (row, seed) and the input files its cache key hashes."""
     argv = [
@@ -450,7 +689,9 @@ def finetune_stage(
         argv += ["--recipe", row.recipe]
     if epochs is not None:
         argv += ["--epochs", str(epochs)]
-    inputs = {"features": features, "annotations": annotations}
+    if missing != "error":
+        argv += ["--missing", missing]
+    inputs = {"features": features, **annotation_inputs(annotations)}
     if encoder is not None:
         argv += ["--e2e", "--encoder", str(encoder)]
         inputs["encoder"] = encoder
@@ -501,13 +742,24 @@ def export_stage(cache: StageCache, row: Row, seed: int, encoder: Path, llp: Pat
 
 
 def refine_stage(
-    cache: StageCache, first: Row, llp: Path, annotations: Path, preset: str, seed: int, epochs: int | None = None
+    cache: StageCache,
+    first: Row,
+    llp: Path,
+    annotations: Path,
+    preset: str,
+    seed: int,
+    epochs: int | None = None,
+    missing: str = "error",
 ) -> Path:
     """The label file of an MA row: `first`'s run of this seed (its own cached stage) refines the training labels."""
-    argv, inputs = finetune_stage(first, llp, annotations, preset, seed, epochs=epochs)
+    argv, inputs = finetune_stage(first, llp, annotations, preset, seed, epochs=epochs, missing=missing)
     run = cache.run(f"finetune-{slug(first.name)}-seed{seed}", argv, inputs) / "run"
     command = [console_script("avvp-finetune"), "refine", "--run", str(run), "--features", str(llp)]
     command += ["--annotations", str(annotations), "--out", "{out}/labels.h5", "--seed", str(seed)]
+    if missing != "error":
+        command += ["--missing", missing]
+    truth = tuple(name for name in TRAIN_TRUTH_FILES.values() if (Path(annotations) / name).is_file())
+    inputs = {**inputs, **annotation_inputs(annotations, truth)}  # LLP-sim's training truth, read where present
     folder = cache.run(f"refine-{slug(first.name)}-seed{seed}", command, {"run": run, **inputs})
     return folder / "labels.h5"
 
@@ -590,6 +842,13 @@ def format_tables(report: dict) -> str:
         "Cells: ours, mean ± std over seeds [the paper's figure on real LLP; — where it has none].",
         "",
     ]
+    gaps = {split: c for split, c in report.get("splits", {}).items() if c["left_out"]}
+    if gaps:
+        counts = "; ".join(
+            f"{split} {c['videos'] - c['left_out']:,} of {c['videos']:,} ({c['left_out']:,} left out)"
+            for split, c in gaps.items()
+        )
+        lines[0] += f" **Videos not in the feature store, left out (--missing skip)**: {counts}."
     for number, level in ((1, "segment"), (2, "event")):
         lines += [f"**Table {number}: {level}-level F1**", ""]
         lines.append("| Method | " + " | ".join(SCORE_TITLES[name] for name in SCORE_NAMES) + " |")
@@ -694,21 +953,27 @@ def main(argv: list[str] | None = None) -> None:
         default=",".join(RECIPES),
         help="comma-separated recipes the Base-family rows without pretraining run under (default: %(default)s)",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="stages run at once, each on cores/JOBS threads (and its own GPU, round robin, where there are some); "
+        "the outputs are those of --jobs 1 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--missing",
+        default="error",
+        choices=MISSING,
+        help="a video of the annotations absent from llp.h5: error (default), or skip (train and score on the "
+        "videos present; the tables say how many were left out per split)",
+    )
     args = parser.parse_args(argv)
     rows = [name.strip() for name in args.rows.split(",")] if args.rows else None
     recipes = [name.strip() for name in args.recipes.split(",") if name.strip()]
     try:
-        run_tables(
-            args.preset,
-            args.seeds,
-            args.out,
-            args.data,
-            args.annotations,
-            rows,
-            recipes=recipes,
-            epochs=args.epochs,
-            pretrain_epochs=args.pretrain_epochs,
-        )
+        run_tables(args.preset, args.seeds, args.out, args.data, args.annotations, rows, recipes=recipes,
+                   epochs=args.epochs, pretrain_epochs=args.pretrain_epochs, jobs=args.jobs,
+                   missing=args.missing)  # fmt: skip
     except AvvpError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)

@@ -76,8 +76,18 @@ def finetune(
     origin = f" on the encoder {cfg.frontend} (end to end)" if cfg.frontend else ""
     origin += f" with the refined labels {cfg.labels}" if cfg.labels else ""
     print(f"{cfg.model}{origin}: best epoch {metrics['best_epoch']} by {metrics['selection']}")
-    print(f"test ({metrics['test_videos']} videos):")
-    print(format_table(metrics["test"]))
+    gaps = {split: count for split, count in metrics.get("left_out", {}).items() if count}
+    if gaps:
+        print(
+            "left out (not in the feature store, --missing skip): "
+            + ", ".join(f"{count} {split} video(s)" for split, count in gaps.items())
+            + f"; listed in {run / 'metrics.json'}"
+        )
+    if metrics["test"] is None:
+        print("no test scores (--no-eval)")
+    else:
+        print(f"test ({metrics['test_videos']} videos):")
+        print(format_table(metrics["test"]))
     print(f"run directory: {run}")
 
 
@@ -88,18 +98,24 @@ def evaluate(
     features: Path | None = typer.Option(None, help="Feature store [the one the run was trained on]."),
     annotations: Path | None = typer.Option(None, help="Annotation folder [the run's]."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    missing: str | None = typer.Option(
+        None,
+        help="A video of the split absent from the store: error, or skip (score the videos present) [the run's].",
+    ),
 ) -> None:
     """Re-score a saved run on the val or test split with the official LLP evaluation."""
     from avvp.metrics import format_table
-    from finetune.evaluate import evaluate_run
+    from finetune.evaluate import score_run
 
-    scores = evaluate_run(run, split, features, annotations)
+    scores, data = score_run(run, split, features, annotations, missing)
+    videos, left_out = len(data.video_ids), len(data.left_out)
     if as_json:
         from avvp.console import print_json
 
-        print_json({"run": str(run), "split": split, **scores})
+        print_json({"run": str(run), "split": split, "videos": videos, "left_out": left_out, **scores})
     else:
-        print(f"{run} on {split}:")
+        gap = f"; {left_out} left out, not in the store (--missing skip)" if left_out else ""
+        print(f"{run} on {split} ({videos} videos{gap}):")
         print(format_table(scores))
 
 
@@ -120,13 +136,16 @@ def refine(
     ),
     batch_size: int = typer.Option(REFINE_BATCH_SIZE, help="Videos per batch (one forward pass of 3x as many)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing label file."),
+    missing: str = typer.Option(
+        "error", help="A training video absent from the store: error, or skip (refine the videos present)."
+    ),
 ) -> None:
     """Modality-aware label refinement (MA): per training video and class, is the weak label heard, seen, or both?"""
     from avvp.modality_labels import format_report
     from finetune.refine import refine as refine_labels
 
     labels = refine_labels(
-        run, features, annotations, out, seed, audio_threshold, visual_threshold, batch_size, overwrite
+        run, features, annotations, out, seed, audio_threshold, visual_threshold, batch_size, overwrite, missing
     )
     print(format_report(labels.attrs["report"]))
     videos, seconds = len(labels.video_ids), labels.attrs["seconds"]

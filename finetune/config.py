@@ -75,6 +75,8 @@ def recipe_name(model: str, recipe: str | None = None) -> str:
     return recipe or "paper"
 
 
+MISSING = ("error", "skip")
+"""`--missing`: what a video of the annotations absent from the feature store does."""
 RENAMED = {"d_model": "hidden_size", "heads": "num_heads", "ff_dim": "intermediate_size"}
 """Old field names -> the names the pretraining encoder's config uses too; a run saved under the old ones loads."""
 DEFAULT_MODEL = "base-adv-skip-gcaa"
@@ -174,6 +176,16 @@ class FinetuneConfig:
     labels: str = field(default="", metadata=cli(path=True))
     """Refined audio and visual labels of the training videos (`avvp-finetune refine`, MA) for the targets of L_g;
     empty: the weak labels (L_wsl always has the weak labels)."""
+    missing: str = "error"
+    """A video of the annotations absent from the feature store: error, or skip (train, validate and test on the
+    videos present; metrics.json says how many were left out per split). Stores of extracted features have gaps
+    (YouTube videos disappear)."""
+    left_out: dict[str, int] = field(default_factory=dict, metadata=cli(exclude=True))
+    """Per split read, how many of its videos the feature store lacks (left out under --missing skip); filled by
+    the run."""
+    evaluation: bool = field(default=True, metadata=cli(flags="--eval/--no-eval"))
+    """Validate every epoch and score the test split (needs AVVP_eval_audio.csv and AVVP_eval_visual.csv);
+    --no-eval trains on AVVP_train.csv alone, keeps the last epoch and writes no test scores."""
 
     def __post_init__(self):
         if self.model not in REGISTRY:
@@ -198,6 +210,8 @@ class FinetuneConfig:
         for name in ("lambda_guided", "lambda_adv"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ConfigError(f"{name} must be a number >= 0, got {getattr(self, name)}")
+        if self.missing not in MISSING:
+            raise ConfigError(f"--missing {self.missing!r}: expected one of {', '.join(MISSING)}")
         if not 0 < self.train_fraction <= 1:  # also refuses NaN
             raise ConfigError(f"--train-fraction {self.train_fraction}: a share of the training videos, in (0, 1]")
         if self.seed < 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +12,11 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from avvp.annotations import SPLIT_FILES, DenseLabels, load_split
-from avvp.errors import AnnotationError, StoreError
+from avvp.errors import AnnotationError, ConfigError, StoreError
 from avvp.modality_labels import align_to_split, read_modality_labels
 from avvp.store import read_store, read_video_ids, store_info
-from avvp.video_ids import store_ids_for
+from avvp.video_ids import match_videos, store_ids_for
+from finetune.config import MISSING
 
 
 @dataclass(eq=False)
@@ -32,6 +33,8 @@ class SplitData(Dataset):
     """Snippet-level ground truth (val and test)."""
     modality_labels: torch.Tensor | None = None
     """(N, 2, 25) float32 refined audio and visual labels (`avvp-finetune --labels`); None: L_g uses the weak ones."""
+    left_out: list[str] = field(default_factory=list)
+    """Videos of the split file not in the feature store, left out (`--missing skip`)."""
 
     def __len__(self) -> int:
         return len(self.video_ids)
@@ -71,14 +74,35 @@ def check_streams(features: str | os.PathLike, streams: Sequence[str], model: st
 
 
 def load_split_data(
-    features: str | os.PathLike, annotations: str | os.PathLike, split: str, streams: Sequence[str]
+    features: str | os.PathLike,
+    annotations: str | os.PathLike,
+    split: str,
+    streams: Sequence[str],
+    missing: str = "error",
 ) -> SplitData:
-    """Read a split's weak (and, for val/test, dense) labels and its videos' streams from the store."""
+    """Read a split's weak (and, for val/test, dense) labels and its videos' streams from the store.
+
+    `missing`: a video of the split absent from the store is an error naming `--missing skip`, or ("skip") left
+    out and listed in `left_out`."""
+    if missing not in MISSING:
+        raise ConfigError(f"--missing {missing!r}: expected one of {', '.join(MISSING)}")
     labels = load_split(annotations, split)
-    if not labels.video_ids:
-        raise AnnotationError(f"{Path(annotations) / SPLIT_FILES[split]}: no videos; the {split} split cannot be empty")
     listed_in = Path(annotations) / SPLIT_FILES[split]
-    store_ids = store_ids_for(features, read_video_ids(features), labels.video_ids, listed_in)
+    if not labels.video_ids:
+        raise AnnotationError(f"{listed_in}: no videos; the {split} split cannot be empty")
+    stored = read_video_ids(features)
+    store_ids = store_ids_for(features, stored, labels.video_ids, listed_in, skip_missing=missing == "skip")
+    left_out: list[str] = []
+    if len(store_ids) < len(labels.video_ids):
+        left_out = match_videos(stored, labels.video_ids).missing
+        if not store_ids:
+            raise StoreError(
+                f"{features}: none of the {len(labels.video_ids)} videos of {listed_in} is in the store; "
+                "the features and the annotations must describe the same videos"
+            )
+        absent = set(left_out)
+        rows = [i for i, video in enumerate(labels.video_ids) if video not in absent]
+        labels = labels.take(rows)
     store = read_store(features, streams=streams, video_ids=store_ids, dtype=None)
     return SplitData(
         name=split,
@@ -86,6 +110,7 @@ def load_split_data(
         features={name: torch.from_numpy(store[name]) for name in streams},
         labels=torch.from_numpy(labels.weak.labels).float(),
         dense=labels.dense,
+        left_out=left_out,
     )
 
 

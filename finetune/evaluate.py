@@ -115,8 +115,21 @@ def evaluate_run(
     split: str = "test",
     features: str | os.PathLike | None = None,
     annotations: str | os.PathLike | None = None,
+    missing: str | None = None,
 ) -> dict[str, dict[str, float]]:
     """Re-score a saved run on val or test; the store and annotations default to those it was trained on."""
+    return score_run(run, split, features, annotations, missing)[0]
+
+
+def score_run(
+    run: str | os.PathLike,
+    split: str = "test",
+    features: str | os.PathLike | None = None,
+    annotations: str | os.PathLike | None = None,
+    missing: str | None = None,
+) -> tuple[dict[str, dict[str, float]], SplitData]:
+    """`evaluate_run`'s scores and the split scored: its videos, and with `missing` "skip" those left out
+    (default: the run's own --missing)."""
     if split not in EVAL_SPLITS:
         raise ConfigError(f"--split {split!r}: only val and test have snippet-level annotations")
     cfg, model = load_run(run)
@@ -134,8 +147,8 @@ def evaluate_run(
                 f"the current folder); pass {option}"
             )
     check_streams(features, STREAMS, cfg.model)
-    data = load_split_data(features, annotations, split, STREAMS)
-    return score(predict_data(model, cfg, data, features), data.dense)
+    data = load_split_data(features, annotations, split, STREAMS, missing or cfg.missing)
+    return score(predict_data(model, cfg, data, features), data.dense), data
 
 
 def predict_data(

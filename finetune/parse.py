@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from avvp.errors import ConfigError, StoreError
 from avvp.io import atomic_path, check_writable
 from avvp.metrics import DECISION_THRESHOLD
 from avvp.store import SCHEMA_VERSION, _created_by, read_video_ids
-from avvp.video_ids import filenames_in_store
+from avvp.video_ids import filenames_in_store, shown, youtube_id
+from finetune.config import MISSING
 from finetune.data import check_streams, load_store_data
 from finetune.evaluate import Predictions, load_run, predict_data
 from finetune.models import STREAMS
@@ -158,6 +160,36 @@ def videos_to_parse(features: str | os.PathLike, video_ids: Sequence[str] | None
     return list(video_ids)
 
 
+def present_videos(
+    features: str | os.PathLike, video_ids: Sequence[str], missing: str = "error", mapped: bool = False
+) -> list[str]:
+    """The requested videos the store holds: the others are an error naming `--missing skip` (and, for LLP
+    filenames asked of a store named by YouTube id, `--annotations`), or with `missing` "skip" left out."""
+    if missing not in MISSING:
+        raise ConfigError(f"--missing {missing!r}: expected one of {', '.join(MISSING)}")
+    stored = set(read_video_ids(features))
+    absent = [video for video in video_ids if video not in stored]
+    if not absent:
+        return list(video_ids)
+    hint = ""
+    if not mapped and any(youtube_id(video) in stored for video in absent):
+        hint = (
+            f"; the store names its videos by YouTube id (e.g. {youtube_id(absent[0])!r}): pass --annotations DIR "
+            "to ask for them by LLP filename"
+        )
+    if missing == "error" or len(absent) == len(video_ids):
+        raise StoreError(
+            f"{features}: {len(absent)} of the {len(video_ids)} videos of --videos are not in the store "
+            f"({shown(absent)}){hint}" + ("; pass --missing skip to parse the others" if missing == "error" else "")
+        )
+    print(
+        f"note: {features}: left out {len(absent)} of the {len(video_ids)} videos of --videos, not in the store "
+        f"(--missing skip): {shown(absent)}",
+        file=sys.stderr,
+    )
+    return [video for video in video_ids if video in stored]
+
+
 def write_probabilities(
     path: str | os.PathLike, predictions: Predictions, attrs: dict | None = None, overwrite: bool = False
 ) -> Path:
@@ -223,12 +255,14 @@ def parse(
     overwrite: bool = False,
     probabilities: str | os.PathLike | None = None,
     annotations: str | os.PathLike | None = None,
+    missing: str = "error",
 ) -> dict[str, list[dict]]:
     """Parse videos with a saved run: events JSON, optionally LLP eval CSVs, one timeline PNG per video and the
     raw probabilities (HDF5, `write_probabilities`).
 
     Every output is checked before any is written: an existing one needs `overwrite`. With `annotations`, videos
-    are reported (and may be requested) by their LLP filenames (see `annotated_names`).
+    are reported (and may be requested) by their LLP filenames (see `annotated_names`). `missing` "skip": videos
+    of `video_ids` the store lacks are left out (one note on stderr) instead of an error.
     """
     out = check_writable(out, overwrite)
     if probabilities is not None:
@@ -240,6 +274,8 @@ def parse(
     if video_ids is not None and names:
         store_id = {filename: video for video, filename in names.items()}
         video_ids = [store_id.get(video, video) for video in video_ids]
+    if video_ids is not None:
+        video_ids = present_videos(features, video_ids, missing, annotations is not None)
     parsed_ids = [names.get(video, video) for video in videos_to_parse(features, video_ids)]
     pictures = picture_paths(plot_dir, parsed_ids, overwrite) if plot_dir else []
     check_apart(

@@ -195,10 +195,12 @@ def refine(
     visual_threshold: float = THRESHOLD,
     batch_size: int = BATCH_SIZE,
     overwrite: bool = False,
+    missing: str = "error",
 ) -> ModalityLabels:
     """Refine the training split's weak labels with a finished run and write the label file `out` (atomically).
 
-    The returned labels carry the report (`attrs["report"]`) and the seconds the refinement took.
+    The returned labels carry the report (`attrs["report"]`) and the seconds the refinement took. `missing`
+    "skip": the training videos absent from the store are left out (as `avvp-finetune --missing skip` does).
     """
     out = check_writable(out, overwrite)
     if seed < 0:
@@ -207,7 +209,7 @@ def refine(
         raise ConfigError(f"--batch-size {batch_size}: must be at least 1")
     cfg, model = load_run(run)
     check_streams(features, STREAMS, cfg.model)
-    data = load_split_data(features, annotations, "train", STREAMS)
+    data = load_split_data(features, annotations, "train", STREAMS, missing)
     expected = model.frontend.input_widths if model.frontend is not None else cfg.input_widths
     if data.widths != expected:
         raise ConfigError(

@@ -5,8 +5,9 @@ are served in batches of a seeded permutation. After every epoch: the ten valida
 (model, optimizer, scheduler, RNG, epoch, history, best weights; safetensors and JSON, `avvp.runs`) in
 `RUN/checkpoints/`, so `resume=True` continues an interrupted run and ends exactly where an uninterrupted one
 would (on CPU). The epoch with the best validation segment-level Type@AV is kept; the test split is scored once
-with it. The loop's named steps: `_set_up`, `_train_step` (one batch), `_train_epoch`, `_end_epoch` (schedule,
-validation, selection, checkpoint), `_format_epoch` (the log line) and `_finish` (the test split, the results).
+with it (`--no-eval`: the weak labels alone, no validation, the last epoch kept, no test scores). The loop's
+named steps: `_set_up`, `_train_step` (one batch), `_train_epoch`, `_end_epoch` (schedule, validation,
+selection, checkpoint), `_format_epoch` (the log line) and `_finish` (the test split, the results).
 
 Run directory: config.json, model.safetensors, metrics.json, pred_audio.csv, pred_visual.csv (test
 predictions, LLP eval format) and checkpoints/.
@@ -48,7 +49,7 @@ BEST_WEIGHTS = "best_model"
 """The best weights so far, saved with every checkpoint (`best_model.safetensors`)."""
 SELECTION = ("segment", "type_av")
 """Model selection: validation segment-level Type@AV."""
-RUN_CONTROL_FIELDS = ("input_widths",)
+RUN_CONTROL_FIELDS = ("input_widths", "left_out")
 """Config fields filled by the run itself, ignored when checking that --resume repeats the saved settings."""
 PATH_FIELDS = ("features", "annotations", "out", "frontend", "labels")
 """Config fields naming files: compared as resolved paths by --resume."""
@@ -78,8 +79,10 @@ def _cpu_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in model.state_dict().items()}
 
 
-def _format_epoch(epoch: int, cfg: FinetuneConfig, train_terms: dict, val: dict, state: TrainingState) -> str:
+def _format_epoch(epoch: int, cfg: FinetuneConfig, train_terms: dict, val: dict | None, state: TrainingState) -> str:
     terms = "  ".join(f"{name} {value:.4f}" for name, value in train_terms.items())
+    if val is None:
+        return f"epoch {epoch}/{cfg.epochs}  {terms}  (--no-eval: no validation)"
     level, name = SELECTION
     return (
         f"epoch {epoch}/{cfg.epochs}  {terms}  val {level} {SCORE_TITLES[name]} {val[level][name]:.2f}"
@@ -160,7 +163,8 @@ def train(
 def _set_up(cfg: FinetuneConfig, out: Path, resume: bool, frontend: nn.Module | None) -> FinetuneRun:
     """The data, accelerator, model, optimizer, schedule and loaders; a fresh run folder, or the resumed state."""
     check_streams(cfg.features, STREAMS, cfg.model)
-    splits = {name: load_split_data(cfg.features, cfg.annotations, name, STREAMS) for name in ("train", "val", "test")}
+    names = ("train", "val", "test") if cfg.evaluation else ("train",)  # --no-eval: the weak labels alone
+    splits = {name: load_split_data(cfg.features, cfg.annotations, name, STREAMS, cfg.missing) for name in names}
     if cfg.labels:
         splits["train"] = with_modality_labels(
             splits["train"], cfg.labels, Path(cfg.annotations) / SPLIT_FILES["train"]
@@ -170,7 +174,7 @@ def _set_up(cfg: FinetuneConfig, out: Path, resume: bool, frontend: nn.Module | 
     widths = dict(frontend.output_widths) if frontend is not None else splits["train"].widths
     if resume and (saved := FinetuneConfig.load(out / CONFIG_FILE).input_widths) != widths:
         raise ConfigError(f"{cfg.features}: input widths {widths} differ from those of the run to resume, {saved}")
-    cfg = replace(cfg, input_widths=widths)
+    cfg = replace(cfg, input_widths=widths, left_out={name: len(data.left_out) for name, data in splits.items()})
 
     accelerator = Accelerator(
         mixed_precision=resolve_mixed_precision(cfg.mixed_precision), step_scheduler_with_optimizer=False
@@ -188,13 +192,10 @@ def _set_up(cfg: FinetuneConfig, out: Path, resume: bool, frontend: nn.Module | 
     if accelerator.is_main_process and not resume:  # only now: a run replaced by --overwrite goes when this one starts
         start_run_folder(out, CONFIG_FILE, asdict(cfg))
     accelerator.wait_for_everyone()
-    train_loader = make_loader(splits["train"], cfg.batch_size, shuffle=True, seed=cfg.seed)
-    val_loader = make_loader(splits["val"], EVAL_BATCH_SIZE, shuffle=False)
-    test_loader = make_loader(splits["test"], EVAL_BATCH_SIZE, shuffle=False)
-    model, optimizer, scheduler, train_loader, val_loader, test_loader = accelerator.prepare(
-        model, optimizer, scheduler, train_loader, val_loader, test_loader
-    )
-    loaders = {"train": train_loader, "val": val_loader, "test": test_loader}
+    loaders = {"train": make_loader(splits["train"], cfg.batch_size, shuffle=True, seed=cfg.seed)}
+    loaders.update({name: make_loader(splits[name], EVAL_BATCH_SIZE, shuffle=False) for name in names[1:]})
+    model, optimizer, scheduler, *prepared = accelerator.prepare(model, optimizer, scheduler, *loaders.values())
+    loaders = dict(zip(loaders, prepared, strict=True))
     best_weights = _cpu_copy(accelerator.unwrap_model(model))
     run = FinetuneRun(
         cfg, out, accelerator, model, optimizer, scheduler, loaders, splits, TrainingState(), best_weights
@@ -253,9 +254,12 @@ def _end_epoch(run: FinetuneRun, epoch: int, train_terms: dict[str, float], stre
     cfg, accelerator, state = run.cfg, run.accelerator, run.state
     lr = run.scheduler.get_last_lr()[0]
     run.scheduler.step()
-    val_ids = run.splits["val"].video_ids
-    val = score(predict(run.model, run.loaders["val"], accelerator, val_ids), run.splits["val"].dense)
-    selected = val[SELECTION[0]][SELECTION[1]]
+    if cfg.evaluation:
+        val_ids = run.splits["val"].video_ids
+        val = score(predict(run.model, run.loaders["val"], accelerator, val_ids), run.splits["val"].dense)
+        selected = val[SELECTION[0]][SELECTION[1]]
+    else:  # --no-eval: no validation; the last epoch is the one kept
+        val, selected = None, float(epoch + 1)
     if selected > state.best_score or (cfg.select_ties_later and selected == state.best_score):
         state.best_epoch, state.best_score = epoch + 1, selected
         run.best_weights = _cpu_copy(accelerator.unwrap_model(run.model))
@@ -269,29 +273,45 @@ def _finish(run: FinetuneRun) -> None:
     """Score the test split once with the selected weights and write the results."""
     accelerator = run.accelerator
     accelerator.unwrap_model(run.model).load_state_dict(run.best_weights)
-    test_predictions = predict(run.model, run.loaders["test"], accelerator, run.splits["test"].video_ids)
-    test = score(test_predictions, run.splits["test"].dense)
+    test, test_predictions = None, None
+    if run.cfg.evaluation:
+        test_predictions = predict(run.model, run.loaders["test"], accelerator, run.splits["test"].video_ids)
+        test = score(test_predictions, run.splits["test"].dense)
     if accelerator.is_main_process:
-        _write_results(run.out, run.best_weights, run.state, test, test_predictions)
+        left_out = {name: data.left_out for name, data in run.splits.items()}
+        _write_results(run.out, run.best_weights, run.state, test, test_predictions, left_out)
     accelerator.wait_for_everyone()
     settle_collectives(accelerator)  # before the process group goes (a teardown hang otherwise, at random)
 
 
-def _write_results(out: Path, weights: dict[str, torch.Tensor], state: TrainingState, test: dict, predictions) -> None:
-    """The final files, each written atomically; metrics.json last, so its presence means a finished run."""
+def _write_results(
+    out: Path,
+    weights: dict[str, torch.Tensor],
+    state: TrainingState,
+    test: dict | None,
+    predictions,
+    left_out: dict[str, list[str]],
+) -> None:
+    """The final files, each written atomically; metrics.json last, so its presence means a finished run.
+
+    `test` and `predictions` are None under --no-eval (no test scores, no prediction files). `left_out`: per split
+    read, the videos not in the store (--missing skip)."""
     with writing(out), atomic_path(out / "model.safetensors", overwrite=True) as tmp:
         save_file(weights, str(tmp), metadata={"format": "pt"})
-    audio, visual = predictions.gated()
-    with writing(out):
-        write_events(out / "pred_audio.csv", predictions.video_ids, audio, overwrite=True)
-        write_events(out / "pred_visual.csv", predictions.video_ids, visual, overwrite=True)
+    if predictions is not None:
+        audio, visual = predictions.gated()
+        with writing(out):
+            write_events(out / "pred_audio.csv", predictions.video_ids, audio, overwrite=True)
+            write_events(out / "pred_visual.csv", predictions.video_ids, visual, overwrite=True)
     level, name = SELECTION
     metrics = {
-        "selection": f"validation {level}-level {SCORE_TITLES[name]}",
+        "selection": f"validation {level}-level {SCORE_TITLES[name]}" if test is not None else "the last epoch",
         "best_epoch": state.best_epoch,
         "val": state.history[state.best_epoch - 1]["val"],
         "test": test,
-        "test_videos": len(predictions.video_ids),
+        "test_videos": len(predictions.video_ids) if predictions is not None else 0,
+        "left_out": {split: len(videos) for split, videos in left_out.items()},
+        "left_out_videos": left_out,
         "epochs": state.history,
     }
     with writing(out):

@@ -150,7 +150,7 @@ def cases() -> list[Case]:
                         "rule": ("and", "and"), "engine": ("networkx", "networkx")}  # fmt: skip
     finetune_probes = {"features": ("f2.h5", "f2.h5"), "annotations": ("a2", "a2"), "out": ("o2", "o2"),
                        "labels": ("r.h5", "r.h5"), "model": ("base", "base"), "preset": ("tiny", "tiny"),
-                       "recipe": ("release", "release"), "mixed_precision": ("no", "no"),
+                       "recipe": ("release", "release"), "mixed_precision": ("no", "no"), "missing": ("skip", "skip"),
                        "frontend": ("enc", str(Path("enc").resolve()))}  # fmt: skip
     encoder = {"finetune.frontend.load_frontend": lambda encoder, features: (None, {"hidden_size": 8})}
     return [

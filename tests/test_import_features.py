@@ -59,7 +59,7 @@ def test_75_frame_clip_is_padded_with_its_last_frame(release, tmp_path, dtype):
     root, _ = release
     write_clip(root, IDS[1], frames=75, seed=0)
     result = import_han(root, tmp_path / "store.h5", dtype=dtype, video_ids=[IDS[1]])
-    assert result.padded == 1
+    assert result.padded == 1 and result.padded_videos == [IDS[1]]
     visual = read_store(result.path, streams=("visual",))["visual"][0]
     # Seconds 0..8 are untouched; second 9 holds frames 72, 73, 74 and five copies of frame 74.
     assert visual[8, :4].tolist() == [67.5, 68.5, 69.5, 70.5]
@@ -430,8 +430,19 @@ def test_a_missing_file_names_both_names_tried(tmp_path):
         import_han(root, tmp_path / "s.h5", video_ids=MADE_UP[:3])
     assert str(error.value) == (
         f"{root / 'vggish' / MADE_UP[2]}.npy: no such file (video {MADE_UP[2]!r}; nor {MADE_UP[2][:11]}.npy, its "
-        "YouTube id); pass --skip-missing to leave it out"
+        f"YouTube id); 1 of the 3 videos lack a feature file ({MADE_UP[2]!r}); pass --skip-missing to leave them out"
     )
+
+
+def test_the_missing_file_error_counts_every_video_lacking_one(release, tmp_path):
+    root, _ = release
+    for video in IDS[1:3]:
+        (root / "res152" / f"{video}.npy").unlink()
+    with pytest.raises(StoreError) as error:
+        import_han(root, tmp_path / "store.h5")
+    assert str(error.value).startswith(f"{root / 'res152' / IDS[1]}.npy: no such file")
+    assert f"; 2 of the {len(IDS)} videos lack a feature file ({IDS[1]!r}, {IDS[2]!r})" in str(error.value)
+    assert not (tmp_path / "store.h5").exists()
 
 
 def test_export_frames_average_back_to_the_stored_rows():

@@ -130,7 +130,8 @@ def test_the_finetune_command_names_the_recipe(tmp_path):
         "--model", "base-adv-skip", "--features", str(features), "--annotations", str(annotations),
         "--out", "{out}/run", "--preset", "demo", "--seed", "2", "--recipe", "release",
     ]  # fmt: skip
-    assert inputs == {"features": features, "annotations": annotations}
+    read = ["AVVP_train.csv", "AVVP_val_pd.csv", "AVVP_test_pd.csv", "AVVP_eval_audio.csv", "AVVP_eval_visual.csv"]
+    assert inputs == {"features": features, **{f"annotations/{name}": annotations / name for name in read}}
     han, _ = finetune_stage(ROW_NAMES["HAN"], features, annotations, "demo", 0)
     assert "--recipe" not in han  # unchanged command: HAN's cached stages stay valid
     e2e, inputs = finetune_stage(ROW_NAMES["Pretrain E2E (uni)"], features, annotations, "demo", 0, tmp_path / "enc")
