@@ -164,8 +164,9 @@ def synth(
         )
     videos = summary["videos"]
     print(
-        f"wrote LLP-sim v{sim_version} {preset} (seed {seed}) to {out}: train {videos['train']}, val {videos['val']}, "
-        f"test {videos['test']} videos in {Path(summary['files']['llp']).name}; "
+        f"wrote LLP-sim v{sim_version} {preset} (seed {seed}) to {out}:\n"
+        f"train {videos['train']}, val {videos['val']}, test {videos['test']} videos in "
+        f"{Path(summary['files']['llp']).name}; "
         f"{videos['pretrain']} unlabeled videos in {Path(summary['files']['pretrain']).name}"
     )
 
@@ -213,7 +214,7 @@ def baselines(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Score the reference predictions: weak-label oracle, nothing, Speech everywhere."""
-    from avvp.baselines import reference_scores
+    from avvp.baselines import REFERENCE_NOTES, reference_scores
     from avvp.console import print_json
     from avvp.metrics import format_table
 
@@ -222,5 +223,5 @@ def baselines(
         print_json({"split": split, "annotations": str(annotations), **scores})
         return
     for name, table in scores.items():
-        print(f"{name} ({split})")
+        print(f"{name} ({split}): {REFERENCE_NOTES[name]}")
         print(format_table(table) + "\n")

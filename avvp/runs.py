@@ -45,6 +45,8 @@ if typing.TYPE_CHECKING:
 
 CHECKPOINTS = "checkpoints"
 """Folder of a run holding its checkpoints, one folder each, named by a six-digit sequence number."""
+FINISHED_MARK = "metrics.json"
+"""Written by both trainers only once the last epoch is done: with no checkpoint beside it, a finished, pruned run."""
 KEEP_CHECKPOINTS = 2
 FORMAT = "avvp-checkpoint"
 FORMAT_VERSION = 1
@@ -268,6 +270,11 @@ def check_run_dir(
         if not (out / config_name).is_file():
             raise AvvpError(f"{out}: nothing to resume (no {config_name}); start the run without --resume")
         refuse_pickled_state(out)
+        if (out / FINISHED_MARK).is_file() and not checkpoint_dirs(out):
+            raise AvvpError(
+                f"{out}: a finished run ({FINISHED_MARK}) whose checkpoints were removed at its end; nothing to "
+                "resume (--keep-checkpoints keeps them; --overwrite trains it again)"
+            )
         if settings is not None and load_saved is not None:
             check_resume(out / config_name, load_saved(out / config_name), settings, path_fields, ignore)
     elif out.exists() and (not out.is_dir() or _entries(out)):
@@ -598,6 +605,12 @@ def save_checkpoint(
             shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+def prune_checkpoints(out: Path) -> None:
+    """Remove a finished run's checkpoints: evaluate, parse and export read only its final files, and --resume
+    needs them only while a run is unfinished (each is as large as the model and its optimizer state)."""
+    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
 
 
 def remove_staging(out: Path) -> None:

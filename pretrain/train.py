@@ -37,6 +37,7 @@ from avvp.runs import (
     hold_output,
     load_checkpoint,
     process_state,
+    prune_checkpoints,
     save_checkpoint,
     staging_dir,
     write_json,
@@ -138,7 +139,7 @@ def check_run_dir(cfg: PretrainConfig) -> Path:
         settings=cfg.to_dict(),
         load_saved=saved_settings,
         path_fields=PATH_FIELDS,
-        ignore=("resume", "overwrite"),
+        ignore=("resume", "overwrite", "keep_checkpoints"),
     )
 
 
@@ -170,8 +171,26 @@ def gather_keeping_local_grad(accelerator: Accelerator, tensor: torch.Tensor) ->
     return torch.cat([everything[:start], tensor, everything[start + tensor.shape[0] :]])
 
 
-def _fmt(figures: dict) -> str:
-    return ", ".join(f"{name} {value:.4f}" for name, value in figures.items() if isinstance(value, float))
+PAIR_NAMES = {"audio": "a-a", "visual": "v-v", "cross": "a-v"}
+"""Short names of the pair types in the printed lines: audio-audio, visual-visual, audio-visual."""
+
+
+def _held_out(figures: dict) -> str:
+    """The held-out loss and AUC (the mean the run selects on, then per pair type) in under 60 columns."""
+    aucs = ", ".join(f"{short} {figures[f'val_auc_{kind}']:.3f}" for kind, short in PAIR_NAMES.items())
+    return f"held-out loss {figures['val_loss']:.4f}  AUC {figures['val_auc']:.3f} ({aucs})"
+
+
+def _epoch_line(figures: dict, epochs: int) -> str:
+    """One line of at most LOG_WIDTH columns; every figure of the epoch is in log.jsonl and metrics.json."""
+    line = f"epoch {figures['epoch']}/{epochs}  loss {figures['train_loss']:.4f}"
+    return f"{line}  {_held_out(figures)}" if "val_auc" in figures else line
+
+
+def _legend(cfg: PretrainConfig) -> str:
+    """What the epoch lines print, once at the start of a run."""
+    terms = {"hinge": "avg" + (" + in_batch_negative" if cfg.in_batch_negatives else ""), "infonce": "infonce"}
+    return f"loss = {terms[cfg.objective]} (train mean); AUC: held-out grounded vs other pairs, higher is better"
 
 
 @dataclass
@@ -219,6 +238,9 @@ def train(cfg: PretrainConfig) -> Path:
             finish_run_dir(cfg, out, encoder, run.progress, checksums, accelerator.num_processes)
             kept = run.progress.selected if cfg.select != "last" else (run.progress.epochs or [None])[-1]
             accelerator.print(held_out_summary(run.progress.untrained, kept))
+            if not cfg.keep_checkpoints:
+                with writing(out):
+                    prune_checkpoints(out)
         accelerator.wait_for_everyone()
         settle_collectives(accelerator)  # before the process group goes (a teardown hang otherwise, at random)
         accelerator.end_training()
@@ -273,7 +295,8 @@ def _set_up(cfg: PretrainConfig, out: Path, corpus, train_rows: np.ndarray, val_
         _resume(run)
     if val_loader is not None and run.progress.untrained is None:
         run.progress.untrained = evaluate(model, val_loader, cfg, accelerator)
-        accelerator.print(f"untrained encoder: {_fmt(run.progress.untrained)}")
+        accelerator.print(_legend(cfg))
+        accelerator.print(f"untrained encoder  {_held_out(run.progress.untrained)}")
     return run
 
 
@@ -404,7 +427,9 @@ def _end_epoch(run: PretrainRun, show) -> None:
     progress.epochs.append(figures)
     progress.epoch_loss, progress.epoch_batches = {}, 0
     if accelerator.is_main_process:
-        show(f"epoch {progress.epoch}/{cfg.epochs}: {_fmt(figures)}")
+        show(_epoch_line(figures, cfg.epochs))
+        with writing(run.out / LOG_FILE), open(run.out / LOG_FILE, "a", encoding="utf-8") as log:
+            log.write(json.dumps({**figures, "end_of_epoch": True}) + "\n")
     if cfg.select != "last" and better(cfg.select, figures, progress.selected):
         progress.selected = figures
         if accelerator.is_main_process:  # before the checkpoint that records it, so a resumed run finds it
@@ -426,12 +451,21 @@ def better(select: str, figures: dict, best: dict | None) -> bool:
 
 
 def held_out_summary(untrained: dict | None, kept: dict | None) -> str:
-    """One line: held-out AUC per pair type and within-video spread, untrained -> the encoder kept."""
+    """Two lines: held-out AUC per pair type and within-video spread, untrained -> the encoder kept."""
     if not untrained or not kept:
         return "no held-out videos: no AUC"
-    names = ("auc_audio", "auc_visual", "auc_cross", "spread_audio", "spread_visual")
-    parts = [f"{name} {untrained[f'val_{name}']:.3f} -> {kept[f'val_{name}']:.3f}" for name in names]
-    return f"held-out (untrained -> epoch {kept['epoch']}): " + ", ".join(parts)
+    aucs = ", ".join(
+        f"{short} {untrained[f'val_auc_{kind}']:.3f} -> {kept[f'val_auc_{kind}']:.3f}"
+        for kind, short in PAIR_NAMES.items()
+    )
+    spreads = ", ".join(
+        f"{kind} {untrained[f'val_spread_{kind}']:.3f} -> {kept[f'val_spread_{kind}']:.3f}"
+        for kind in ("audio", "visual")
+    )
+    return (
+        f"held-out (untrained -> epoch {kept['epoch']}): AUC {aucs}\n"
+        f"held-out similarity spread in a video (-> epoch {kept['epoch']}): {spreads}"
+    )
 
 
 def finish_run_dir(
