@@ -184,7 +184,7 @@ def stats(
 ) -> None:
     """Per class, the number of videos with the event heard, seen and both (LLP paper, Figure 1)."""
     from avvp.io import check_picture
-    from avvp.stats import COLUMNS, class_modality_counts, format_counts, plot_counts
+    from avvp.stats import COLUMNS, LEGEND, annotation_source, class_modality_counts, format_counts, plot_counts
 
     if plot is not None:
         check_picture(plot, overwrite)  # before the table is printed
@@ -195,10 +195,12 @@ def stats(
         table = {name: {c: int(counts[c][i]) for c in COLUMNS} for i, name in enumerate(CLASSES)}
         print(json.dumps({"videos": counts["videos"], "splits": counts["splits"], "classes": table}, indent=2))
     else:
-        print(f"{'+'.join(counts['splits'])}: {counts['videos']} videos")
+        print(f"{annotation_source(annotations)}, {'+'.join(counts['splits'])}: {counts['videos']} videos")
+        print(LEGEND)
         print(format_counts(counts))
     if plot is not None:
-        plot_counts(counts, plot, overwrite=overwrite)
+        where = f"{annotation_source(annotations)}, {'+'.join(counts['splits'])}"
+        plot_counts(counts, plot, title=f"Videos with each event heard, seen or both ({where})", overwrite=overwrite)
         print(f"wrote {plot}")
     if labels is not None:
         from avvp.modality_labels import format_report, label_report, train_split_labels

@@ -270,11 +270,6 @@ def check_run_dir(
         if not (out / config_name).is_file():
             raise AvvpError(f"{out}: nothing to resume (no {config_name}); start the run without --resume")
         refuse_pickled_state(out)
-        if (out / FINISHED_MARK).is_file() and not checkpoint_dirs(out):
-            raise AvvpError(
-                f"{out}: a finished run ({FINISHED_MARK}) whose checkpoints were removed at its end; nothing to "
-                "resume (--keep-checkpoints keeps them; --overwrite trains it again)"
-            )
         if settings is not None and load_saved is not None:
             check_resume(out / config_name, load_saved(out / config_name), settings, path_fields, ignore)
     elif out.exists() and (not out.is_dir() or _entries(out)):
@@ -605,6 +600,11 @@ def save_checkpoint(
             shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+def finished_and_pruned(out: Path) -> bool:
+    """Whether `out` is a finished run whose checkpoints went at its end: --resume has nothing left to do."""
+    return (out / FINISHED_MARK).is_file() and not checkpoint_dirs(out)
 
 
 def prune_checkpoints(out: Path) -> None:

@@ -46,10 +46,11 @@ def parse(
     from finetune.parse import parse as parse_videos
 
     video_ids = [v.strip() for v in videos.split(",") if v.strip()] if videos is not None else None
-    events = parse_videos(run, features, out, video_ids, csv, plot, overwrite, probabilities, annotations)
-    print(f"wrote {sum(map(len, events.values()))} events of {len(events)} videos to {out}")
-    if probabilities is not None:
-        print(f"wrote the probabilities of {len(events)} videos to {probabilities}")
+    written: list[Path] = []
+    events = parse_videos(run, features, out, video_ids, csv, plot, overwrite, probabilities, annotations, written)
+    print(f"parsed {sum(map(len, events.values()))} events of {len(events)} videos; wrote {len(written)} files:")
+    for path in written:
+        print(f"  {path}")
 
 
 app.add_typer(data_app, name="data")

@@ -116,6 +116,11 @@ def gpu_line(features: Path, labels: Path, root: Path, steps: int) -> str:
     return f"GPU {name}, paper size, bf16: {rate:,.0f} videos/s, {achieved:.1f} TFLOP/s{share}"
 
 
+SMOKE = dict(videos=48, steps=2)
+"""Sizes of the suite's smoke run (`python -m benchmarks.speed --smoke`): the same code path and checks, in
+seconds; its figures mean nothing."""
+
+
 def run(videos: int = 2048, steps: int = 16) -> list[str]:
     """Measure and return the report lines."""
     with tempfile.TemporaryDirectory(prefix="bench_pretrain.") as tmp:

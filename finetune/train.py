@@ -35,6 +35,7 @@ from avvp.metrics import SCORE_TITLES
 from avvp.precision import resolve_mixed_precision
 from avvp.runs import (
     check_run_dir,
+    finished_and_pruned,
     hold_output,
     load_checkpoint,
     process_state,
@@ -158,6 +159,9 @@ def train(
             path_fields=PATH_FIELDS,
             ignore=RUN_CONTROL_FIELDS,
         )
+        if resume and finished_and_pruned(out):
+            print(f"note: {out}: finished already (checkpoints removed at its end); nothing to resume", file=sys.stderr)
+            return out
         run = _set_up(cfg, out, resume, frontend)
         main = run.accelerator.is_main_process
         steps = len(run.loaders["train"])

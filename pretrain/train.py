@@ -34,6 +34,7 @@ from avvp.io import atomic_path
 from avvp.precision import resolve_mixed_precision
 from avvp.runs import check_run_dir as check_run_folder
 from avvp.runs import (
+    finished_and_pruned,
     hold_output,
     load_checkpoint,
     process_state,
@@ -220,6 +221,9 @@ def train(cfg: PretrainConfig) -> Path:
     train_rows, val_rows = split_rows(len(corpus), cfg.val_fraction, cfg.seed)
     with hold_output(cfg.out, process_state()):  # one writer per run folder, for the command's life
         out = check_run_dir(cfg)  # every process checks before any writes
+        if cfg.resume and finished_and_pruned(out):
+            print(f"note: {out}: finished already (checkpoints removed at its end); nothing to resume", file=sys.stderr)
+            return out
         run = _set_up(cfg, out, corpus, train_rows, val_rows)
         accelerator = run.accelerator
         with progress_bar(disable=not accelerator.is_main_process) as bar:

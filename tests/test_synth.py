@@ -170,6 +170,8 @@ def test_stats_table_and_plot(tiny_llp, tmp_path):
     assert class_modality_counts(tiny_llp, ("val", "val"))["videos"] == TINY.val  # a split counts once
     assert (counts["heard"] == counts["both"] + counts["heard_only"]).all()
     assert (counts["seen"] == counts["both"] + counts["seen_only"]).all()
+    any_event = counts["both"] + counts["heard_only"] + counts["seen_only"]
+    assert (counts["labelled"] - counts["no_event"] + counts["unlabelled"] == any_event).all()  # the columns add up
     test = load_split(tiny_llp, "test")
     assert (
         class_modality_counts(tiny_llp, ("test",))["both"].sum()
@@ -177,6 +179,7 @@ def test_stats_table_and_plot(tiny_llp, tmp_path):
     )
     lines = format_counts(counts).splitlines()
     assert lines[0].split() == ["class", *COLUMNS] and len(lines) == 1 + NUM_CLASSES + 1
+    assert max(map(len, lines)) <= 100
     png = plot_counts(counts, tmp_path / "stats.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
