@@ -66,10 +66,15 @@ def quickstart(tmp_path_factory) -> tuple[Path, str]:
         "AVVP_SKIP_SETUP": "1",
         "AVVP_VENV": str(Path(sys.executable).parents[1]),
     }
-    done = subprocess.run(
-        ["bash", "scripts/quickstart.sh"], cwd=root, env=env, capture_output=True, text=True, timeout=900
+    done = subprocess.run(  # stdout and stderr into one log, as `> log 2>&1` writes it
+        ["bash", "scripts/quickstart.sh"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
-    log = done.stdout + done.stderr
+    log = done.stdout
     assert done.returncode == 0, log[-3000:]
     return root, log
 

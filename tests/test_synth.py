@@ -209,7 +209,7 @@ def test_cli_baselines_and_stats(tiny_llp, tmp_path, run_avvp):
     assert [line for line in stdout.splitlines() if " (val): " in line] == titles
     code, stdout, stderr = run_avvp("data", "stats", tiny_llp, "--plot", tmp_path / "fig.png")
     assert code == 0, stderr
-    assert stdout.splitlines()[0] == f"val+test: {TINY.val + TINY.test} videos"
+    assert stdout.splitlines()[0] == f"LLP-sim (synthetic), val+test: {TINY.val + TINY.test} videos"
     assert (tmp_path / "fig.png").is_file()
     code, _, stderr = run_avvp("data", "stats", tiny_llp, "--split", "train")
     assert code == 1 and "only val and test" in stderr
