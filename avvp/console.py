@@ -16,8 +16,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from avvp.errors import AvvpError
 
 err_console = Console(stderr=True)
-LOG_WIDTH = 100
-"""The widest line a training log prints (one compact line per epoch; every figure is in the run's files)."""
 
 
 def typer_app(help: str, **settings) -> typer.Typer:

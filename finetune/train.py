@@ -94,7 +94,7 @@ def loss_formula(cfg: FinetuneConfig, adversarial: bool) -> str:
 
 
 def _format_epoch(epoch: int, cfg: FinetuneConfig, train_terms: dict, val: dict, state: TrainingState) -> str:
-    """One line of at most LOG_WIDTH columns; every term and score of the epoch is in metrics.json (`epochs`)."""
+    """One line of at most 100 columns; every term and score of the epoch is in metrics.json (`epochs`)."""
     terms = f"loss {train_terms['loss']:.4f} = wsl {train_terms['wsl']:.4f} + {cfg.lambda_guided:g} g "
     terms += f"{train_terms['guided']:.4f}"
     if "adv" in train_terms:

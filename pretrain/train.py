@@ -183,7 +183,7 @@ def _held_out(figures: dict) -> str:
 
 
 def _epoch_line(figures: dict, epochs: int) -> str:
-    """One line of at most LOG_WIDTH columns; every figure of the epoch is in log.jsonl and metrics.json."""
+    """One line of at most 100 columns; every figure of the epoch is in log.jsonl and metrics.json."""
     line = f"epoch {figures['epoch']}/{epochs}  loss {figures['train_loss']:.4f}"
     return f"{line}  {_held_out(figures)}" if "val_auc" in figures else line
 
