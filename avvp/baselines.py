@@ -18,6 +18,12 @@ from avvp.errors import ConfigError
 from avvp.metrics import evaluate
 
 REFERENCES = ("weak-oracle", "nothing", "speech-everywhere")
+REFERENCE_NOTES = {
+    "weak-oracle": "the video's true weak labels on all 10 snippets, heard and seen: no localisation",
+    "nothing": "no event at all (a video without events of a kind scores 100 there, hence not 0)",
+    "speech-everywhere": "Speech, LLP's most frequent class, heard and seen on every snippet",
+}
+"""One line per reference prediction, printed beside its figures."""
 
 
 def reference_predictions(split: Split, name: str) -> DenseLabels:

@@ -196,8 +196,9 @@ def synth(
         )
     videos = summary["videos"]
     print(
-        f"wrote LLP-sim v{sim_version} {preset} (seed {seed}) to {out}: train {videos['train']}, val {videos['val']}, "
-        f"test {videos['test']} videos in {Path(summary['files']['llp']).name}; "
+        f"wrote LLP-sim v{sim_version} {preset} (seed {seed}) to {out}:\n"
+        f"train {videos['train']}, val {videos['val']}, test {videos['test']} videos in "
+        f"{Path(summary['files']['llp']).name}; "
         f"{videos['pretrain']} unlabeled videos in {Path(summary['files']['pretrain']).name}"
     )
 
@@ -215,7 +216,7 @@ def stats(
 ) -> None:
     """Per class, the number of videos with the event heard, seen and both (LLP paper, Figure 1)."""
     from avvp.io import check_picture
-    from avvp.stats import COLUMNS, class_modality_counts, format_counts, plot_counts
+    from avvp.stats import COLUMNS, LEGEND, annotation_source, class_modality_counts, format_counts, plot_counts
 
     if plot is not None:
         check_picture(plot, overwrite)  # before the table is printed
@@ -226,10 +227,12 @@ def stats(
         table = {name: {c: int(counts[c][i]) for c in COLUMNS} for i, name in enumerate(CLASSES)}
         print(json.dumps({"videos": counts["videos"], "splits": counts["splits"], "classes": table}, indent=2))
     else:
-        print(f"{'+'.join(counts['splits'])}: {counts['videos']} videos")
+        print(f"{annotation_source(annotations)}, {'+'.join(counts['splits'])}: {counts['videos']} videos")
+        print(LEGEND)
         print(format_counts(counts))
     if plot is not None:
-        plot_counts(counts, plot, overwrite=overwrite)
+        where = f"{annotation_source(annotations)}, {'+'.join(counts['splits'])}"
+        plot_counts(counts, plot, title=f"Videos with each event heard, seen or both ({where})", overwrite=overwrite)
         print(f"wrote {plot}")
     if labels is not None:
         from avvp.modality_labels import format_report, label_report, train_split_labels
@@ -245,7 +248,7 @@ def baselines(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Score the reference predictions: weak-label oracle, nothing, Speech everywhere."""
-    from avvp.baselines import reference_scores
+    from avvp.baselines import REFERENCE_NOTES, reference_scores
     from avvp.console import print_json
     from avvp.metrics import format_table
 
@@ -254,7 +257,7 @@ def baselines(
         print_json({"split": split, "annotations": str(annotations), **scores})
         return
     for name, table in scores.items():
-        print(f"{name} ({split})")
+        print(f"{name} ({split}): {REFERENCE_NOTES[name]}")
         print(format_table(table) + "\n")
 
 

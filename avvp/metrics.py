@@ -169,8 +169,11 @@ def _check_aligned(pred: DenseLabels, truth: DenseLabels) -> None:
 
 
 def format_table(scores: dict[str, dict[str, float]]) -> str:
-    """The ten numbers as a small fixed-width table."""
-    header = f"{'level':<8}" + "".join(f"{SCORE_TITLES[name]:>10}" for name in SCORE_NAMES)
+    """The ten numbers as a small fixed-width table, under a line that says what they are."""
+    header = (
+        f"F1 in %, higher is better (segment- and event-level; Type@AV: mean of Audio, Visual, AV)\n{'level':<8}"
+        + "".join(f"{SCORE_TITLES[name]:>10}" for name in SCORE_NAMES)
+    )
     lines = [header]
     for level in LEVELS:
         lines.append(f"{level:<8}" + "".join(f"{scores[level][name]:>10.1f}" for name in SCORE_NAMES))

@@ -45,6 +45,8 @@ if typing.TYPE_CHECKING:
 
 CHECKPOINTS = "checkpoints"
 """Folder of a run holding its checkpoints, one folder each, named by a six-digit sequence number."""
+FINISHED_MARK = "metrics.json"
+"""Written by both trainers only once the last epoch is done: with no checkpoint beside it, a finished, pruned run."""
 KEEP_CHECKPOINTS = 2
 FORMAT = "avvp-checkpoint"
 FORMAT_VERSION = 1
@@ -598,6 +600,22 @@ def save_checkpoint(
             shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+def finished_and_pruned(out: Path) -> bool:
+    """Whether `out` is a finished run whose checkpoints went at its end: --resume has nothing left to do."""
+    return (out / FINISHED_MARK).is_file() and not checkpoint_dirs(out)
+
+
+def prune_checkpoints(out: Path, keep_last: bool = False) -> None:
+    """Remove a finished run's checkpoints: evaluate, parse and export read only its final files, and --resume
+    needs them only while a run is unfinished (each is as large as the model and its optimizer state).
+    `keep_last`: all but the newest (whose optimizer state a later stage continues)."""
+    if not keep_last:
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+        return
+    for older in checkpoint_dirs(out)[1:]:
+        shutil.rmtree(older, ignore_errors=True)
 
 
 def remove_staging(out: Path) -> None:

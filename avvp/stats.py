@@ -12,8 +12,16 @@ from avvp.classes import CLASSES
 from avvp.errors import ConfigError
 from avvp.io import atomic_path, check_picture
 
-COLUMNS = ("labelled", "heard", "seen", "both", "heard_only", "seen_only")
-"""Per class: videos whose weak labels list it; with an audio event, a visual event, both; one without the other."""
+COLUMNS = ("labelled", "heard", "seen", "both", "heard_only", "seen_only", "no_event", "unlabelled")
+"""Per class, videos: whose weak labels list it; with an audio event of it, a visual event, both, one without the
+other; labelled but with no event annotated; with an event annotated but not labelled. So heard = both + heard_only,
+seen = both + seen_only, and labelled - no_event + unlabelled = both + heard_only + seen_only."""
+LEGEND = (
+    "videos per class: labelled = its weak labels list the class; heard/seen = an audio/visual event of it is\n"
+    "annotated; both, heard_only, seen_only split heard or seen; no_event = labelled, no event annotated;\n"
+    "unlabelled = an event annotated, not in the weak labels. labelled - no_event + unlabelled = both +\n"
+    "heard_only + seen_only."
+)
 
 
 def class_modality_counts(annotations: str | os.PathLike, splits: tuple[str, ...] = ("val", "test")) -> dict:
@@ -29,6 +37,7 @@ def class_modality_counts(annotations: str | os.PathLike, splits: tuple[str, ...
     weak = np.concatenate([s.weak.labels for s in loaded])  # (N, 25)
     heard = np.concatenate([s.dense.audio.any(-1) for s in loaded])  # (N, 25)
     seen = np.concatenate([s.dense.visual.any(-1) for s in loaded])
+    annotated = heard | seen
     return {
         "videos": int(len(weak)),
         "splits": list(splits),
@@ -38,15 +47,36 @@ def class_modality_counts(annotations: str | os.PathLike, splits: tuple[str, ...
         "both": (heard & seen).sum(0),
         "heard_only": (heard & ~seen).sum(0),
         "seen_only": (~heard & seen).sum(0),
+        "no_event": (weak & ~annotated).sum(0),
+        "unlabelled": (~weak & annotated).sum(0),
     }
 
 
+def annotation_source(annotations: str | os.PathLike) -> str:
+    """Whose annotations a folder holds: LLP-sim's own (it writes its training events, LLPsim_train_*.csv), real
+    LLP's copied by LLP-sim (`avvp data synth --annotations`), or LLP's."""
+    folder = Path(annotations)
+    if not (folder / "LLPsim_train_audio.csv").is_file():
+        return "LLP"
+    try:
+        import h5py
+
+        with h5py.File(folder / "llp.h5", "r") as handle:
+            copied = "(annotations " in str(handle.attrs.get("source", ""))
+    except (OSError, ImportError):
+        copied = False
+    return "LLP (val/test events copied by LLP-sim)" if copied else "LLP-sim (synthetic)"
+
+
 def format_counts(counts: dict) -> str:
-    """The counts as a fixed-width table, one row per class and a total row."""
-    lines = [f"{'class':<24}" + "".join(f"{name:>12}" for name in COLUMNS)]
+    """The counts as a fixed-width table (under 100 columns), one row per class and a total row."""
+    widths = [max(len(name) + 2, 7) for name in COLUMNS]
+    lines = [f"{'class':<23}" + "".join(f"{name:>{w}}" for name, w in zip(COLUMNS, widths, strict=True))]
     for i, name in enumerate(CLASSES):
-        lines.append(f"{name:<24}" + "".join(f"{int(counts[c][i]):>12}" for c in COLUMNS))
-    lines.append(f"{'total':<24}" + "".join(f"{int(counts[c].sum()):>12}" for c in COLUMNS))
+        lines.append(f"{name:<23}" + "".join(f"{int(counts[c][i]):>{w}}" for c, w in zip(COLUMNS, widths, strict=True)))
+    lines.append(
+        f"{'total':<23}" + "".join(f"{int(counts[c].sum()):>{w}}" for c, w in zip(COLUMNS, widths, strict=True))
+    )
     return "\n".join(lines)
 
 

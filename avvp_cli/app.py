@@ -66,18 +66,20 @@ def parse(
         from finetune.parse_video import parse_video_files
 
         config = ExtractConfig(weights_dir=str(weights) if weights else None, download=not offline, workers=0)
-        events, result = parse_video_files(run, video, out, csv, plot, overwrite, config)
+        written: list[Path] = []
+        events, result = parse_video_files(run, video, out, csv, plot, overwrite, config, written=written)
         for note in result.notes:
             print(note)
-        print(f"wrote {sum(map(len, events.values()))} events of {len(events)} videos to {out}")
+        print_parsed(events, written)
         return
     from finetune.parse import parse as parse_videos
 
     video_ids = [v.strip() for v in videos.split(",") if v.strip()] if videos is not None else None
-    events = parse_videos(run, features, out, video_ids, csv, plot, overwrite, probabilities, annotations, missing)
-    print(f"wrote {sum(map(len, events.values()))} events of {len(events)} videos to {out}")
-    if probabilities is not None:
-        print(f"wrote the probabilities of {len(events)} videos to {probabilities}")
+    written: list[Path] = []
+    events = parse_videos(
+        run, features, out, video_ids, csv, plot, overwrite, probabilities, annotations, missing, written
+    )
+    print_parsed(events, written)
 
 
 app.add_typer(data_app, name="data")
@@ -106,3 +108,10 @@ app.add_typer(bench_app, name="bench")
 
 def main() -> None:
     run_app(app)
+
+
+def print_parsed(events: dict[str, list[dict]], written: list[Path]) -> None:
+    """What `avvp parse` found and every file it wrote, one per line."""
+    print(f"parsed {sum(map(len, events.values()))} events of {len(events)} videos; wrote {len(written)} files:")
+    for path in written:
+        print(f"  {path}")

@@ -172,6 +172,11 @@ def throughput(
     return len(data) / epoch_seconds(loader, step, device)
 
 
+SMOKE = dict(videos=64, throughput_videos=8, paper_videos=8, device="cpu")
+"""Sizes of the suite's smoke run (`python -m benchmarks.speed --smoke`): the same code path and checks, in
+seconds; its figures mean nothing."""
+
+
 def run(
     videos: int = 1400,
     throughput_videos: int = 512,

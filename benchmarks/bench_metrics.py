@@ -83,6 +83,11 @@ def best_time(fn: Callable[[], dict], repeats: int) -> tuple[float, dict]:
     return best, result
 
 
+SMOKE = dict(repeats=1, oracle_repeats=1)
+"""Sizes of the suite's smoke run (`python -m benchmarks.speed --smoke`): the same code path and checks, in
+seconds; its figures mean nothing."""
+
+
 def run(annotations: Path | None = None, repeats: int = 7, oracle_repeats: int = 3) -> list[str]:
     """Time both paths on each set of predictions; lines of the report."""
     description, split = load_test_split(annotations)

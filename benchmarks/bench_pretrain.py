@@ -116,24 +116,29 @@ def gpu_line(features: Path, labels: Path, root: Path, steps: int) -> str:
     return f"GPU {name}, paper size, bf16: {rate:,.0f} videos/s, {achieved:.1f} TFLOP/s{share}"
 
 
-def run(videos: int = 2048, steps: int = 16) -> list[str]:
+SMOKE = dict(videos=48, steps=2, preset="tiny")
+"""Sizes of the suite's smoke run (`python -m benchmarks.speed --smoke`): the same code path and checks, in
+seconds; its figures mean nothing."""
+
+
+def run(videos: int = 2048, steps: int = 16, preset: str = "demo") -> list[str]:
     """Measure and return the report lines."""
     with tempfile.TemporaryDirectory(prefix="bench_pretrain.") as tmp:
         root = Path(tmp)
         features, labels = make_corpus(root, videos)
-        one_all = pretrain_run(features, labels, root / "one_all", steps)
-        one_single = pretrain_run(features, labels, root / "one_single", steps, threads=1)
-        two = pretrain_run(features, labels, root / "two", steps, processes=2, threads=1)
+        one_all = pretrain_run(features, labels, root / "one_all", steps, preset=preset)
+        one_single = pretrain_run(features, labels, root / "one_single", steps, threads=1, preset=preset)
+        two = pretrain_run(features, labels, root / "two", steps, processes=2, threads=1, preset=preset)
         assert two["processes"] == 2 and len(set(two["process_weight_checksums"])) == 1
         rates = {
             f"1 process, {one_all['threads_per_process']} threads": one_all["videos_per_second"],
             "1 process, 1 thread": one_single["videos_per_second"],
             "2 processes, 1 thread each": two["videos_per_second"],
         }
-        demo = PRESETS["demo"]
+        sizes = PRESETS[preset]
         lines = [
-            f"pretraining throughput, demo size (hidden {demo['hidden_size']}, {demo['num_layers']} layers, "
-            f"{demo['num_heads']} heads, batch {demo['batch_size']} per process), CPU ({os.cpu_count()} cores), "
+            f"pretraining throughput, {preset} size (hidden {sizes['hidden_size']}, {sizes['num_layers']} layers, "
+            f"{sizes['num_heads']} heads, batch {sizes['batch_size']} per process), CPU ({os.cpu_count()} cores), "
             f"{steps} steps, variant multi:"
         ]
         lines += [f"  {label:<28} {rate:8.1f} videos/s" for label, rate in rates.items()]

@@ -46,6 +46,11 @@ def paper_split(videos: int, seed: int = 0) -> SplitData:
     return SplitData("train", video_ids, features, torch.from_numpy(weak).float())
 
 
+SMOKE = dict(videos=64, epochs=1, train_videos=16, device="cpu", models=("han",))
+"""Sizes of the suite's smoke run (`python -m benchmarks.speed --smoke`): the same code path and checks, in
+seconds; its figures mean nothing."""
+
+
 def run(
     videos: int = 10_000,
     epochs: int = 40,

@@ -1,6 +1,8 @@
 """Speed benchmarks, one section per stage: python -m benchmarks.speed [SECTION ...] (default: every section).
 
-Each section is a module with `run() -> list[str]`, the lines of its report; add yours to SECTIONS.
+Each section is a module with `run() -> list[str]`, the lines of its report, and `SMOKE`, the keyword arguments
+of a run at a tiny size (`--smoke`: what the test suite runs, so that no section goes stale unseen); add yours to
+SECTIONS.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ SECTIONS = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sections", nargs="*", metavar="SECTION", help=f"any of: {', '.join(SECTIONS)}")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: check that each section runs (seconds)")
     args = parser.parse_args(argv)
     unknown = [name for name in args.sections if name not in SECTIONS]
     if unknown:
@@ -31,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for name in args.sections or list(SECTIONS):
         start = time.perf_counter()
-        lines = importlib.import_module(SECTIONS[name]).run()
+        module = importlib.import_module(SECTIONS[name])
+        lines = module.run(**(module.SMOKE if args.smoke else {}))
         print(f"== {name} ({time.perf_counter() - start:.1f} s)")
         print("\n".join(lines), flush=True)
     return 0

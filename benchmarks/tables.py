@@ -57,7 +57,7 @@ from typing import TypeVar
 import numpy as np
 
 from avvp.annotations import EVAL_FILES, SPLIT_FILES, Split, load_split, read_predictions
-from avvp.baselines import reference_predictions
+from avvp.baselines import REFERENCE_NOTES, reference_predictions
 from avvp.classes import CLASSES
 from avvp.errors import AvvpError, ConfigError
 from avvp.io import atomic_path
@@ -839,7 +839,8 @@ def format_tables(report: dict) -> str:
         f"Data: **{origin}**, preset `{report['preset']}`"
         + (f", {report['epochs']} finetuning epochs" if report.get("epochs") else "")
         + f", {report['seeds']} seed(s); test split. "
-        "Cells: ours, mean ± std over seeds [the paper's figure on real LLP; — where it has none].",
+        "Cells: F1 in %, higher is better; ours, mean ± std over seeds [the paper's figure on real LLP; — where it "
+        "has none].",
         "",
     ]
     gaps = {split: c for split, c in report.get("splits", {}).items() if c["left_out"]}
@@ -870,6 +871,11 @@ def format_tables(report: dict) -> str:
                 cells = [f"{f['mean']:+.1f}" + (f" ± {f['std']:.1f}" if len(f["seeds"]) > 1 else "") for f in figures]
                 lines.append(f"| *{name} minus {ROW_NAMES[name].refine_from}* | " + " | ".join(cells) + " |")
         lines.append("")
+    references = [
+        ROW_NAMES[name] for name in report["rows"] if name in ROW_NAMES and ROW_NAMES[name].source == "reference"
+    ]
+    lines += [f"- {row.name}: {REFERENCE_NOTES[row.variant]}" for row in references]
+    lines += [""] if references else []
     refined = {
         name: result["labels"] for name, result in report["rows"].items() if result.get("labels", {}).get("truth")
     }

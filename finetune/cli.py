@@ -29,11 +29,14 @@ def finetune(
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in --out."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    keep_checkpoints: bool = typer.Option(
+        False, "--keep-checkpoints", help="Keep RUN/checkpoints/ once the run has finished (only --resume reads them)."
+    ),
     **settings,
 ) -> None:
     """Train a parser with weak labels, select it on validation Type@AV, score the test split once.
 
-    The options after --quiet are FinetuneConfig's fields; a run's config.json holds them.
+    The options after --keep-checkpoints are FinetuneConfig's fields; a run's config.json holds them.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -71,11 +74,19 @@ def finetune(
         _, origin = pretraining_optimizer(encoder, frontend.encoder)
         cfg = replace(cfg, optimizer_origin=origin)
         print(f"optimizer: {origin}")
-    run = train(cfg, resume=resume, overwrite=overwrite, frontend=frontend, show_progress=not quiet)
+    run = train(
+        cfg,
+        resume=resume,
+        overwrite=overwrite,
+        frontend=frontend,
+        show_progress=not quiet,
+        keep_checkpoints=keep_checkpoints,
+    )
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
-    origin = f" on the encoder {cfg.frontend} (end to end)" if cfg.frontend else ""
+    origin = f" on the encoder {encoder} (end to end)" if cfg.frontend else ""
     origin += f" with the refined labels {cfg.labels}" if cfg.labels else ""
-    print(f"{cfg.model}{origin}: best epoch {metrics['best_epoch']} by {metrics['selection']}")
+    print(f"{cfg.model}{origin}:")
+    print(f"best epoch {metrics['best_epoch']} by {metrics['selection']}")
     gaps = {split: count for split, count in metrics.get("left_out", {}).items() if count}
     if gaps:
         print(

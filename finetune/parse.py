@@ -18,7 +18,16 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from avvp.annotations import dense_to_rows, read_dataset_videos, runs_of, write_events
+from avvp.annotations import (
+    EVAL_FILES,
+    SPLIT_FILES,
+    dense_to_rows,
+    read_dataset_videos,
+    read_events,
+    read_weak_labels,
+    runs_of,
+    write_events,
+)
 from avvp.classes import CLASS_INDEX, CLASSES
 from avvp.errors import ConfigError, StoreError
 from avvp.io import atomic_path, check_writable
@@ -70,8 +79,56 @@ def video_events(predictions: Predictions) -> dict[str, list[dict]]:
     return events
 
 
-def plot_timeline(path: Path, video_id: str, predictions: Predictions, index: int, overwrite: bool = False) -> None:
-    """A video's parse as a picture: classes x seconds, one panel per modality, probability as shade."""
+def annotated_truth(
+    annotations: str | os.PathLike, video_ids: Sequence[str]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The annotated (audio, visual) events, (25, 10) bool each, of those of `video_ids` the folder has them for:
+    the val and test videos (AVVP_eval_*.csv), and LLP-sim's training videos (LLPsim_train_*.csv)."""
+    from avvp.modality_labels import TRAIN_TRUTH_FILES
+
+    folder, wanted = Path(annotations), list(video_ids)
+    sources = [("val", EVAL_FILES), ("test", EVAL_FILES), ("train", TRAIN_TRUTH_FILES)]
+    truth: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for split, files in sources:
+        paths = [folder / SPLIT_FILES[split], folder / files["audio"], folder / files["visual"]]
+        if not all(path.is_file() for path in paths):
+            continue
+        listed = set(read_weak_labels(paths[0]).video_ids)
+        annotated = [video for video in wanted if video in listed and video not in truth]
+        if annotated:
+            audio = read_events(paths[1], annotated, strict=False)  # (n, 25, 10)
+            visual = read_events(paths[2], annotated, strict=False)
+            truth.update({video: (audio[i], visual[i]) for i, video in enumerate(annotated)})
+    return truth
+
+
+def data_source(features: str | os.PathLike) -> str:
+    """What a store holds, for a picture's title: LLP-sim, LLP (the feature release), or its `source` as written."""
+    with h5py.File(features, "r") as handle:
+        source = str(handle.attrs.get("source", ""))
+    if source.startswith("LLP-sim"):
+        return "LLP-sim (synthetic)"
+    if source.startswith("LLP feature release"):
+        return "LLP"
+    return source[:40] or "unknown data"
+
+
+def plot_timeline(
+    path: Path,
+    video_id: str,
+    predictions: Predictions,
+    index: int,
+    overwrite: bool = False,
+    truth: tuple[np.ndarray, np.ndarray] | None = None,
+    source: str = "",
+) -> None:
+    """A video's parse as a picture: classes x seconds, a panel per modality (audio, visual, audio-visual).
+
+    Shade: the snippet probability (audio-visual: the lower of the two); red outlines: the predicted events; with
+    `truth` (the annotated audio and visual events, (25, 10) bool each), green bars under them: the annotated
+    events. The PNG's text chunks hold `avvp:source` and, as JSON (panel -> [class, onset, offset] rows), the
+    drawn events `avvp:predicted` and `avvp:truth` (absent without truth).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -79,37 +136,58 @@ def plot_timeline(path: Path, video_id: str, predictions: Predictions, index: in
     from matplotlib.patches import Rectangle
 
     audio, visual = predictions.gated()
-    probs = (predictions.audio_prob[index], predictions.visual_prob[index])  # (25, 10) each
-    events = (audio[index], visual[index])
-    # The classes predicted for the video; if none, the three most likely ones.
-    shown = np.flatnonzero(predictions.video_prob[index] >= DECISION_THRESHOLD)
-    title = video_id
+    audio_prob, visual_prob = predictions.audio_prob[index], predictions.visual_prob[index]  # (25, 10) each
+    panels = {
+        "audio": (audio[index], audio_prob, None if truth is None else truth[0]),
+        "visual": (visual[index], visual_prob, None if truth is None else truth[1]),
+        "audio-visual": (
+            audio[index] & visual[index],
+            np.minimum(audio_prob, visual_prob),
+            None if truth is None else truth[0] & truth[1],
+        ),
+    }
+    # The classes predicted for the video or annotated in it; if none, the three most likely ones.
+    shown_mask = predictions.video_prob[index] >= DECISION_THRESHOLD
+    if truth is not None:
+        shown_mask |= truth[0].any(-1) | truth[1].any(-1)
+    shown = np.flatnonzero(shown_mask)
+    title = f"{video_id}, {source}" if source else video_id
+    title += "\nred: predicted; green: annotated" if truth is not None else "\nred: predicted (no annotated events)"
     if len(shown) == 0:
         shown = np.sort(np.argsort(predictions.video_prob[index])[-3:])
-        title += " (no class predicted; the three most likely)"
-    height = 1.0 + 0.3 * len(shown)
-    snippets = probs[0].shape[-1]  # 10, or 10 per window of a longer video (avvp parse --video)
+        title += "; no class predicted: the three most likely"
+    height = 0.5 + 0.3 * len(shown)
+    snippets = audio_prob.shape[-1]  # 10, or 10 per window of a longer video (avvp parse --video)
     figure, axes = plt.subplots(
-        2, 1, figsize=(7 * max(1.0, snippets / 20), 0.6 + 2 * height), sharex=True, constrained_layout=True
+        3, 1, figsize=(7 * max(1.0, snippets / 20), 1.0 + 3 * height), sharex=True, constrained_layout=True
     )
-    for axis, modality, prob, on in zip(axes, ("Audio", "Visual"), probs, events, strict=True):
+    drawn: dict[str, dict[str, list]] = {"predicted": {}, "truth": {}}
+    for axis, (panel, (predicted, prob, annotated)) in zip(axes, panels.items(), strict=True):
         image = axis.imshow(
             prob[shown], aspect="auto", cmap="Blues", vmin=0, vmax=1, extent=(0, snippets, len(shown), 0)
         )
-        for row, class_index in enumerate(shown):
-            for onset, offset in runs_of(on[class_index]):
-                axis.add_patch(
-                    Rectangle((onset, row + 0.1), offset - onset, 0.8, fill=False, edgecolor="tab:red", linewidth=2)
-                )
+        layers = [("predicted", predicted, 0.06, 0.5, dict(fill=False, edgecolor="tab:red", linewidth=2))]
+        if annotated is not None:
+            layers.append(("truth", annotated, 0.62, 0.3, dict(facecolor="tab:green", edgecolor="black", lw=1)))
+        for layer, dense, top, bar_height, style in layers:
+            rows = drawn[layer].setdefault(panel, [])
+            for row, class_index in enumerate(shown):
+                for onset, offset in runs_of(dense[class_index]):
+                    axis.add_patch(Rectangle((onset, row + top), offset - onset, bar_height, **style))
+                    rows.append([CLASSES[class_index], int(onset), int(offset)])
         axis.set_yticks(np.arange(len(shown)) + 0.5, [CLASSES[i] for i in shown])
-        axis.set_title(f"{modality} events (red: predicted; shade: snippet probability)", fontsize=9)
+        shade = "the lower snippet probability of the two" if panel == "audio-visual" else "snippet probability"
+        axis.set_title(f"{panel} events (shade: {shade})", fontsize=9)
         axis.set_xticks(range(0, snippets + 1, 1 if snippets <= 20 else 5))
         axis.grid(axis="x", color="white", linewidth=0.5)
     axes[-1].set_xlabel("seconds")
     figure.suptitle(title, fontsize=10)
     figure.colorbar(image, ax=axes, shrink=0.6, label="probability")
+    metadata = {"avvp:source": source, "avvp:predicted": json.dumps(drawn["predicted"])}
+    if truth is not None:
+        metadata["avvp:truth"] = json.dumps(drawn["truth"])
     with atomic_path(path, overwrite) as tmp:
-        figure.savefig(tmp, format="png", dpi=110)
+        figure.savefig(tmp, format="png", dpi=110, metadata=metadata)
     plt.close(figure)
 
 
@@ -256,13 +334,16 @@ def parse(
     probabilities: str | os.PathLike | None = None,
     annotations: str | os.PathLike | None = None,
     missing: str = "error",
+    written: list[Path] | None = None,
 ) -> dict[str, list[dict]]:
     """Parse videos with a saved run: events JSON, optionally LLP eval CSVs, one timeline PNG per video and the
     raw probabilities (HDF5, `write_probabilities`).
 
     Every output is checked before any is written: an existing one needs `overwrite`. With `annotations`, videos
-    are reported (and may be requested) by their LLP filenames (see `annotated_names`). `missing` "skip": videos
-    of `video_ids` the store lacks are left out (one note on stderr) instead of an error.
+    are reported (and may be requested) by their LLP filenames (see `annotated_names`), and each timeline draws
+    the video's annotated events where the folder has them (`annotated_truth`). `missing` "skip": videos of
+    `video_ids` the store lacks are left out (one note on stderr) instead of an error. `written`, when given, gets
+    every path written, in order.
     """
     out = check_writable(out, overwrite)
     if probabilities is not None:
@@ -292,12 +373,18 @@ def parse(
     with atomic_path(out, overwrite) as tmp:
         document = {"run": str(run), "features": str(features), "videos": events}
         tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    written = [] if written is None else written
+    written.append(Path(out))
     if csv_paths:
         for path, dense in zip(csv_paths, predictions.gated(), strict=True):
-            write_events(path, predictions.video_ids, dense, overwrite)
+            written.append(write_events(path, predictions.video_ids, dense, overwrite))
     if pictures:
+        truth = annotated_truth(annotations, predictions.video_ids) if annotations is not None else {}
+        source = data_source(features)
         for index, (path, video_id) in enumerate(zip(pictures, predictions.video_ids, strict=True)):
-            plot_timeline(path, video_id, predictions, index, overwrite)
+            plot_timeline(path, video_id, predictions, index, overwrite, truth.get(video_id), source)
+            written.append(path)
     if probabilities is not None:
-        write_probabilities(probabilities, predictions, {"run": str(run), "features": str(features)}, overwrite)
+        attrs = {"run": str(run), "features": str(features)}
+        written.append(write_probabilities(probabilities, predictions, attrs, overwrite))
     return events

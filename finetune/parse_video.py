@@ -67,9 +67,11 @@ def parse_video_files(
     overwrite: bool = False,
     config: ExtractConfig | None = None,
     networks: Networks | None = None,
+    written: list[Path] | None = None,
 ) -> tuple[dict[str, list[dict]], ExtractResult]:
     """Extract and parse video files with a saved run: events JSON (seconds of each video), optionally LLP eval
-    CSVs (per window) and one timeline PNG per video. Every output is checked before the video is decoded."""
+    CSVs (per window) and one timeline PNG per video. Every output is checked before the video is decoded.
+    `written`, when given, gets every path written, in order."""
     config = config or ExtractConfig(workers=0)
     out = check_writable(out, overwrite)
     csv_paths = [Path(csv_dir) / name for name in ("pred_audio.csv", "pred_visual.csv")] if csv_dir else []
@@ -106,11 +108,14 @@ def parse_video_files(
             "notes": result.notes,
         }
         tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    written = [] if written is None else written
+    written.append(Path(out))
     if csv_paths:
         for path, dense in zip(csv_paths, predictions.gated(), strict=True):
-            write_events(path, predictions.video_ids, dense, overwrite)
+            written.append(write_events(path, predictions.video_ids, dense, overwrite))
     by_id = {video.video_ids[0]: video for video in joined}
     for path, (video_id, _) in zip(pictures, found, strict=True):
         if video_id in by_id:
-            plot_timeline(path, video_id, by_id[video_id], 0, overwrite)
+            plot_timeline(path, video_id, by_id[video_id], 0, overwrite, source="features extracted by avvp")
+            written.append(path)
     return events, result

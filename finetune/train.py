@@ -34,7 +34,17 @@ from avvp.errors import ConfigError
 from avvp.io import atomic_path
 from avvp.metrics import SCORE_TITLES
 from avvp.precision import resolve_mixed_precision
-from avvp.runs import check_run_dir, hold_output, load_checkpoint, process_state, save_checkpoint, write_json, writing
+from avvp.runs import (
+    check_run_dir,
+    finished_and_pruned,
+    hold_output,
+    load_checkpoint,
+    process_state,
+    prune_checkpoints,
+    save_checkpoint,
+    write_json,
+    writing,
+)
 from avvp.runs import start_run_dir as start_run_folder
 from finetune.config import FinetuneConfig
 from finetune.data import SplitData, check_streams, load_split_data, make_loader, train_subset, with_modality_labels
@@ -79,15 +89,23 @@ def _cpu_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in model.state_dict().items()}
 
 
+def loss_formula(cfg: FinetuneConfig, adversarial: bool) -> str:
+    """What the printed `loss` sums, e.g. `loss = wsl + 0.6 g - 0.4 ad` (ad is subtracted: the loss can go below 0)."""
+    formula = f"loss = wsl + {cfg.lambda_guided:g} g"
+    return formula + (f" - {cfg.lambda_adv:g} ad" if adversarial else "")
+
+
 def _format_epoch(epoch: int, cfg: FinetuneConfig, train_terms: dict, val: dict | None, state: TrainingState) -> str:
-    terms = "  ".join(f"{name} {value:.4f}" for name, value in train_terms.items())
+    """One line of at most 100 columns; every term and score of the epoch is in metrics.json (`epochs`)."""
+    terms = f"loss {train_terms['loss']:.4f} = wsl {train_terms['wsl']:.4f} + {cfg.lambda_guided:g} g "
+    terms += f"{train_terms['guided']:.4f}"
+    if "adv" in train_terms:
+        terms += f" - {cfg.lambda_adv:g} ad {train_terms['adv']:.4f}"
     if val is None:
-        return f"epoch {epoch}/{cfg.epochs}  {terms}  (--no-eval: no validation)"
+        return f"epoch {epoch}/{cfg.epochs}  {terms}  (--no-eval)"
     level, name = SELECTION
-    return (
-        f"epoch {epoch}/{cfg.epochs}  {terms}  val {level} {SCORE_TITLES[name]} {val[level][name]:.2f}"
-        f"  (best {state.best_score:.2f} at epoch {state.best_epoch})"
-    )
+    best = f"(best {state.best_score:.2f} @{state.best_epoch})"
+    return f"epoch {epoch}/{cfg.epochs}  {terms}  val {val[level][name]:.2f} {best}"
 
 
 @dataclass
@@ -120,12 +138,14 @@ def train(
     frontend: nn.Module | None = None,
     stop_after_epoch: int | None = None,
     show_progress: bool = True,
+    keep_checkpoints: bool = False,
 ) -> Path:
     """Train a parser as configured and write its run directory; returns the directory.
 
     `frontend`: an optional module in front of the parser (see `FinetuneModel`), trained with `frontend_lr`;
     it must have an `output_widths` dict (the parser's input widths); record its origin in `cfg.frontend`.
     `stop_after_epoch`: stop as if interrupted once that epoch's state is saved (for testing `resume`).
+    `keep_checkpoints`: keep `checkpoints/` once the run has finished (by default it goes: see `prune_checkpoints`).
     """
     if (frontend is None) != (not cfg.frontend):
         raise ConfigError("pass a frontend module exactly when cfg.frontend records where it came from")
@@ -143,20 +163,33 @@ def train(
             path_fields=PATH_FIELDS,
             ignore=RUN_CONTROL_FIELDS,
         )
+        if resume and finished_and_pruned(out):
+            print(f"note: {out}: finished already (checkpoints removed at its end); nothing to resume", file=sys.stderr)
+            return out
         run = _set_up(cfg, out, resume, frontend)
         main = run.accelerator.is_main_process
         steps = len(run.loaders["train"])
         with progress(disable=not (show_progress and main)) as bar:
             task = bar.add_task("train", total=steps * cfg.epochs, completed=steps * run.state.epoch)
-            for epoch in range(run.state.epoch, cfg.epochs):
+            start_epoch = run.state.epoch
+            for epoch in range(start_epoch, cfg.epochs):
                 bar.update(task, description=f"epoch {epoch + 1}/{cfg.epochs}")
                 train_terms, strength = _train_epoch(run, epoch, lambda: bar.advance(task))
                 val = _end_epoch(run, epoch, train_terms, strength)
                 if main:
+                    if epoch == start_epoch:  # the first line says what the loss sums and what val is
+                        bar.console.print(
+                            f"{loss_formula(cfg, 'adv' in train_terms)}; val: validation segment "
+                            f"{SCORE_TITLES[SELECTION[1]]} F1 %, higher is better (best @epoch)",
+                            soft_wrap=True,
+                        )
                     bar.console.print(_format_epoch(epoch + 1, cfg, train_terms, val, run.state), soft_wrap=True)
                 if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.epochs:
                     return out
         _finish(run)
+        if main and not keep_checkpoints:
+            with writing(out):
+                prune_checkpoints(out)
     return out
 
 

@@ -27,8 +27,9 @@ def build(**settings) -> None:
     labels = read_avg_labels(path)
     stats = label_stats(labels.components)
     print(
-        f"wrote {path}: {stats.videos} videos, visual threshold {labels.attrs['visual_threshold']:.4f}, "
-        f"audio threshold {labels.attrs['audio_threshold']:.4f}, rule {labels.attrs['rule']}, "
+        f"wrote {path}: {stats.videos} videos\n"
+        f"visual threshold {labels.attrs['visual_threshold']:.4f}, audio threshold "
+        f"{labels.attrs['audio_threshold']:.4f}, rule {labels.attrs['rule']}, "
         f"{100 * stats.positive_pairs:.2f}% of snippet pairs positive"
     )
 

@@ -52,8 +52,8 @@ def format_stats(stats: LabelStats) -> str:
         f"videos: {stats.videos}",
         f"positive pairs: {100 * stats.positive_pairs:.2f}% of the {PAIRS_PER_VIDEO} snippet pairs per video",
         f"grounded share per pair type: audio-audio {100 * stats.positive_pairs:.2f}%, visual-visual "
-        f"{100 * stats.positive_pairs:.2f}% (of the pairs i < j), audio-visual {100 * stats.cross_pairs:.2f}% "
-        f"(of the {NUM_SNIPPETS**2} pairs, the same second included)",
+        f"{100 * stats.positive_pairs:.2f}% (of the pairs i < j),",
+        f"  audio-visual {100 * stats.cross_pairs:.2f}% (of the {NUM_SNIPPETS**2} pairs, the same second included)",
         "",
         f"{'n':>4}{'videos with n components':>28}{'%':>8}{'components of n snippets':>28}{'%':>8}",
     ]

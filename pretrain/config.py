@@ -151,6 +151,9 @@ class PretrainConfig:
     """Continue the run in `out` from its latest checkpoint (the settings must be the same)."""
     overwrite: bool = False
     """Replace an existing run directory."""
+    keep_checkpoints: bool = False
+    """Keep checkpoints/ once the run has finished (by default it goes: only --resume reads it; under the release
+    recipe the last one stays, for the end-to-end phase that continues its optimizer state)."""
 
     def __post_init__(self):
         check_variant(self.variant)

@@ -35,9 +35,11 @@ from avvp.precision import resolve_mixed_precision
 from avvp.runs import (
     CheckpointError,
     checkpoint_dirs,
+    finished_and_pruned,
     hold_output,
     load_checkpoint,
     process_state,
+    prune_checkpoints,
     read_checkpoint,
     save_checkpoint,
     staging_dir,
@@ -142,7 +144,7 @@ def check_run_dir(cfg: PretrainConfig) -> Path:
         settings=cfg.to_dict(),
         load_saved=saved_settings,
         path_fields=PATH_FIELDS,
-        ignore=("resume", "overwrite"),
+        ignore=("resume", "overwrite", "keep_checkpoints"),
     )
 
 
@@ -185,8 +187,11 @@ def final_optimizer_moments(
         return {}, f"none: {run_dir} is no pretraining run (no {CONFIG_FILE}); the optimizer starts fresh"
     cfg = PretrainConfig.load(config)
     checkpoints = checkpoint_dirs(run_dir)
-    if cfg.untrained or not checkpoints:
+    if cfg.untrained:
         return {}, f"none: {run_dir} saved no optimizer state (an untrained control); the optimizer starts fresh"
+    if not checkpoints:
+        return {}, (f"none: {run_dir} kept no checkpoint (removed at its end: pretrain with --keep-checkpoints or "
+                    "--recipe release to keep the last); the optimizer starts fresh")  # fmt: skip
     try:
         checkpoint = read_checkpoint(checkpoints[0], 0, encoder.state_dict())
     except CheckpointError as error:
@@ -216,8 +221,26 @@ def gather_keeping_local_grad(accelerator: Accelerator, tensor: torch.Tensor) ->
     return torch.cat([everything[:start], tensor, everything[start + tensor.shape[0] :]])
 
 
-def _fmt(figures: dict) -> str:
-    return ", ".join(f"{name} {value:.4f}" for name, value in figures.items() if isinstance(value, float))
+PAIR_NAMES = {"audio": "a-a", "visual": "v-v", "cross": "a-v"}
+"""Short names of the pair types in the printed lines: audio-audio, visual-visual, audio-visual."""
+
+
+def _held_out(figures: dict) -> str:
+    """The held-out loss and AUC (the mean the run selects on, then per pair type) in under 60 columns."""
+    aucs = ", ".join(f"{short} {figures[f'val_auc_{kind}']:.3f}" for kind, short in PAIR_NAMES.items())
+    return f"held-out loss {figures['val_loss']:.4f}  AUC {figures['val_auc']:.3f} ({aucs})"
+
+
+def _epoch_line(figures: dict, epochs: int) -> str:
+    """One line of at most 100 columns; every figure of the epoch is in log.jsonl and metrics.json."""
+    line = f"epoch {figures['epoch']}/{epochs}  loss {figures['train_loss']:.4f}"
+    return f"{line}  {_held_out(figures)}" if "val_auc" in figures else line
+
+
+def _legend(cfg: PretrainConfig) -> str:
+    """What the epoch lines print, once at the start of a run."""
+    terms = {"hinge": "avg" + (" + in_batch_negative" if cfg.in_batch_negatives else ""), "infonce": "infonce"}
+    return f"loss = {terms[cfg.objective]} (train mean); AUC: held-out grounded vs other pairs, higher is better"
 
 
 @dataclass
@@ -247,6 +270,9 @@ def train(cfg: PretrainConfig) -> Path:
     train_rows, val_rows = split_rows(len(corpus), cfg.val_fraction, cfg.seed)
     with hold_output(cfg.out, process_state()):  # one writer per run folder, for the command's life
         out = check_run_dir(cfg)  # every process checks before any writes
+        if cfg.resume and finished_and_pruned(out):
+            print(f"note: {out}: finished already (checkpoints removed at its end); nothing to resume", file=sys.stderr)
+            return out
         run = _set_up(cfg, out, corpus, train_rows, val_rows)
         accelerator = run.accelerator
         with progress_bar(disable=not accelerator.is_main_process) as bar:
@@ -265,6 +291,10 @@ def train(cfg: PretrainConfig) -> Path:
             finish_run_dir(cfg, out, encoder, run.progress, checksums, accelerator.num_processes)
             kept = run.progress.selected if cfg.select != "last" else (run.progress.epochs or [None])[-1]
             accelerator.print(held_out_summary(run.progress.untrained, kept))
+            # The release recipe's end-to-end phase continues the final optimizer state: its last checkpoint stays.
+            if not cfg.keep_checkpoints:
+                with writing(out):
+                    prune_checkpoints(out, keep_last=cfg.recipe == "release")
         accelerator.wait_for_everyone()
         settle_collectives(accelerator)  # before the process group goes (a teardown hang otherwise, at random)
         accelerator.end_training()
@@ -319,7 +349,8 @@ def _set_up(cfg: PretrainConfig, out: Path, corpus, train_rows: np.ndarray, val_
         _resume(run)
     if val_loader is not None and run.progress.untrained is None:
         run.progress.untrained = evaluate(model, val_loader, cfg, accelerator)
-        accelerator.print(f"untrained encoder: {_fmt(run.progress.untrained)}")
+        accelerator.print(_legend(cfg))
+        accelerator.print(f"untrained encoder  {_held_out(run.progress.untrained)}")
     return run
 
 
@@ -450,7 +481,9 @@ def _end_epoch(run: PretrainRun, show) -> None:
     progress.epochs.append(figures)
     progress.epoch_loss, progress.epoch_batches = {}, 0
     if accelerator.is_main_process:
-        show(f"epoch {progress.epoch}/{cfg.epochs}: {_fmt(figures)}")
+        show(_epoch_line(figures, cfg.epochs))
+        with writing(run.out / LOG_FILE), open(run.out / LOG_FILE, "a", encoding="utf-8") as log:
+            log.write(json.dumps({**figures, "end_of_epoch": True}) + "\n")
     if cfg.select != "last" and better(cfg.select, figures, progress.selected):
         progress.selected = figures
         if accelerator.is_main_process:  # before the checkpoint that records it, so a resumed run finds it
@@ -472,12 +505,21 @@ def better(select: str, figures: dict, best: dict | None) -> bool:
 
 
 def held_out_summary(untrained: dict | None, kept: dict | None) -> str:
-    """One line: held-out AUC per pair type and within-video spread, untrained -> the encoder kept."""
+    """Two lines: held-out AUC per pair type and within-video spread, untrained -> the encoder kept."""
     if not untrained or not kept:
         return "no held-out videos: no AUC"
-    names = ("auc_audio", "auc_visual", "auc_cross", "spread_audio", "spread_visual")
-    parts = [f"{name} {untrained[f'val_{name}']:.3f} -> {kept[f'val_{name}']:.3f}" for name in names]
-    return f"held-out (untrained -> epoch {kept['epoch']}): " + ", ".join(parts)
+    aucs = ", ".join(
+        f"{short} {untrained[f'val_auc_{kind}']:.3f} -> {kept[f'val_auc_{kind}']:.3f}"
+        for kind, short in PAIR_NAMES.items()
+    )
+    spreads = ", ".join(
+        f"{kind} {untrained[f'val_spread_{kind}']:.3f} -> {kept[f'val_spread_{kind}']:.3f}"
+        for kind in ("audio", "visual")
+    )
+    return (
+        f"held-out (untrained -> epoch {kept['epoch']}): AUC {aucs}\n"
+        f"held-out similarity spread in a video (-> epoch {kept['epoch']}): {spreads}"
+    )
 
 
 def finish_run_dir(

@@ -5,6 +5,9 @@
 # PyTorch: an already installed torch is kept (install your CUDA build first if you have a GPU);
 # otherwise torch==2.13.0 is installed (the CPU build where pip finds one, as on the project's machines).
 # Set AVVP_TORCH_INDEX (e.g. https://download.pytorch.org/whl/cpu) to take torch from another index.
+# The install is skipped when nothing it depends on changed since the last one into this venv from this checkout
+# (pyproject.toml, constraints-cpu.txt, this script: their hash is kept in $venv/.avvp-install); AVVP_INSTALL=always
+# installs anyway.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${AVVP_VENV:-.venv}"
@@ -12,6 +15,14 @@ if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
 py="$venv/bin/python"
+stamp="$venv/.avvp-install"
+wanted="$(cat pyproject.toml constraints-cpu.txt scripts/setup.sh | sha256sum | cut -d' ' -f1) $PWD"
+if [ "${AVVP_INSTALL:-}" != always ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ] \
+    && [ -x "$venv/bin/avvp" ]; then
+    echo "avvp already installed in $venv (nothing changed; AVVP_INSTALL=always reinstalls)"
+    exit 0
+fi
+rm -f "$stamp"
 
 pip_install() {
     # pip's own exit status is kept; only the noise about absent local index folders is dropped.
@@ -29,3 +40,5 @@ fi
 torch_version=$("$py" -c "import torch; print(torch.__version__.split('+')[0])" 2>/dev/null)
 pip_install -e ".[dev]" "torch==${torch_version}"
 "$py" -c "import avvp, torch; print(f'avvp {avvp.__version__} installed in $venv (torch {torch.__version__})')" 2>/dev/null
+echo "$wanted" > "$stamp"
+echo "To run the commands as the README writes them: source $venv/bin/activate"

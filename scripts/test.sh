@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install avvp with its test tools into .venv, then lint and run the test suite (under 5 minutes on 2 cores).
+# Install avvp with its test tools into .venv (skipped when nothing changed: scripts/setup.sh), then lint and run
+# the test suite (measured time: README, "Set up and run").
 #   bash scripts/test.sh [pytest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."

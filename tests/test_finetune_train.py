@@ -12,6 +12,7 @@ from conftest import assert_one_line_error, run_cli
 from safetensors.torch import load_file
 
 from avvp.annotations import load_split, read_predictions
+from avvp.classes import CLASSES
 from avvp.errors import ConfigError
 from avvp.metrics import LEVELS, SCORE_NAMES
 from avvp.store import RAW_WIDTHS, read_store, write_store
@@ -47,9 +48,10 @@ def test_paper_row_trains_end_to_end(paper_runs, tiny_llp, model):
     out, (code, stdout, stderr) = paper_runs[model]
     assert code == 0, stderr
     assert "Type@AV" in stdout and str(out) in stdout
-    written = ("config.json", "model.safetensors", "metrics.json", "pred_audio.csv", "pred_visual.csv", "checkpoints")
+    written = ("config.json", "model.safetensors", "metrics.json", "pred_audio.csv", "pred_visual.csv")
     for name in written:
         assert (out / name).exists(), name
+    assert not (out / "checkpoints").exists()  # a finished run keeps what evaluate/parse/export read
     metrics = json.loads((out / "metrics.json").read_text())
     cfg = make_config(model, "tiny")
     assert len(metrics["epochs"]) == cfg.epochs and metrics["best_epoch"] in range(1, cfg.epochs + 1)
@@ -91,7 +93,8 @@ def test_resume_equals_uninterrupted(paper_runs, tiny_llp, tmp_path):
         ),
         "--resume needs the saved settings", "epochs 3 (saved 2)",
     )  # fmt: skip
-    train(cfg, resume=True, show_progress=False)
+    train(cfg, resume=True, show_progress=False, keep_checkpoints=True)
+    assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == ["000001", "000002"]
     expected, resumed = load_file(uninterrupted / "model.safetensors"), load_file(tmp_path / "r" / "model.safetensors")
     assert expected.keys() == resumed.keys()
     assert all((expected[key] == resumed[key]).all() for key in expected)
@@ -129,6 +132,31 @@ def test_avvp_parse_writes_events_csv_and_timelines(paper_runs, tiny_llp, tmp_pa
                     rebuilt[video_index, CLASS_INDEX[event["class"]], event["onset"] : event["offset"]] = True
         assert (rebuilt == dense).all(), modality
     assert all((tmp_path / "plots" / f"{video}.png").stat().st_size > 1000 for video in videos)
+    written = [tmp_path / "events.json", tmp_path / "csv" / "pred_audio.csv", tmp_path / "csv" / "pred_visual.csv"]
+    written += [tmp_path / "plots" / f"{video}.png" for video in videos]
+    assert stdout.splitlines()[1:] == [f"  {path}" for path in written]  # every file written, listed
+
+    # With the annotations, each timeline draws the annotated events too: another picture, holding the truth.
+    from PIL import Image
+
+    from avvp.annotations import runs_of
+
+    code, stdout, stderr = run_cli(
+        main, "parse", "--run", out, "--features", tiny_llp / "llp.h5", "--videos", ",".join(videos),
+        "--out", tmp_path / "events2.json", "--plot", tmp_path / "truth", "--annotations", tiny_llp,
+    )  # fmt: skip
+    assert code == 0, stderr
+    test = load_split(tiny_llp, "test").dense
+    for index, video in enumerate(videos):
+        drawn, plain = Image.open(tmp_path / "truth" / f"{video}.png"), Image.open(tmp_path / "plots" / f"{video}.png")
+        assert drawn.size != plain.size or drawn.tobytes() != plain.tobytes()
+        assert "avvp:truth" not in plain.text and drawn.text["avvp:source"] == "LLP-sim (synthetic)"
+        truth = json.loads(drawn.text["avvp:truth"])
+        audio, visual = test.audio[index], test.visual[index]  # (25, 10)
+        for panel, dense in (("audio", audio), ("visual", visual), ("audio-visual", audio & visual)):
+            expected = [[name, *run] for c, name in enumerate(CLASSES) for run in runs_of(dense[c])]
+            assert sorted(truth.get(panel, [])) == sorted(expected), (video, panel)
+        assert json.loads(drawn.text["avvp:predicted"]) == json.loads(plain.text["avvp:predicted"])
 
 
 # --- bad input: each a one-line error, no traceback, no partial output ---
@@ -350,3 +378,22 @@ def test_encoder_lr_without_e2e_and_a_moved_store_are_explained(paper_runs, tiny
     monkeypatch.chdir(tmp_path)
     result = finetune_cli("evaluate", "--run", run)
     assert_one_line_error(result, "config.json names data/llp.h5, which is not there", "pass --features")
+
+
+def test_resuming_a_finished_run_without_checkpoints_changes_nothing(paper_runs, tiny_llp):
+    out, _ = paper_runs["base"]
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    code, stdout, stderr = finetune_cli(
+        "--model", "base", "--features", tiny_llp / "llp.h5", "--annotations", tiny_llp, "--out", out,
+        "--preset", "tiny", "--quiet", "--resume",
+    )  # fmt: skip
+    assert code == 0 and "finished already" in stderr and "epoch 1/" not in stderr + stdout
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_the_epoch_lines_say_what_the_loss_sums_within_100_columns(paper_runs):
+    _, (code, stdout, stderr) = paper_runs["base-adv-skip-gcaa"]
+    lines = (stdout + stderr).splitlines()
+    assert "loss = wsl + 0.6 g - 0.4 ad; val: validation segment Type@AV F1 %, higher is better (best @epoch)" in lines
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert len(epochs) == 2 and all(len(line) <= 100 and " = wsl " in line and " - 0.4 ad " in line for line in epochs)

@@ -112,8 +112,10 @@ def test_train_then_export(corpus, tmp_path, capsys):
     assert metrics["epochs"][-1]["lr"] == pytest.approx(0.0, abs=1e-9)  # decayed to zero
     assert metrics["videos_per_second"] > 0
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log] == [10, 20] and all(np.isfinite(r["train_loss"]) for r in log)
-    assert len(list((out / "checkpoints").glob("[0-9]" * 6))) == 2  # only the latest kept
+    steps = [r for r in log if not r.get("end_of_epoch")]
+    assert [r["step"] for r in steps] == [10, 20] and all(np.isfinite(r["train_loss"]) for r in steps)
+    assert [r for r in log if r.get("end_of_epoch")] == [{**e, "end_of_epoch": True} for e in metrics["epochs"]]
+    assert not (out / "checkpoints").exists()  # a finished run: only --resume would read them
     encoder = load_encoder(out)
     assert encoder.config.stream_sizes() == WIDTHS and encoder.config.hidden_size == 32
     assert metrics["process_weight_checksums"] == [weights_checksum(encoder)]
@@ -269,7 +271,7 @@ def test_overwrite_never_deletes_inputs_or_foreign_folders(corpus, tmp_path, cap
 def test_resume_from_a_damaged_run_is_a_one_line_error(corpus, tmp_path, capsys):
     features, labels = corpus
     out = tmp_path / "run"
-    run_cli(*tiny_args(features, labels, out, "--epochs", 1, "--max-steps", 2))
+    run_cli(*tiny_args(features, labels, out, "--epochs", 1, "--max-steps", 2, "--keep-checkpoints"))
     AcceleratorState._reset_state(reset_partial_state=True)
     resume = tiny_args(features, labels, out, "--epochs", 1, "--max-steps", 2, "--resume")
     (out / "checkpoints" / "step_old").mkdir()  # not ours: ignored

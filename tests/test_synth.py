@@ -13,7 +13,7 @@ from avvp.annotations import (
     write_events,
     write_weak_labels,
 )
-from avvp.baselines import REFERENCES, reference_predictions, reference_scores
+from avvp.baselines import REFERENCE_NOTES, REFERENCES, reference_predictions, reference_scores
 from avvp.classes import CLASS_INDEX, NUM_CLASSES, NUM_SNIPPETS
 from avvp.errors import AnnotationError
 from avvp.stats import COLUMNS, class_modality_counts, format_counts, plot_counts
@@ -170,6 +170,8 @@ def test_stats_table_and_plot(tiny_llp, tmp_path):
     assert class_modality_counts(tiny_llp, ("val", "val"))["videos"] == TINY.val  # a split counts once
     assert (counts["heard"] == counts["both"] + counts["heard_only"]).all()
     assert (counts["seen"] == counts["both"] + counts["seen_only"]).all()
+    any_event = counts["both"] + counts["heard_only"] + counts["seen_only"]
+    assert (counts["labelled"] - counts["no_event"] + counts["unlabelled"] == any_event).all()  # the columns add up
     test = load_split(tiny_llp, "test")
     assert (
         class_modality_counts(tiny_llp, ("test",))["both"].sum()
@@ -177,6 +179,7 @@ def test_stats_table_and_plot(tiny_llp, tmp_path):
     )
     lines = format_counts(counts).splitlines()
     assert lines[0].split() == ["class", *COLUMNS] and len(lines) == 1 + NUM_CLASSES + 1
+    assert max(map(len, lines)) <= 100
     png = plot_counts(counts, tmp_path / "stats.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -202,10 +205,11 @@ def test_cli_baselines_and_stats(tiny_llp, tmp_path, run_avvp):
     assert all(len(result[name]["segment"]) == 5 and len(result[name]["event"]) == 5 for name in REFERENCES)
     code, stdout, stderr = run_avvp("data", "baselines", "--annotations", tiny_llp, "--split", "val")
     assert code == 0, stderr
-    assert [line for line in stdout.splitlines() if line.endswith("(val)")] == [f"{n} (val)" for n in REFERENCES]
+    titles = [f"{n} (val): {REFERENCE_NOTES[n]}" for n in REFERENCES]  # each reference row explained in one line
+    assert [line for line in stdout.splitlines() if " (val): " in line] == titles
     code, stdout, stderr = run_avvp("data", "stats", tiny_llp, "--plot", tmp_path / "fig.png")
     assert code == 0, stderr
-    assert stdout.splitlines()[0] == f"val+test: {TINY.val + TINY.test} videos"
+    assert stdout.splitlines()[0] == f"LLP-sim (synthetic), val+test: {TINY.val + TINY.test} videos"
     assert (tmp_path / "fig.png").is_file()
     code, _, stderr = run_avvp("data", "stats", tiny_llp, "--split", "train")
     assert code == 1 and "only val and test" in stderr

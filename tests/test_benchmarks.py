@@ -1,0 +1,60 @@
+"""Every benchmark module and every section of `benchmarks.speed` runs to its end at a tiny size (a smoke run: the
+same code path with its own checks on), so that none goes stale unseen. Their figures are not checked here."""
+
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import speed
+
+BENCHMARKS = Path(speed.__file__).parent
+LIBRARIES = {"oracles"}
+"""Modules of benchmarks/ that are helpers of the others, not runnable benchmarks."""
+SMOKED_ELSEWHERE = {
+    "fault_injection": "tests/test_fault_injection.py (inject, two kills per trainer)",
+}
+"""Runnable modules whose smoke run lives in another test file."""
+RUNNABLE = {"tables", "label_curve"}
+"""Runnable modules smoke-run below by their main()."""
+
+
+def test_every_benchmark_module_is_smoke_run_somewhere():
+    modules = {path.stem for path in BENCHMARKS.glob("*.py") if path.stem not in ("__init__", "speed")}
+    sections = {module.rsplit(".", 1)[1] for module in speed.SECTIONS.values()}
+    assert modules == sections | LIBRARIES | set(SMOKED_ELSEWHERE) | RUNNABLE, "a new benchmark module: smoke it"
+    for module in speed.SECTIONS.values():
+        assert isinstance(importlib.import_module(module).SMOKE, dict), module
+
+
+def test_every_speed_section_runs_to_the_end(capsys):
+    assert speed.main(["--smoke"]) == 0
+    out = capsys.readouterr().out
+    for name in speed.SECTIONS:
+        assert f"== {name} (" in out, name
+    assert "labels: fast == networkx == the build" in out  # the grounding section compares like with like
+
+
+def test_tables_main_runs_a_tiny_table(tiny_llp, tmp_path):
+    from benchmarks import tables
+
+    rows = "Base (paper recipe),Weak-label oracle (reference)"
+    tables.main(["--preset", "tiny", "--seeds", "1", "--data", str(tiny_llp), "--out", str(tmp_path), "--rows", rows])
+    report = json.loads((tmp_path / "tables.json").read_text())
+    assert set(report["rows"]) >= {"Base (paper recipe)", "Weak-label oracle (reference)"}
+
+
+def test_label_curve_main_runs_a_tiny_curve(tiny_llp, tmp_path, capsys):
+    from benchmarks import label_curve
+
+    args = ["--preset", "tiny", "--seeds", "1", "--fractions", "1", "--rows", "raw", "--data", str(tiny_llp)]
+    label_curve.main([*args, "--epochs", "1", "--out", str(tmp_path)])
+    assert "wrote" in capsys.readouterr().out
+    assert list(tmp_path.glob("label_curve*.png"))
+
+
+@pytest.mark.parametrize("module", sorted(SMOKED_ELSEWHERE))
+def test_the_modules_smoked_elsewhere_are(module):
+    test_file = Path(__file__).parent / SMOKED_ELSEWHERE[module].split()[0].removeprefix("tests/")
+    assert f"benchmarks.{module}" in test_file.read_text()
