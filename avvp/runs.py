@@ -1,43 +1,42 @@
-"""The run layer: what every command that writes a run folder or a corpus shares.
+"""The run layer: configs, checkpoints and RNG states of the trainers' run folders.
 
-- **One writer per output.** `output_lock(path)` holds an exclusive `fcntl.flock` on `.NAME.lock` beside the
-  output for the command's life (`hold_output` in a multi-process trainer: the main process holds it); a
-  second command on the same output stops with one line naming it and the holder's pid, having changed nothing.
+Writing (locks, staging, `--overwrite`, full disks) is the output layer's, `avvp.output`; its names that
+callers imported from here before it existed are re-exported.
+
 - **Checkpoints that never unpickle.** `save_checkpoint` writes the model, the optimizer (tensors plus JSON),
   the scheduler (JSON), each process's RNG states and the loop's own progress (JSON) into a temporary folder,
   fsyncs it and renames it to `RUN/checkpoints/NNNNNN`; the newest two are kept, so a kill at any instant
-  leaves the previous checkpoint or the new one. `load_checkpoint` reads the newest that parses (a damaged
-  one falls back to the one before, with a note); a run folder holding Accelerate's pickled state is refused.
+  leaves the previous checkpoint or the new one. `load_checkpoint` restores the newest that reads and checks
+  (every manifest entry, the RNG, scheduler and loop state; any failure falls back to the one before, with a
+  note); a run folder holding Accelerate's pickled state is refused.
 - **Run folders.** `check_run_dir` (resume / overwrite / inputs inside the run), `start_run_dir`,
   `resume_differences` (the settings a resume must repeat) and `load_config` (a dataclass from JSON, checked
   field by field), for both trainers.
-- **Full disks.** `writing(output)` turns ENOSPC and the other OS errors of writing into one line naming the
-  output; `check_free_space` refuses a corpus that cannot fit before HDF5 (which crashes on a full disk)
-  starts writing.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import errno
-import fcntl
 import json
 import os
 import random
 import shutil
 import sys
-import tempfile
-import time
 import types
 import typing
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from avvp.errors import AvvpError, ConfigError
-from avvp.io import check_writable
+from avvp.output import (  # noqa: F401  (output_lock, hold_output, check_free_space, staging_dir: re-exported)
+    check_free_space,
+    check_writable,
+    hold_output,
+    output_lock,
+    staging_dir,
+    writing,
+)
 
 if typing.TYPE_CHECKING:
     import torch
@@ -58,92 +57,6 @@ PICKLED_SUFFIXES = (".pkl", ".bin", ".pt", ".pth")
 """Files of Accelerate's `save_state` (and torch.save) layouts: never read, since unpickling runs code."""
 
 
-# --- one writer per output ---
-
-
-def lock_path(output: str | os.PathLike) -> Path:
-    """The lock file of an output: `.NAME.lock` beside it (the same file however the output is spelled)."""
-    output = Path(os.path.abspath(output))
-    parent = output.parent.resolve() if output.parent.exists() else output.parent
-    return parent / f".{output.name}.lock"
-
-
-class OutputLock:
-    """An exclusive lock on one output, held from `acquire` to `release` (or the process's end)."""
-
-    def __init__(self, output: str | os.PathLike):
-        if not str(output):
-            raise ConfigError("no output given (--out)")
-        self.output = Path(output)
-        self.path = lock_path(output)
-        self._fd: int | None = None
-        self._made: list[Path] = []
-
-    def acquire(self) -> OutputLock:
-        check_writable(self.output, overwrite=True, directory=True)  # a file on the way: one line, not an OSError
-        with writing(self.output):
-            self._made = [folder for folder in (self.path.parent, *self.path.parent.parents) if not folder.exists()]
-            self.path.parent.mkdir(parents=True, exist_ok=True)  # the folders the output goes into, as it would
-            while True:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    holder = _holder_pid(fd)
-                    os.close(fd)
-                    raise AvvpError(
-                        f"{self.output}: another command (pid {holder}) is writing it; wait for it to end "
-                        "or choose another output"
-                    ) from None
-                try:
-                    current = os.stat(self.path).st_ino
-                except FileNotFoundError:
-                    current = None
-                if current != os.fstat(fd).st_ino:  # released and removed by its holder meanwhile: take the new one
-                    os.close(fd)
-                    continue
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()}\n".encode())
-                self._fd = fd
-                return self
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)  # while still held, so that no one takes the file on its way out
-        os.close(self._fd)
-        self._fd = None
-        for folder in self._made:  # made for the lock, left empty: the command wrote nothing there
-            try:
-                folder.rmdir()
-            except OSError:
-                break
-
-
-def _holder_pid(fd: int, wait: float = 1.0) -> str:
-    """The pid the holder wrote into the lock file (it writes it just after taking the lock)."""
-    deadline = time.monotonic() + wait
-    while True:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-        if text.isdigit() or time.monotonic() > deadline:
-            return text or "unknown"
-        time.sleep(0.01)
-
-
-@contextlib.contextmanager
-def output_lock(*outputs: str | os.PathLike) -> Iterator[None]:
-    """Hold the lock of every output for the block (one process); a taken one is a one-line AvvpError."""
-    locks: list[OutputLock] = []
-    try:
-        for output in outputs:
-            locks.append(OutputLock(output).acquire())
-        yield
-    finally:
-        for lock in reversed(locks):
-            lock.release()
-
-
 def process_state():
     """Accelerate's `PartialState` as the run's `Accelerator` will see it (ACCELERATE_USE_CPU: the CPU processes
     of `accelerate launch --multi_gpu`), available before the Accelerator is made."""
@@ -151,87 +64,6 @@ def process_state():
     from accelerate.utils import parse_flag_from_env
 
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
-
-
-@contextlib.contextmanager
-def hold_output(output: str | os.PathLike, state=None) -> Iterator[None]:
-    """`output_lock` for the processes of one (Accelerate) run: the main process holds the lock, and every
-    process stops with the same one-line error when another command holds it. `state`: `process_state()`."""
-    lock, message = OutputLock(output), None
-    main = state is None or state.is_main_process
-    if main:
-        try:
-            lock.acquire()
-        except AvvpError as error:
-            message = str(error)
-    if state is not None and state.num_processes > 1:
-        from accelerate.utils import broadcast_object_list
-
-        message = broadcast_object_list([message])[0]  # an in-memory string between our own processes
-    if message is not None:
-        raise AvvpError(message)
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-# --- full disks ---
-
-NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
-WRITE_ERRNOS = (*NO_SPACE_ERRNOS, errno.EROFS, errno.EFBIG, errno.EIO, errno.EACCES, errno.EPERM)
-
-
-def _no_space(error: BaseException) -> bool:
-    text = str(error)
-    return getattr(error, "errno", None) in NO_SPACE_ERRNOS or "No space left" in text or "os error 28" in text
-
-
-def format_size(size: float) -> str:
-    for unit in ("bytes", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1000
-    raise AssertionError("unreachable")
-
-
-def free_space(path: str | os.PathLike) -> int:
-    """Bytes free for writing at `path` (measured on its nearest existing folder)."""
-    folder = Path(os.path.abspath(path))
-    while not folder.exists():
-        folder = folder.parent
-    return shutil.disk_usage(folder).free
-
-
-def check_free_space(output: str | os.PathLike, needed: int) -> None:
-    """Refuse to start writing `needed` bytes (an estimate; 5% and 1 MB are added) where they do not fit."""
-    free = free_space(output)
-    wanted = int(needed * 1.05) + (1 << 20)
-    if wanted > free:
-        raise AvvpError(
-            f"{output}: not enough free space: it needs about {format_size(wanted)}, {format_size(free)} are free"
-        )
-
-
-@contextlib.contextmanager
-def writing(output: str | os.PathLike, needed: int | None = None) -> Iterator[None]:
-    """Turn a full disk (or another OS error of writing) inside the block into one line naming `output`.
-
-    The block's own cleanup (temporary files, staging folders) runs before the error reaches the caller.
-    """
-    try:
-        yield
-    except AvvpError:
-        raise
-    except Exception as error:
-        if not isinstance(error, OSError | RuntimeError) and type(error).__name__ != "SafetensorError":
-            raise
-        if _no_space(error):
-            size = f" (it needs about {format_size(needed)})" if needed else ""
-            raise AvvpError(f"{output}: no space left on the device while writing it{size}") from None
-        if isinstance(error, OSError) and error.errno in WRITE_ERRNOS:
-            raise AvvpError(f"{output}: cannot write it ({error.strerror or error})") from None
-        raise
 
 
 # --- run folders ---
@@ -387,7 +219,7 @@ def _has_type(value, annotation) -> bool:
 
 def write_json(path: Path, data, allow_nan: bool = True) -> None:
     """Write JSON atomically (a temporary file, fsynced, renamed)."""
-    from avvp.io import atomic_path
+    from avvp.output import atomic_path
 
     with atomic_path(path, overwrite=True) as tmp:
         with open(tmp, "w", encoding="utf-8") as handle:
@@ -693,13 +525,3 @@ def load_checkpoint(out: Path, accelerator, model, optimizer, scheduler) -> Chec
     accelerator.step = checkpoint.loop["accelerator_step"]
     restore_rng(*checkpoint.rng)
     return checkpoint
-
-
-@contextlib.contextmanager
-def staging_dir(out: Path, prefix: str) -> Iterator[Path]:
-    """A temporary folder inside `out`, removed whatever happens."""
-    tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=out))
-    try:
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -14,7 +14,8 @@ import torch
 from conftest import run_cli
 
 from avvp.errors import AvvpError
-from avvp.runs import CHECKPOINTS, OutputLock, checkpoint_dirs, load_checkpoint, save_checkpoint
+from avvp.output import OutputLock
+from avvp.runs import CHECKPOINTS, checkpoint_dirs, load_checkpoint, save_checkpoint
 from benchmarks.fault_injection import pretrain_data
 from finetune.config import make_config
 from finetune.train import train
@@ -288,7 +289,7 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_leaves_nothing_staged(t
 @pytest.mark.parametrize("where", ["store", "labels", "free space"])
 def test_a_full_disk_while_writing_a_corpus_is_one_line_and_leaves_nothing(where, tiny_llp, tmp_path, monkeypatch):
     import avvp.avg_labels
-    import avvp.runs
+    import avvp.output
     import avvp.store
 
     if where == "store":
@@ -296,7 +297,7 @@ def test_a_full_disk_while_writing_a_corpus_is_one_line_and_leaves_nothing(where
     elif where == "labels":
         monkeypatch.setattr(avvp.avg_labels.AvgLabelWriter, "append", no_space)
     else:
-        monkeypatch.setattr(avvp.runs, "free_space", lambda path: 10_000)
+        monkeypatch.setattr(avvp.output, "free_space", lambda path: 10_000)
     out = tmp_path / "new" / ("avg.h5" if where == "labels" else "corpus")
     if where == "labels":
         result = run_cli(groundtruth_main, "build", "--features", tiny_llp / "llp.h5", "--out", out, "--quiet")
