@@ -18,7 +18,7 @@ import numpy as np
 
 from avvp.classes import NUM_SNIPPETS
 from avvp.errors import StoreError
-from avvp.io import atomic_path
+from avvp.output import atomic_path, create_hdf5
 from avvp.store import SCHEMA_VERSION, _created_by, _open, _plain, _read_ids, close_discarding
 
 
@@ -62,7 +62,7 @@ class AvgLabelWriter:
         self.path = Path(path)
         self._atomic = atomic_path(self.path, overwrite)
         tmp = self._atomic.__enter__()
-        self._file = h5py.File(tmp, "w", track_order=True)
+        self._file = create_hdf5(tmp)
         self._file.attrs["schema"] = SCHEMA_VERSION
         self._file.attrs["created_by"] = _created_by()
         for key, value in (attrs or {}).items():

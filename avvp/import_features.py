@@ -30,6 +30,7 @@ from avvp.annotations import read_dataset_videos
 from avvp.classes import NUM_SNIPPETS
 from avvp.console import progress
 from avvp.errors import ConfigError, StoreError
+from avvp.inputs import check_input_file, check_npy_header
 from avvp.io import atomic_path, check_writable, first_non_utf8
 from avvp.runs import check_free_space, output_lock, writing
 from avvp.store import CHUNK_VIDEOS, RAW_WIDTHS, StoreWriter, float_dtype
@@ -113,7 +114,9 @@ def feature_paths(root: str | os.PathLike, video_id: str) -> dict[str, Path]:
 def _load(path: Path, rows: tuple[int, int], width: int) -> np.ndarray:
     """A (rows, width) numeric array from a .npy file, with `rows` an inclusive range, as float32."""
     try:
+        check_input_file(path, ".npy array")
         contents = path.read_bytes()
+        check_npy_header(path, contents)
         with NPY_PARSING:
             array = np.load(io.BytesIO(contents), allow_pickle=False)
     except FileNotFoundError:
@@ -310,7 +313,8 @@ def _import_han(
 def exported_from(root: Path) -> str:
     """' (exported from ...)' where the folder says what it was exported from (SOURCE_FILE), else ''."""
     path = root / SOURCE_FILE
-    if not path.is_file():
+    if path.is_symlink() or not path.is_file():  # a link could carry any file's first line into the store
         return ""
-    text = " ".join(path.read_text(encoding="utf-8", errors="replace").split())[:200]
+    with open(path, "rb") as handle:
+        text = " ".join(handle.read(4096).decode("utf-8", errors="replace").split())[:200]
     return f" (exported from {text})" if text else ""

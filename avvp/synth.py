@@ -701,7 +701,8 @@ def _synthesize(
     # signal at any instant, even between its creation and the start of the `try`, leaves nothing to find.
     staging = out / f".synth.{os.getpid()}.tmp"
     try:
-        shutil.rmtree(staging, ignore_errors=True)  # a SIGKILLed run's, under a pid used again
+        for leftover in out.glob(".synth.*.tmp"):  # a killed run's (the lock makes them no living run's)
+            shutil.rmtree(leftover, ignore_errors=True)
         staging.mkdir()
         staged = output_paths(staging)
         for name in SPLITS:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from avvp.errors import ConfigError
+from avvp.inputs import check_input_file, check_state_dict
 
 
 def read_reference(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -22,9 +23,7 @@ def read_reference(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
     A `module.` prefix on every key (a DataParallel save) is dropped.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such checkpoint")
+    path = check_input_file(path, "checkpoint", ConfigError)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
@@ -34,8 +33,7 @@ def read_reference(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise ConfigError(
             f"{path}: not a loadable PyTorch state dict (torch.load with weights_only=True: {reason})"
         ) from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ConfigError(f"{path}: expected a state dict of tensors (torch.save(model.state_dict()))")
+    check_state_dict(path, state, ConfigError)  # string keys, dense real floating tensors, no expanded views
     if state and all(key.startswith("module.") for key in state):
         state = {key.removeprefix("module."): value for key, value in state.items()}
     return state
@@ -113,10 +111,10 @@ def save_imported_run(model: nn.Module, cfg, weights: dict[str, torch.Tensor], w
     """Check that converted `weights` fit `model` (built from `cfg`), then write cfg.out atomically."""
     from safetensors.torch import save_file
 
-    from avvp.io import atomic_dir
+    from avvp.output import MARKER, atomic_dir
 
     check_weights(model, weights, what)
-    with atomic_dir(cfg.out, overwrite) as tmp:
+    with atomic_dir(cfg.out, overwrite, markers=(MARKER, "config.json")) as tmp:
         cfg.save(tmp / "config.json")
         save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
     return Path(cfg.out)
