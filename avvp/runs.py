@@ -457,13 +457,93 @@ class Checkpoint:
         return self.loop["progress"]
 
 
-def read_checkpoint(path: Path, rank: int, model_state: dict[str, torch.Tensor]) -> Checkpoint:
-    """Read and check one checkpoint; a CheckpointError names the first file that is not as saved."""
+def _plain_name(path: Path, name: object, what: str) -> str:
+    """A file name a manifest or loop state lists: a plain name inside the checkpoint folder."""
+    if not isinstance(name, str) or not name or name.startswith(".") or "/" in name or "\\" in name or "\0" in name:
+        raise CheckpointError(path, f"{what} {name!r} is not a file name inside the checkpoint")
+    return name
+
+
+def _kind(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, list | tuple):
+        return "list"
+    return {str: "string", dict: "object"}.get(type(value), "other")
+
+
+def check_like(path: Path, saved, live, where: str) -> None:
+    """Refuse saved JSON state whose structure differs from the live object's: the same keys of an object, the
+    same kind of each value (numbers alike; a live null or empty object takes anything), list items like the
+    live first one."""
+    if live is None or _kind(live) == "other":  # a live value JSON cannot hold: the object's own load decides
+        return
+    if _kind(saved) != _kind(live):
+        raise CheckpointError(path, f"{where} is {_kind(saved)} {str(saved)[:40]!r}; expected a {_kind(live)}")
+    if isinstance(live, dict) and live:  # an empty one is a structure not known here: anything goes
+        if set(saved) != set(live):
+            differ = sorted(map(str, set(saved) ^ set(live)))
+            raise CheckpointError(path, f"{where} has other entries than this run's ({', '.join(differ[:3])})")
+        for key, value in live.items():
+            check_like(path, saved[key], value, f"{where}.{key}")
+    elif isinstance(live, list) and live:
+        for index, item in enumerate(saved):
+            check_like(path, item, live[0], f"{where}[{index}]")
+
+
+def check_rng(path: Path, tensors: dict, plain: object) -> None:
+    """Try the saved RNG states on throwaway generators: a state they refuse would fail the resume."""
+    import torch
+
+    try:
+        torch.Generator().set_state(tensors["torch"])
+        version, internal, gauss = plain["python"]
+        random.Random().setstate((version, tuple(internal), gauss))
+        kind, keys, position, has_gauss, cached = plain["numpy"]
+        np.random.RandomState().set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as error:
+        raise CheckpointError(path, f"RNG state not as saved ({_one_line(error)})") from None
+
+
+def check_optimizer(path: Path, saved: dict, live: dict) -> None:
+    """The saved optimizer state (`optimizer_state_dict`) has this run's parameter groups and parameters."""
+    groups = saved.get("param_groups") if isinstance(saved, dict) else None
+    if not isinstance(groups, list) or len(groups) != len(live["param_groups"]):
+        raise CheckpointError(path, "optimizer param_groups differ from this run's")
+    for index, (group, mine) in enumerate(zip(groups, live["param_groups"], strict=True)):
+        check_like(path, group, {**mine, "params": None}, f"param_groups[{index}]")
+        if not isinstance(group["params"], list) or len(group["params"]) != len(mine["params"]):
+            raise CheckpointError(path, f"param_groups[{index}] holds other parameters than this run's")
+    known = {param for group in live["param_groups"] for param in group["params"]}
+    for param, entries in saved.get("state", {}).items():
+        if param not in known or not isinstance(entries, dict):
+            raise CheckpointError(path, f"optimizer state of parameter {param!r} does not fit this run")
+
+
+def read_checkpoint(
+    path: Path, rank: int, model_state: dict[str, torch.Tensor], live: dict | None = None
+) -> Checkpoint:
+    """Read and check one checkpoint; a CheckpointError names the first file that is not as saved.
+
+    Every manifest entry is checked (a plain file name inside the folder, its size); with `live` (the run's
+    own `optimizer`, `scheduler` and `progress` state), the saved state must have the same structure, and the
+    RNG states must be accepted by throwaway generators, so that restoring cannot fail half-way.
+    """
     manifest = _read_json(path / MANIFEST)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(path / MANIFEST, f"not an {FORMAT} manifest")
-    for name, size in manifest["files"].items():
-        if not (path / name).is_file() or (path / name).stat().st_size != size:
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise CheckpointError(path / MANIFEST, "'files' is not an object of file names and sizes")
+    for name, size in files.items():
+        _plain_name(path / MANIFEST, name, "file")
+        if not isinstance(size, int) or isinstance(size, bool):
+            raise CheckpointError(path / MANIFEST, f"size of {name!r} is {size!r}; expected a number of bytes")
+        if not (path / name).is_file() or (path / name).is_symlink() or (path / name).stat().st_size != size:
             raise CheckpointError(path / name, "missing or not of the size saved")
     model = _read_tensors(path / MODEL_FILE)
     expected = {name: tuple(tensor.shape) for name, tensor in model_state.items()}
@@ -471,31 +551,50 @@ def read_checkpoint(path: Path, rank: int, model_state: dict[str, torch.Tensor])
     if found != expected:
         differ = sorted(set(found) ^ set(expected)) or [n for n in expected if found[n] != expected[n]]
         raise CheckpointError(path / MODEL_FILE, f"weights do not fit the model ({', '.join(differ[:3])})")
-    optimizer = optimizer_state_dict(_read_tensors(path / OPTIMIZER_TENSORS), _read_json(path / OPTIMIZER_JSON))
+    try:
+        optimizer = optimizer_state_dict(_read_tensors(path / OPTIMIZER_TENSORS), _read_json(path / OPTIMIZER_JSON))
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise CheckpointError(path / OPTIMIZER_JSON, f"optimizer state not as saved ({_one_line(error)})") from None
     loop = _read_json(path / PROGRESS_JSON)
-    tensors = {name: _read_tensors(path / f"{name}.safetensors") for name in loop["tensors"]}
+    check_like(path / PROGRESS_JSON, loop, {"progress": {}, "accelerator_step": 0, "scaler": None, "tensors": []}, "")
+    if not isinstance(loop["progress"], dict):
+        raise CheckpointError(path / PROGRESS_JSON, "'progress' is not an object")
+    names = [_plain_name(path / PROGRESS_JSON, name, "tensors entry") for name in loop["tensors"]]
+    tensors = {name: _read_tensors(path / f"{name}.safetensors") for name in names}
     rng = (_read_tensors(path / f"rng_{rank}.safetensors"), _read_json(path / f"rng_{rank}.json"))
-    return Checkpoint(path, model, optimizer, _read_json(path / SCHEDULER_JSON), rng, loop, tensors)
+    scheduler = _read_json(path / SCHEDULER_JSON)
+    check_rng(path / f"rng_{rank}.json", *rng)
+    if live is not None:
+        check_optimizer(path / OPTIMIZER_JSON, optimizer, live["optimizer"])
+        check_like(path / SCHEDULER_JSON, scheduler, live["scheduler"], "scheduler")
+        if live.get("progress") is not None:
+            check_like(path / PROGRESS_JSON, loop["progress"], live["progress"], "progress")
+    return Checkpoint(path, model, optimizer, scheduler, rng, loop, tensors)
 
 
-def load_checkpoint(out: Path, accelerator, model, optimizer, scheduler) -> Checkpoint | None:
+def load_checkpoint(
+    out: Path, accelerator, model, optimizer, scheduler, progress_like: dict | None = None
+) -> Checkpoint | None:
     """Restore the newest readable checkpoint into the (prepared) objects; None where the run has none yet.
 
-    A damaged newest checkpoint falls back to the one before it, with a note on stderr; when none can be read,
-    a one-line AvvpError names the file of the newest. Every process reads the checkpoint the main one chose.
+    A newest checkpoint that fails to read or check (`read_checkpoint`; `progress_like`: the loop's progress as
+    a fresh run has it, whose structure the saved one must have) falls back to the one before it, with a note on
+    stderr; when none can be read, a one-line AvvpError names the file of the newest. Every process reads the
+    checkpoint the main one chose.
     """
     refuse_pickled_state(out)
     if accelerator.is_main_process:
         remove_staging(out)
     model_state = accelerator.unwrap_model(model).state_dict()
+    live = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "progress": progress_like}
     chosen, first_error = None, None
     if accelerator.is_main_process:
         found = checkpoint_dirs(out)
         for index, path in enumerate(found):
             try:
                 for rank in range(accelerator.num_processes):
-                    read_checkpoint(path, rank, model_state)
-            except (CheckpointError, KeyError, TypeError, ValueError) as error:
+                    read_checkpoint(path, rank, model_state, live)
+            except (CheckpointError, KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
                 first_error = first_error or error
                 if index + 1 < len(found):
                     print(f"note: {_one_line(error, 300)}; resuming from {found[index + 1]} instead", file=sys.stderr)

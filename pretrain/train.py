@@ -279,7 +279,9 @@ def _set_up(cfg: PretrainConfig, out: Path, corpus, train_rows: np.ndarray, val_
 
 def _resume(run: PretrainRun) -> None:
     """Continue from the newest readable checkpoint; log.jsonl keeps only the lines up to it."""
-    checkpoint = load_checkpoint(run.out, run.accelerator, run.model, run.optimizer, run.scheduler)
+    checkpoint = load_checkpoint(
+        run.out, run.accelerator, run.model, run.optimizer, run.scheduler, run.progress.state_dict()
+    )
     if checkpoint is None:
         if run.accelerator.is_main_process:
             print(f"note: {run.out}: no checkpoint yet; starting the run from its first step", file=sys.stderr)
