@@ -255,3 +255,39 @@ def check_state_dict(path: str | os.PathLike, state: object, error: type[Excepti
         ):
             raise error(f"{path}: {key!r} is an expanded view (stride {value.stride()}); expected stored weights")
     return state
+
+
+# --- sizes in configs ---
+
+MAX_WIDTH = 1 << 16
+"""The widest feature, hidden or feed-forward width a config may ask for (the paper's are 512 to 2048)."""
+MAX_LAYERS = 64
+MAX_HEADS = 1024
+MAX_SEED = 2**32 - 1
+"""NumPy's and torch's seeds are 32-bit; a larger one fails deep inside them."""
+SIZE_BOUNDS = {
+    "hidden_size": MAX_WIDTH,
+    "intermediate_size": 4 * MAX_WIDTH,
+    "num_heads": MAX_HEADS,
+    "num_attention_heads": MAX_HEADS,
+    "num_layers": MAX_LAYERS,
+    "num_hidden_layers": MAX_LAYERS,
+    "audio_size": MAX_WIDTH,
+    "visual_size": MAX_WIDTH,
+    "motion_size": MAX_WIDTH,
+    "max_position_embeddings": 4096,
+}
+"""Config field -> its largest value: a config asking for more is refused before any model is built."""
+
+
+def check_sizes(where: str, values: dict, error: type[Exception] = StoreError) -> None:
+    """Refuse a config whose sizes (`SIZE_BOUNDS`, `input_widths`, `seed`) are not integers in range; `where`
+    names the file or the options in the one-line `error`."""
+    bounded = {name: (1, high, values[name]) for name, high in SIZE_BOUNDS.items() if values.get(name) is not None}
+    for stream, width in (values.get("input_widths") or {}).items():
+        bounded[f"input_widths.{stream}"] = (1, MAX_WIDTH, width)
+    if values.get("seed") is not None:
+        bounded["seed"] = (0, MAX_SEED, values["seed"])
+    for name, (low, high, value) in bounded.items():
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise error(f"{where}: {name} is {value!r}; expected an integer from {low} to {high:,}")

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from avvp.errors import AvvpError, ConfigError
+from avvp.inputs import check_input_file
 from avvp.output import (  # noqa: F401  (output_lock, hold_output, check_free_space, staging_dir: re-exported)
     check_free_space,
     check_writable,
@@ -166,10 +167,13 @@ def load_config(cls: type[T], path: str | os.PathLike, what: str, renamed: dict[
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file; expected {what}")
+    check_input_file(path, what, ConfigError)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid JSON (nested too deep)") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object: {what}")
     known = {f.name for f in dataclasses.fields(cls)}

@@ -46,6 +46,7 @@ import numpy as np
 from avvp.annotations import EVAL_FILES, SPLIT_FILES, WeakLabels, load_split, write_events, write_weak_labels
 from avvp.classes import CLASS_INDEX, NUM_CLASSES, NUM_SNIPPETS
 from avvp.errors import ConfigError
+from avvp.inputs import MAX_SEED
 from avvp.io import check_writable
 from avvp.modality_labels import TRAIN_TRUTH_FILES
 from avvp.runs import check_free_space, output_lock, writing
@@ -663,8 +664,8 @@ def _synthesize(
         raise ConfigError(f"--sim-version {version}: expected one of {', '.join(map(str, SIM_VERSIONS))}")
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    if seed < 0:
-        raise ConfigError(f"--seed {seed}: must be at least 0")
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"--seed {seed}: expected an integer from 0 to {MAX_SEED:,}")
     out = Path(out)
     files = output_paths(out)
     for path in files.values():  # every output is checked before any is computed or replaced

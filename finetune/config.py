@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from avvp.config_cli import cli
 from avvp.errors import ConfigError
+from avvp.inputs import check_sizes
 from avvp.precision import MIXED_PRECISION
 from finetune.models import REGISTRY, STREAMS
 
@@ -176,6 +177,7 @@ class FinetuneConfig:
         for name in ("epochs", "batch_size", "lr_step", "hidden_size", "num_heads", "intermediate_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        check_sizes("the finetuning config", asdict(self), ConfigError)  # widths, heads, seed bounded
         for name in ("lr", "frontend_lr"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):

@@ -32,6 +32,7 @@ from accelerate import Accelerator
 from avvp.annotations import SPLIT_FILES
 from avvp.classes import NUM_CLASSES
 from avvp.errors import ConfigError
+from avvp.inputs import MAX_SEED
 from avvp.modality_labels import EVIDENCE, ModalityLabels, label_report, train_truth, write_modality_labels
 from avvp.output import check_writable, output_lock
 from avvp.precision import resolve_mixed_precision
@@ -207,8 +208,8 @@ def refine(
 
 
 def _refine(run, features, annotations, out, seed, audio_threshold, visual_threshold, batch_size, overwrite):
-    if seed < 0:
-        raise ConfigError(f"--seed {seed}: must be at least 0")
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"--seed {seed}: expected an integer from 0 to {MAX_SEED:,}")
     if batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size}: must be at least 1")
     cfg, model = load_run(run)

@@ -17,7 +17,7 @@ from avvp.classes import NUM_SNIPPETS
 from avvp.config_cli import cli
 from avvp.console import progress
 from avvp.errors import ConfigError, StoreError
-from avvp.inputs import read_npy
+from avvp.inputs import MAX_SEED, read_npy
 from avvp.io import check_writable
 from avvp.runs import check_free_space, output_lock, writing
 from avvp.store import check_stream_finite, iter_store, store_info
@@ -118,8 +118,8 @@ class GroundingConfig:
         self.threads = self.threads or available_cores()
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size {self.batch_size}: need at least one video per batch")
-        if self.seed < 0:
-            raise ConfigError(f"--seed {self.seed}: must be at least 0")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"--seed {self.seed}: expected an integer from 0 to {MAX_SEED:,}")
 
     @property
     def explicit(self) -> bool:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from avvp.config_cli import cli
 from avvp.errors import ConfigError
+from avvp.inputs import check_sizes
 from avvp.precision import MIXED_PRECISION
 from pretrain.losses import OBJECTIVES, RELEASE_MARGIN, check_margins, check_variant
 
@@ -148,6 +149,7 @@ class PretrainConfig:
         for name in positive + ("log_every",):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
+        check_sizes("the pretraining config", asdict(self), ConfigError)  # sizes and seed bounded
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"--max-steps {self.max_steps}: must be at least 1")
         if self.hidden_size % self.num_heads:
