@@ -12,7 +12,6 @@ whichever way the files are named. Without them the ids are the file stems (a pr
 
 from __future__ import annotations
 
-import io
 import os
 import threading
 from collections import deque
@@ -30,7 +29,7 @@ from avvp.annotations import read_dataset_videos
 from avvp.classes import NUM_SNIPPETS
 from avvp.console import progress
 from avvp.errors import ConfigError, StoreError
-from avvp.inputs import check_input_file, check_npy_header
+from avvp.inputs import check_input_file, parse_npy
 from avvp.io import atomic_path, check_writable, first_non_utf8
 from avvp.runs import check_free_space, output_lock, writing
 from avvp.store import CHUNK_VIDEOS, RAW_WIDTHS, StoreWriter, float_dtype
@@ -116,17 +115,13 @@ def _load(path: Path, rows: tuple[int, int], width: int) -> np.ndarray:
     try:
         check_input_file(path, ".npy array")
         contents = path.read_bytes()
-        check_npy_header(path, contents)
         with NPY_PARSING:
-            array = np.load(io.BytesIO(contents), allow_pickle=False)
+            array = parse_npy(path, contents)
     except FileNotFoundError:
         raise StoreError(f"{path}: no such file") from None
-    except (OSError, ValueError, EOFError) as error:
+    except OSError as error:
         raise StoreError(f"{path}: not a readable .npy array ({error})") from None
     expected = f"({rows[0]}..{rows[1]}, {width})" if rows[0] != rows[1] else f"({rows[0]}, {width})"
-    if not isinstance(array, np.ndarray):  # np.load opens a zip (.npz) archive whatever the file is called
-        array.close()
-        raise StoreError(f"{path}: not a .npy array but an .npz archive; expected one {expected} array")
     if array.ndim != 2 or not rows[0] <= array.shape[0] <= rows[1] or array.shape[1] != width:
         raise StoreError(f"{path}: shape {array.shape}; expected {expected}")
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):

@@ -208,27 +208,52 @@ def check_npy_header(path: str | os.PathLike, contents: bytes) -> None:
         )
 
 
+def parse_npy(path: str | os.PathLike, contents: bytes) -> np.ndarray:
+    """A `.npy` file's bytes as its array (no pickles; a zip `.npz` refused), the header checked first. NumPy parses
+    the header with `ast`, which CPython 3.11 can fail on in two threads at once: threads hold a lock around it."""
+    check_npy_header(path, contents)
+    try:
+        array = np.load(io.BytesIO(contents), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as failure:
+        raise StoreError(f"{path}: not a readable .npy array ({failure})") from None
+    if not isinstance(array, np.ndarray):
+        array.close()
+        raise StoreError(f"{path}: not a .npy array but an .npz archive; expected one array")
+    return array
+
+
 def read_npy(path: str | os.PathLike, error: type[Exception] = StoreError, max_bytes: int = 1 << 30) -> np.ndarray:
     """A `.npy` file's array (no pickles), its header checked against its size first."""
     path = check_input_file(path, ".npy array", error)
     if os.stat(path).st_size > max_bytes:
         raise error(f"{path}: {os.stat(path).st_size:,} bytes; expected a small .npy array")
-    contents = path.read_bytes()
     try:
-        check_npy_header(path, contents)
+        return parse_npy(path, path.read_bytes())
     except StoreError as failure:
         raise error(str(failure)) from None
-    try:
-        array = np.load(io.BytesIO(contents), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as failure:
-        raise error(f"{path}: not a readable .npy array ({failure})") from None
-    if not isinstance(array, np.ndarray):
-        array.close()
-        raise error(f"{path}: not a .npy array but an .npz archive")
-    return array
 
 
 # --- PyTorch state dicts ---
+
+
+def read_torch_weights(path: str | os.PathLike, error: type[Exception] = StoreError) -> dict:
+    """A `.pt` state dict loaded with `weights_only=True` (no code runs), then checked (`check_state_dict`)."""
+    import pickle
+    import re
+
+    import torch
+
+    path = check_input_file(path, "checkpoint", error)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, TypeError) as failure:
+        # torch's message is a paragraph; its "WeightsUnpickler error:" part says what was refused.
+        reason = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. |\n|$)", str(failure))
+        reason = reason.group(1) if reason else (str(failure).strip().splitlines() or [type(failure).__name__])[0]
+        raise error(
+            f"{path}: not a loadable PyTorch state dict (torch.load with weights_only=True: {reason})"
+        ) from None
+    return check_state_dict(path, state, error)
 
 
 def check_state_dict(path: str | os.PathLike, state: object, error: type[Exception] = StoreError) -> dict:

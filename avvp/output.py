@@ -550,6 +550,41 @@ def atomic_dir(
                 shutil.rmtree(tmp)
 
 
+def publish(staged: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Rename a staged file or folder (written by this command, under the lock of the output holding `final`)
+    into place; an earlier `final` folder (this command's own output, checked by the caller) is replaced."""
+    staged, final = Path(staged), Path(final)
+    if staged.is_dir() and final.is_dir() and not final.is_symlink():
+        shutil.rmtree(final)
+    if staged.is_file():
+        os.chmod(staged, 0o666 & ~_current_umask())
+    os.replace(staged, final)
+
+
+def remove_staged(path: str | os.PathLike) -> None:
+    """Remove a file or folder this command staged or published inside its own output (under its lock)."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        path.unlink()
+
+
+@contextlib.contextmanager
+def staging_folder(out: Path, name: str) -> Iterator[Path]:
+    """`out/.NAME.PID.tmp`, a staging folder inside the output folder `out` (whose lock the caller holds), removed
+    whatever happens; the `.NAME.*.tmp` folders killed runs left are removed first. Its name is fixed before it
+    exists, so a signal at any instant, even between its creation and the block, leaves nothing to find."""
+    staging = out / f".{name}.{os.getpid()}.tmp"
+    try:
+        for leftover in out.glob(f".{name}.*.tmp"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        staging.mkdir()
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def staging_dir(out: Path, prefix: str) -> Iterator[Path]:
     """A temporary folder inside `out` (a folder whose lock the caller holds), removed whatever happens."""

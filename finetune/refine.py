@@ -209,7 +209,7 @@ def refine(
 
 def _refine(run, features, annotations, out, seed, audio_threshold, visual_threshold, batch_size, overwrite):
     if not 0 <= seed <= MAX_SEED:
-        raise ConfigError(f"--seed {seed}: expected an integer from 0 to {MAX_SEED:,}")
+        raise ConfigError(f"--seed {seed}: must be at least 0 and at most {MAX_SEED:,}")
     if batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size}: must be at least 1")
     cfg, model = load_run(run)

@@ -7,33 +7,21 @@ Used by the run loader (`finetune.evaluate.load_run`) and the two converters of 
 from __future__ import annotations
 
 import os
-import pickle
-import re
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from avvp.errors import ConfigError
-from avvp.inputs import check_input_file, check_state_dict
+from avvp.inputs import read_torch_weights
 
 
 def read_reference(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Load a reference release's checkpoint (HAN's or the paper's) as a state dict, with `weights_only=True`.
-
-    A `module.` prefix on every key (a DataParallel save) is dropped.
+    """Load a reference release's checkpoint (HAN's or the paper's) as a state dict, with `weights_only=True`
+    and every value checked (`avvp.inputs.read_torch_weights`). A `module.` prefix on every key (a
+    DataParallel save) is dropped.
     """
-    path = check_input_file(path, "checkpoint", ConfigError)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
-        # torch's message is a paragraph; its "WeightsUnpickler error:" part says what was refused.
-        reason = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. |\n|$)", str(error))
-        reason = reason.group(1) if reason else (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ConfigError(
-            f"{path}: not a loadable PyTorch state dict (torch.load with weights_only=True: {reason})"
-        ) from None
-    check_state_dict(path, state, ConfigError)  # string keys, dense real floating tensors, no expanded views
+    state = read_torch_weights(path, ConfigError)
     if state and all(key.startswith("module.") for key in state):
         state = {key.removeprefix("module."): value for key, value in state.items()}
     return state

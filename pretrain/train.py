@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,6 +29,7 @@ from avvp.console import progress as progress_bar
 from avvp.distributed import settle_collectives
 from avvp.errors import AvvpError
 from avvp.io import atomic_path
+from avvp.output import publish, remove_staged
 from avvp.precision import resolve_mixed_precision
 from avvp.runs import check_run_dir as check_run_folder
 from avvp.runs import (
@@ -412,8 +411,7 @@ def _end_epoch(run: PretrainRun, show) -> None:
         if accelerator.is_main_process:  # before the checkpoint that records it, so a resumed run finds it
             with writing(run.out), staging_dir(run.out, f".{SELECTED}.") as tmp:
                 save_encoder(accelerator.unwrap_model(run.model), tmp)
-                shutil.rmtree(run.out / SELECTED, ignore_errors=True)
-                os.replace(tmp, run.out / SELECTED)
+                publish(tmp, run.out / SELECTED)
         accelerator.wait_for_everyone()
     run.save()
 
@@ -464,5 +462,5 @@ def finish_run_dir(
     with writing(out), staging_dir(out, ".encoder.") as tmp:
         save_encoder(encoder, tmp)
         for written in sorted(tmp.iterdir()):  # config.json before model.safetensors
-            os.replace(written, out / written.name)
-    shutil.rmtree(out / SELECTED, ignore_errors=True)  # now the run's own encoder
+            publish(written, out / written.name)
+    remove_staged(out / SELECTED)  # now the run's own encoder
