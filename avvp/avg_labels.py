@@ -18,7 +18,7 @@ import numpy as np
 
 from avvp.classes import NUM_SNIPPETS
 from avvp.errors import StoreError
-from avvp.output import atomic_path, create_hdf5
+from avvp.output import atomic_path, close_hdf5, create_hdf5
 from avvp.store import SCHEMA_VERSION, _created_by, _open, _plain, _read_ids, close_discarding
 
 
@@ -113,7 +113,11 @@ class AvgLabelWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            self._file.close()
+            try:
+                close_hdf5(self._file)
+            except BaseException as error:  # a full disk at the final flush: the staged file goes too
+                self._atomic.__exit__(type(error), error, error.__traceback__)
+                raise
         else:
             close_discarding(self._file)
         self._atomic.__exit__(exc_type, exc, tb)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import io
 import json
 import os
 import re
@@ -379,8 +380,8 @@ def close_discarding(handle) -> None:
             if dataset.maxshape[0] is None:
                 dataset.resize(0, axis=0)
         os.truncate(handle.filename, 0)
-    except (OSError, ValueError):
-        pass  # the close below is still the best left to do
+    except Exception:  # a handle whose flush already failed can refuse anything: the close is still the best left
+        pass
     with contextlib.suppress(Exception):
         handle.close()
 
@@ -393,16 +394,33 @@ def create_hdf5(path: str | os.PathLike):
     return h5py.File(path, "w", track_order=True)
 
 
+def close_hdf5(handle) -> None:
+    """Close an HDF5 file being written; where the final flush fails (a full disk), the file is emptied and
+    closed (`close_discarding`) and the failure is an OSError that `writing` reports in one line."""
+    try:
+        handle.close()
+    except Exception as error:
+        close_discarding(handle)
+        raise OSError(errno.EIO, f"HDF5 could not finish the file: {' '.join(str(error).split())[:120]}") from None
+
+
 @contextlib.contextmanager
 def hdf5_writer(path: str | os.PathLike) -> Iterator:
-    """`create_hdf5` for a block: on any error the file is emptied and closed before the error propagates."""
-    handle = create_hdf5(path)
+    """An HDF5 file (up to tens of MB: label files, probabilities) built in memory and written to the staged
+    `path` in one go when the block succeeds: a full disk is then an ordinary OSError of writing bytes
+    (`writing` reports it), never a failed flush inside HDF5, which crashes the process on its way out."""
+    import h5py
+
+    buffer = io.BytesIO()
+    handle = h5py.File(buffer, "w", track_order=True)
     try:
         yield handle
-    except BaseException:
-        close_discarding(handle)
-        raise
-    handle.close()
+    finally:
+        handle.close()  # in memory: nothing to fail
+    with open(path, "wb") as output:
+        output.write(buffer.getbuffer())
+        output.flush()
+        os.fsync(output.fileno())
 
 
 # --- staged, then renamed in ---

@@ -19,7 +19,7 @@ import numpy as np
 from avvp.classes import NUM_SNIPPETS
 from avvp.errors import StoreError
 from avvp.inputs import open_hdf5, read_strings
-from avvp.output import atomic_path, close_discarding, create_hdf5  # noqa: F401  (close_discarding: re-exported)
+from avvp.output import atomic_path, close_discarding, close_hdf5, create_hdf5  # noqa: F401  (close_discarding: re-exported)
 
 SCHEMA_VERSION = 1
 RAW_WIDTHS = {"audio": 128, "visual": 2048, "motion": 512}
@@ -116,7 +116,11 @@ class StoreWriter:
 
     def close(self) -> Path:
         """Finish the file and move it into place."""
-        self._file.close()
+        try:
+            close_hdf5(self._file)
+        except BaseException as error:  # a full disk at the final flush: the staged file goes too
+            self._atomic.__exit__(type(error), error, error.__traceback__)
+            raise
         self._atomic.__exit__(None, None, None)
         return self.path
 

@@ -264,5 +264,6 @@ def parse(
                 plot_timeline(path, video_id, predictions, index, overwrite=True)
             if probabilities is not None:
                 attrs = {"run": str(run), "features": str(features)}
-                write_probabilities(staged[-1], predictions, attrs, overwrite=True)
+                with writing(probabilities):  # a full disk names the file it filled
+                    write_probabilities(staged[-1], predictions, attrs, overwrite=True)
     return events
