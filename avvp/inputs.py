@@ -18,10 +18,11 @@ the file and the field.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -98,21 +99,41 @@ def check_video_ids(path: str | os.PathLike, video_ids: Sequence, field: str = "
 # --- HDF5 ---
 
 
-def open_hdf5(path: str | os.PathLike, what: str = "feature store"):
-    """An HDF5 file opened read-only, refused unless `check_hdf5` holds; use it as a context manager."""
+@contextlib.contextmanager
+def open_hdf5(path: str | os.PathLike, what: str = "feature store") -> Iterator:
+    """An HDF5 file opened read-only for the block, refused unless `check_hdf5` holds; an error HDF5 raises
+    while the block reads it (damaged metadata or chunks) is a one-line StoreError naming the file."""
     import h5py
 
     path = check_input_file(path, what)
     try:
         handle = h5py.File(path, "r")
-    except OSError as error:
-        raise StoreError(f"{path}: not a readable HDF5 {what} ({' '.join(str(error).split())[:160]})") from None
+    except (OSError, RuntimeError, ValueError, KeyError) as error:
+        raise StoreError(f"{path}: not a readable HDF5 {what} ({_one_line(error)})") from None
     try:
         check_hdf5(path, handle)
-    except BaseException:
-        handle.close()
-        raise
-    return handle
+        yield handle
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as error:
+        if not _raised_in_h5py(error):
+            raise
+        raise StoreError(f"{path}: damaged HDF5 {what} ({_one_line(error)})") from None
+    finally:
+        with contextlib.suppress(Exception):
+            handle.close()
+
+
+def _raised_in_h5py(error: BaseException) -> bool:
+    """Whether `error` comes from inside h5py (a damaged file), not from the code reading it."""
+    frame = error.__traceback__
+    while frame is not None:
+        if f"{os.sep}h5py{os.sep}" in frame.tb_frame.f_code.co_filename or "h5py/" in frame.tb_frame.f_code.co_filename:
+            return True
+        frame = frame.tb_next
+    return isinstance(error, KeyError) and "open object" in str(error)
+
+
+def _one_line(error: BaseException, limit: int = 160) -> str:
+    return " ".join(str(error).split())[:limit]
 
 
 def check_hdf5(path: Path, handle) -> None:

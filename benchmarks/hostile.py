@@ -34,6 +34,7 @@ import signal
 import stat
 import sys
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -850,6 +851,9 @@ def run_in_process(main: Callable[[], None], *args) -> tuple[int, str, str]:
                 code = 0
             except SystemExit as exit_info:
                 code = exit_info.code if isinstance(exit_info.code, int) else 1
+            except Exception:  # what the console script would print as a traceback
+                traceback.print_exc()
+                code = 1
     finally:
         sys.argv = argv
     return code, stdout.getvalue(), stderr.getvalue()
