@@ -991,40 +991,39 @@ def _mutated_checkpoint(seed: int) -> Callable[[Sandbox, Path], Path]:
     return torch_file(make)
 
 
+MUTATION_TARGETS = {
+    "store": [
+        ("avvp data export-han", lambda sb, store: [store, "--out", w(sb, "release")]),
+        ("avvp-groundtruth stats", lambda sb, store: [store]),
+        ("avvp-groundtruth calibrate", lambda sb, store: ["--quantile", "0.5", "--features", store]),
+        ("avvp parse", lambda sb, store: ["--run", w(sb, "norun"), "--features", store, "--out", w(sb, "e.json")]),
+    ],
+    "csv": [
+        ("avvp evaluate", lambda sb, ann: ["--pred-audio", sb.corpus / "AVVP_eval_audio.csv",
+                                           "--pred-visual", sb.corpus / "AVVP_eval_visual.csv", "--annotations", ann]),
+        ("avvp data stats", lambda sb, ann: [ann, "--json"]),
+    ],
+    "checkpoint": [
+        ("avvp-finetune import-han", lambda sb, pt: [pt, "--out", w(sb, "imported")]),
+        ("avvp-finetune import-release", lambda sb, pt: [pt, "--model", "base", "--out", w(sb, "imported")]),
+    ],
+}  # fmt: skip
+"""Kind of mutated input -> the commands it is given to, with their arguments."""
+MUTATED = {"store": (_mutated_store, "m.h5"), "csv": (_mutated_csv, "ann"), "checkpoint": (_mutated_checkpoint, "W.pt")}
+
+
 def mutation_cases(count: int, seed: int) -> list[Case]:
-    """`count` random cases: mutated stores on the store readers, mutated CSVs on evaluate and stats, mutated
-    checkpoints on import-han. Any outcome that keeps the invariants passes (exit 0 or one error line)."""
+    """`count` random cases (`MUTATION_TARGETS`): mutated stores, annotation CSVs and checkpoints. Any outcome
+    that keeps the invariants passes (exit 0 or one error line)."""
     rng = random.Random(seed)
     cases = []
     for index in range(count):
         kind = rng.choice(("store", "store", "csv", "checkpoint"))
-        salt = rng.randrange(1 << 30)
-        if kind == "store":
-            command, args = rng.choice([
-                ("avvp data export-han", lambda sb, s: [s, "--out", w(sb, "release")]),
-                ("avvp-groundtruth stats", lambda sb, s: [s]),
-                ("avvp-groundtruth calibrate", lambda sb, s: ["--quantile", "0.5", "--features", s]),
-            ])  # fmt: skip
-            builder = _mutated_store(salt)
-            cases.append(
-                Case(
-                    command,
-                    f"mutated store {index}",
-                    (lambda b, a: lambda sb: a(sb, b(sb, w(sb, "m.h5"))))(builder, args),
-                    (),
-                )
-            )
-        elif kind == "csv":
-            builder = _mutated_csv(salt)
-            cases.append(Case("avvp evaluate", f"mutated CSV {index}", with_file(builder, "ann", lambda sb, ann: [
-                "--pred-audio", sb.corpus / "AVVP_eval_audio.csv", "--pred-visual", sb.corpus / "AVVP_eval_visual.csv",
-                "--annotations", ann]), ()))  # fmt: skip
-        else:
-            builder = _mutated_checkpoint(salt)
-            args = lambda sb, pt: [pt, "--out", w(sb, "imported")]  # noqa: E731
-            cases.append(
-                Case("avvp-finetune import-han", f"mutated checkpoint {index}", with_file(builder, "W.pt", args), ())
-            )
+        command, args = rng.choice(MUTATION_TARGETS[kind])
+        mutate, name = MUTATED[kind]
+        cases.append(
+            Case(command, f"mutated {kind} {index}", with_file(mutate(rng.randrange(1 << 30)), name, args), ())
+        )
     return cases
 
 
