@@ -564,10 +564,21 @@ def _stale_removed(name: str):
     return check
 
 
-def _plant_stale_synth(sb: Sandbox) -> contextlib.AbstractContextManager:
-    (w(sb, "corpus") / ".synth.99999.tmp").mkdir(parents=True)
-    (w(sb, "corpus") / ".synth.99999.tmp" / "llp.h5").write_bytes(b"x" * 1000)
-    return contextlib.nullcontext()
+def staged_by_a_killed_run(*names: str):
+    """Files and folders a killed command staged beside its outputs (`NAME.stage-XXXXXXXX.tmp`): the next run
+    on the output removes them (the harness then finds none left)."""
+
+    @contextlib.contextmanager
+    def plant(sb: Sandbox):
+        for name in names:
+            staged = sb.work / f".{name}.stage-k1lled00.tmp"
+            if name.endswith((".json", ".h5")):
+                staged.write_bytes(b"x" * 1000)
+            else:
+                (staged / "vggish").mkdir(parents=True)
+        yield
+
+    return plant
 
 
 def store_cases(command: str, args: Callable[[Sandbox, Path], list], attacks=None, needs_run=False) -> list[Case]:
@@ -617,7 +628,7 @@ COMMAND_CASES: dict[str, list[Case]] = {
         Case("avvp parse", "every output at once", lambda sb: [
             "--run", sb.run, "--features", sb.store, "--out", w(sb, "events.json"), "--csv", w(sb, "csv"),
             "--probabilities", w(sb, "p.h5"), "--videos", _first_id(sb), "--plot", w(sb, "plots")],
-            None, needs_run=True),
+            None, needs_run=True, setup=staged_by_a_killed_run("events.json", "p.h5")),
     ],
     "avvp data import-han": [
         Case("avvp data import-han", ".npy header declaring (10^9, 128)", lambda sb: [
@@ -649,6 +660,9 @@ COMMAND_CASES: dict[str, list[Case]] = {
              (".release.lock", "symbolic link"), setup=planted_lock("release")),
         Case("avvp data export-han", "twice with --overwrite, through a link", lambda sb: [
             sb.store, "--out", _exported_then_linked(sb), "--overwrite"], None),
+        Case("avvp data export-han", "a killed export's staged folder", lambda sb: [
+            valid_store(w(sb, "small.h5"), _ids(2)), "--out", w(sb, "release")], None,
+            setup=staged_by_a_killed_run("release")),
     ],
     "avvp data synth": [
         Case("avvp data synth", "--seed 4294967296", lambda sb: [
