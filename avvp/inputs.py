@@ -22,6 +22,8 @@ import contextlib
 import io
 import os
 import stat
+import sys
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -111,7 +113,8 @@ def open_hdf5(path: str | os.PathLike, what: str = "feature store") -> Iterator:
     except (OSError, RuntimeError, ValueError, KeyError) as error:
         raise StoreError(f"{path}: not a readable HDF5 {what} ({_one_line(error)})") from None
     try:
-        check_hdf5(path, handle)
+        with metadata_deadline(path):
+            check_hdf5(path, handle)
         yield handle
     except (OSError, RuntimeError, ValueError, KeyError, TypeError) as error:
         if not _raised_in_h5py(error):
@@ -134,6 +137,35 @@ def _raised_in_h5py(error: BaseException) -> bool:
 
 def _one_line(error: BaseException, limit: int = 160) -> str:
     return " ".join(str(error).split())[:limit]
+
+
+METADATA_SECONDS = 120.0
+"""The longest a read of an HDF5 file's structure or ids may take (it takes well under a second for LLP)."""
+
+
+def _give_up(path: Path) -> None:
+    """A read of `path` did not return: HDF5 loops on some damaged files, where Python cannot interrupt it."""
+    print(f"error: {path}: HDF5 did not finish reading its structure in {METADATA_SECONDS:.0f} s; a damaged file",
+          file=sys.stderr, flush=True)  # fmt: skip
+    os._exit(1)
+
+
+ON_DEADLINE = _give_up
+"""What happens when a metadata read overruns (the harness replaces it to record the case)."""
+
+
+@contextlib.contextmanager
+def metadata_deadline(path: Path) -> Iterator[None]:
+    """Bound a read of HDF5 metadata (structure, ids) by METADATA_SECONDS: past it, one error line and exit 1
+    (`ON_DEADLINE`), since a loop inside HDF5's C code cannot be interrupted; staged outputs a command had begun
+    are removed by its next run on that output (`avvp.output`)."""
+    timer = threading.Timer(METADATA_SECONDS, lambda: ON_DEADLINE(path))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def check_hdf5(path: Path, handle) -> None:
@@ -189,7 +221,8 @@ def read_strings(path: Path, handle, name: str) -> list[str]:
     if dataset.dtype.kind == "U" and dataset.dtype.itemsize > 4 * MAX_ID_BYTES:
         raise StoreError(f"{path}: '{name}' holds strings of {dataset.dtype.itemsize:,} bytes; ids have at most 255")
     try:
-        values = dataset.asstr("utf-8", "surrogateescape")[()] if dataset.dtype.kind in "SO" else dataset[()]
+        with metadata_deadline(path):  # a damaged string heap can make HDF5 loop
+            values = dataset.asstr("utf-8", "surrogateescape")[()] if dataset.dtype.kind in "SO" else dataset[()]
     except (OSError, ValueError, TypeError) as error:
         raise StoreError(f"{path}: '{name}' cannot be read as strings ({' '.join(str(error).split())[:120]})") from None
     ids = []

@@ -30,6 +30,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import signal
 import stat
 import sys
@@ -1041,53 +1042,104 @@ def mutation_cases(count: int, seed: int) -> list[Case]:
     return cases
 
 
+def run_batch(root: Path, cases: list[Case], start: int, stop: int, results: Path) -> None:
+    """Run cases [start, stop) in this process, one JSON line each into `results`. A case whose HDF5 read does
+    not return is ended by the input layer's deadline: recorded as such, then this process exits (3)."""
+    import avvp.inputs
+
+    current = {"index": start}
+
+    def deadline(path):
+        record = {"index": current["index"], "command": cases[current["index"]].command, "deadline": str(path)}
+        with open(results, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        os._exit(3)
+
+    avvp.inputs.METADATA_SECONDS = 30.0
+    avvp.inputs.ON_DEADLINE = deadline
+    for index in range(start, stop):
+        current["index"] = index
+        sb = Sandbox(root / f"case{index:05d}", root / "corpus", root / "run")
+        outcome = run_case(cases[index], sb)
+        record = {"index": index, "command": cases[index].command, "violations": outcome.violations}
+        if outcome.violations:
+            record["detail"] = describe(outcome)
+        with open(results, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        shutil.rmtree(sb.root, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=len(CASES), help="how many cases to run (the table first)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random mutations")
-    parser.add_argument("--work", type=Path, default=None, help="folder for the cases (default: a temporary one)")
+    parser.add_argument("--batch", type=int, default=250, help="cases per child process")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # ROOT: run --start..--stop there
+    parser.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--stop", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    table = CASES[: args.cases]
+    cases = table + mutation_cases(max(0, args.cases - len(table)), args.seed)
+    if args.child is not None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        run_batch(args.child, cases, args.start, args.stop, args.child / "results.jsonl")
+        return 0
     import tempfile
 
-    from avvp.synth import synthesize
+    root = Path(tempfile.mkdtemp(prefix="avvp-hostile."))
+    try:
+        return _run_all(root, cases, args)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    root = Path(tempfile.mkdtemp(prefix="avvp-hostile.", dir=args.work))
-    corpus = root / "corpus"
-    synthesize(corpus, preset="tiny", seed=0)
-    run = root / "run"
+
+def _run_all(root: Path, cases: list[Case], args) -> int:
+    """The corpus and the trained run once, then the cases in child processes of `args.batch` cases each."""
+    import subprocess
+
+    from avvp.synth import synthesize
     from finetune.config import make_config
     from finetune.train import train
 
-    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-        train(make_config("base", "tiny", features=str(corpus / "llp.h5"), annotations=str(corpus), out=str(run),
-                          epochs=1), show_progress=False)  # fmt: skip
-    table = CASES[: args.cases]
-    cases = table + mutation_cases(max(0, args.cases - len(table)), args.seed)
-    per_command: Counter = Counter()
-    violations = []
     started = time.perf_counter()
-    for index, case in enumerate(cases):
-        sb = Sandbox(root / f"case{index:05d}", corpus, run)
-        outcome = run_case(case, sb)
-        per_command[case.command] += 1
-        if outcome.violations:
-            violations.append(describe(outcome))
-            print(describe(outcome), file=sys.stderr)
-        import shutil
-
-        shutil.rmtree(sb.root, ignore_errors=True)
+    synthesize(root / "corpus", preset="tiny", seed=0)
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        train(make_config("base", "tiny", features=str(root / "corpus" / "llp.h5"), annotations=str(root / "corpus"),
+                          out=str(root / "run"), epochs=1), show_progress=False)  # fmt: skip
+    results = root / "results.jsonl"
+    index = 0
+    while index < len(cases):
+        stop = min(index + args.batch, len(cases))
+        command = [sys.executable, "-m", "benchmarks.hostile", "--cases", str(args.cases), "--seed", str(args.seed),
+                   "--child", str(root), "--start", str(index), "--stop", str(stop)]  # fmt: skip
+        subprocess.run(command, stdin=subprocess.DEVNULL)
+        done = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
+        last = max((record["index"] for record in done), default=index - 1)
+        if last < stop - 1 and not any(record["index"] == last + 1 for record in done):  # died without a word
+            with open(results, "a") as handle:
+                handle.write(json.dumps({"index": last + 1, "command": cases[last + 1].command,
+                                         "violations": ["the process died"]}) + "\n")  # fmt: skip
+            last += 1
+        index = max(last + 1, index + 1) if last < stop - 1 else stop
+    records = {record["index"]: record for record in map(json.loads, results.read_text().splitlines())}
+    per_command = Counter(record["command"] for record in records.values())
+    violations = [record for record in records.values() if record.get("violations")]
+    deadlines = [record for record in records.values() if record.get("deadline")]
+    for record in violations:
+        print(record.get("detail") or f"{record['command']} case {record['index']}: {record['violations']}",
+              file=sys.stderr)  # fmt: skip
     seconds = time.perf_counter() - started
-    summary = {"cases": len(cases), "violations": len(violations), "seconds": round(seconds, 1),
-               "per_command": dict(sorted(per_command.items()))}  # fmt: skip
+    summary = {"cases": len(records), "violations": len(violations), "ended_by_hdf5_deadline": len(deadlines),
+               "seconds": round(seconds, 1), "per_command": dict(sorted(per_command.items()))}  # fmt: skip
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"{len(cases)} cases in {seconds:.0f} s, {len(violations)} violation(s)")
+        print(f"{len(records)} cases in {seconds:.0f} s: {len(violations)} violation(s), {len(deadlines)} ended by "
+              "the HDF5 metadata deadline (one error line, exit 1)")  # fmt: skip
         for command, count in sorted(per_command.items()):
             print(f"  {command:<30} {count:>5}")
-    return 1 if violations else 0
+    return 1 if violations or len(records) != len(cases) else 0
 
 
 if __name__ == "__main__":
