@@ -156,3 +156,23 @@ def test_the_staged_folder_of_a_killed_synth_is_removed_by_the_next(tmp_path):
     (leftover / "llp.h5").write_bytes(b"x" * 1000)
     synthesize(tmp_path / "corpus", preset="tiny", seed=0)
     assert not leftover.exists() and not list((tmp_path / "corpus").glob(".*"))
+
+
+def test_a_metadata_read_that_does_not_return_is_ended(monkeypatch, tmp_path):
+    """HDF5 loops on some damaged files (inside C, where no signal reaches Python): the input layer's deadline
+    ends the command with one error line (here recorded instead of exiting)."""
+    import threading
+
+    import avvp.inputs
+
+    ended = threading.Event()
+    monkeypatch.setattr(avvp.inputs, "METADATA_SECONDS", 0.05)
+    monkeypatch.setattr(avvp.inputs, "ON_DEADLINE", lambda path: ended.set())
+    with avvp.inputs.metadata_deadline(tmp_path / "damaged.h5"):
+        assert ended.wait(30)  # a read that has not returned
+    quick = threading.Event()
+    monkeypatch.setattr(avvp.inputs, "ON_DEADLINE", lambda path: quick.set())
+    monkeypatch.setattr(avvp.inputs, "METADATA_SECONDS", 5.0)
+    with avvp.inputs.metadata_deadline(tmp_path / "fine.h5"):
+        pass
+    assert not quick.wait(0.1)  # a read that returned in time: the deadline is cancelled
