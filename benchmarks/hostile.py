@@ -1113,15 +1113,15 @@ def _run_all(root: Path, cases: list[Case], args) -> int:
         stop = min(index + args.batch, len(cases))
         command = [sys.executable, "-m", "benchmarks.hostile", "--cases", str(args.cases), "--seed", str(args.seed),
                    "--child", str(root), "--start", str(index), "--stop", str(stop)]  # fmt: skip
-        subprocess.run(command, stdin=subprocess.DEVNULL)
+        child = subprocess.run(command, stdin=subprocess.DEVNULL)
         done = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
         last = max((record["index"] for record in done), default=index - 1)
-        if last < stop - 1 and not any(record["index"] == last + 1 for record in done):  # died without a word
+        if child.returncode not in (0, 3) and last < stop - 1:  # died during case last + 1, without a word
             with open(results, "a") as handle:
                 handle.write(json.dumps({"index": last + 1, "command": cases[last + 1].command,
-                                         "violations": ["the process died"]}) + "\n")  # fmt: skip
+                                         "violations": [f"the process died ({child.returncode})"]}) + "\n")  # fmt: skip
             last += 1
-        index = max(last + 1, index + 1) if last < stop - 1 else stop
+        index = last + 1 if last >= index else index + 1  # 3: the deadline ended case `last`; go on after it
     records = {record["index"]: record for record in map(json.loads, results.read_text().splitlines())}
     per_command = Counter(record["command"] for record in records.values())
     violations = [record for record in records.values() if record.get("violations")]
