@@ -119,7 +119,7 @@ class GroundingConfig:
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size {self.batch_size}: need at least one video per batch")
         if not 0 <= self.seed <= MAX_SEED:
-            raise ConfigError(f"--seed {self.seed}: expected an integer from 0 to {MAX_SEED:,}")
+            raise ConfigError(f"--seed {self.seed}: must be at least 0 and at most {MAX_SEED:,}")
 
     @property
     def explicit(self) -> bool:

@@ -52,7 +52,7 @@ def calibrate(
     for q in quantile:
         check_quantile("--quantile", q)
     if not 0 <= seed <= MAX_SEED:
-        raise ConfigError(f"--seed {seed}: expected an integer from 0 to {MAX_SEED:,}")
+        raise ConfigError(f"--seed {seed}: must be at least 0 and at most {MAX_SEED:,}")
     if rule not in RULES:
         raise ConfigError(f"--rule {rule!r}: choose one of {', '.join(RULES)}")
     calibration = run_calibrate(features, neighbours, sample_videos, seed)
