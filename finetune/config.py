@@ -177,7 +177,6 @@ class FinetuneConfig:
         for name in ("epochs", "batch_size", "lr_step", "hidden_size", "num_heads", "intermediate_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        check_sizes("the finetuning config", asdict(self), ConfigError)  # widths, heads, seed bounded
         for name in ("lr", "frontend_lr"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
@@ -189,6 +188,7 @@ class FinetuneConfig:
             raise ConfigError(f"--train-fraction {self.train_fraction}: a share of the training videos, in (0, 1]")
         if self.seed < 0:
             raise ConfigError(f"seed must be at least 0, got {self.seed}")
+        check_sizes("the finetuning config", asdict(self), ConfigError)  # widths, heads, seed bounded
         if not 0 < self.lr_gamma <= 1:
             raise ConfigError(f"lr_gamma must be in (0, 1], got {self.lr_gamma}")
         for name in ("audio_smoothing", "visual_smoothing", "dropout"):

@@ -149,7 +149,6 @@ class PretrainConfig:
         for name in positive + ("log_every",):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
-        check_sizes("the pretraining config", asdict(self), ConfigError)  # sizes and seed bounded
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"--max-steps {self.max_steps}: must be at least 1")
         if self.hidden_size % self.num_heads:
@@ -175,6 +174,7 @@ class PretrainConfig:
             raise ConfigError(f"weight_decay {self.weight_decay}: must be a number >= 0")
         if self.seed < 0:
             raise ConfigError(f"--seed {self.seed}: must be at least 0")
+        check_sizes("the pretraining config", asdict(self), ConfigError)  # sizes and seed bounded
         if self.resume and self.overwrite:
             raise ConfigError("--resume and --overwrite exclude each other")
         if self.intermediate_size is None:
