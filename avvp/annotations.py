@@ -18,6 +18,7 @@ import numpy as np
 
 from avvp.classes import CLASS_INDEX, CLASSES, NUM_CLASSES, NUM_SNIPPETS
 from avvp.errors import AnnotationError
+from avvp.inputs import check_input_file
 from avvp.io import atomic_path, first_non_utf8
 
 SPLIT_FILES = {"train": "AVVP_train.csv", "val": "AVVP_val_pd.csv", "test": "AVVP_test_pd.csv"}
@@ -68,6 +69,7 @@ def _read_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, list[str
         raise AnnotationError(f"{path}: no such annotation file")
     if path.is_dir():
         raise AnnotationError(f"{path}: is a directory; expected a tab-separated annotation file")
+    check_input_file(path, "tab-separated annotation file", AnnotationError)  # a FIFO or device: never read
     try:
         # utf-8-sig: a byte-order mark (as some spreadsheet exports write) is not part of the first column name.
         with open(path, newline="", encoding="utf-8-sig") as handle:

@@ -18,7 +18,7 @@ import numpy as np
 
 from avvp.classes import NUM_SNIPPETS
 from avvp.errors import StoreError
-from avvp.io import atomic_path
+from avvp.output import atomic_path, close_hdf5, create_hdf5
 from avvp.store import SCHEMA_VERSION, _created_by, _open, _plain, _read_ids, close_discarding
 
 
@@ -62,7 +62,7 @@ class AvgLabelWriter:
         self.path = Path(path)
         self._atomic = atomic_path(self.path, overwrite)
         tmp = self._atomic.__enter__()
-        self._file = h5py.File(tmp, "w", track_order=True)
+        self._file = create_hdf5(tmp)
         self._file.attrs["schema"] = SCHEMA_VERSION
         self._file.attrs["created_by"] = _created_by()
         for key, value in (attrs or {}).items():
@@ -113,7 +113,11 @@ class AvgLabelWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            self._file.close()
+            try:
+                close_hdf5(self._file)
+            except BaseException as error:  # a full disk at the final flush: the staged file goes too
+                self._atomic.__exit__(type(error), error, error.__traceback__)
+                raise
         else:
             close_discarding(self._file)
         self._atomic.__exit__(exc_type, exc, tb)

@@ -41,7 +41,8 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 
 def run_app(app: Callable[[], object]) -> None:
-    """Run a Typer app; a user error becomes one line on stderr and exit status 1, with no traceback.
+    """Run a Typer app; a user error becomes one line on stderr and exit status 1, with no traceback; Ctrl-C
+    (here or inside Typer) is one line, "interrupted", and exit status 130.
 
     SIGTERM (a `kill`, a job scheduler, a launcher stopping its workers) unwinds like Ctrl-C does, so that
     temporary outputs are removed on the way out.
@@ -56,6 +57,21 @@ def run_app(app: Callable[[], object]) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except SystemExit as exit_info:
+        # Typer turns a Ctrl-C inside a command into a silent exit 130 (typer.core: `raise Exit(130)`).
+        if exit_info.code == 130 and _caused_by_ctrl_c(exit_info):
+            print("interrupted", file=sys.stderr)
+        raise
+
+
+def _caused_by_ctrl_c(error: BaseException) -> bool:
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def json_safe(value):

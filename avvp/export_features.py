@@ -14,13 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
+from avvp.classes import NUM_SNIPPETS
 from avvp.errors import ConfigError, StoreError
 from avvp.import_features import FOLDERS, SOURCE_FILE
-from avvp.io import atomic_dir
+from avvp.output import atomic_dir, check_free_space, safe_child
 from avvp.store import RAW_WIDTHS, iter_store, read_video_ids, store_info
 from avvp.video_ids import youtube_id
 
 NAMINGS = ("youtube-id", "filename")
+FRAMES_PER_SECOND = 8
 FRAME_STEPS = np.array([1, -1, 2, -2, 3, -3, 0, 0], dtype=np.float64)
 """Frame k of a second is its row plus FRAME_STEPS[k] times a step of the row's magnitude: they sum to 0."""
 
@@ -61,16 +63,21 @@ def export_han(
     store = Path(store)
     info = store_info(store)
     names = file_names(read_video_ids(store), naming)
-    with atomic_dir(root, overwrite) as tmp:
+    if not names:
+        raise StoreError(f"{store}: holds no videos; nothing to export")
+    widths = RAW_WIDTHS  # float32 rows: 10 audio, 80 visual frames, 10 motion per video
+    per_video = 4 * NUM_SNIPPETS * (widths["audio"] + FRAMES_PER_SECOND * widths["visual"] + widths["motion"])
+    check_free_space(root, len(names) * (per_video + 256))  # float32 .npy files, 128-byte headers each
+    with atomic_dir(root, overwrite, inputs=[store]) as tmp:
         for folder in FOLDERS.values():
             (tmp / folder).mkdir()
         done = 0
         for chunk_ids, streams in iter_store(store, tuple(FOLDERS), dtype=np.float32, widths=RAW_WIDTHS):
             for i in range(len(chunk_ids)):
-                name = names[done + i]
-                np.save(tmp / FOLDERS["audio"] / f"{name}.npy", streams["audio"][i])
-                np.save(tmp / FOLDERS["visual"] / f"{name}.npy", frames_of(streams["visual"][i]))
-                np.save(tmp / FOLDERS["motion"] / f"{name}.npy", streams["motion"][i])
+                name = names[done + i]  # a checked id (avvp.inputs); safe_child keeps it inside the folder anyway
+                np.save(safe_child(tmp / FOLDERS["audio"], name, ".npy"), streams["audio"][i])
+                np.save(safe_child(tmp / FOLDERS["visual"], name, ".npy"), frames_of(streams["visual"][i]))
+                np.save(safe_child(tmp / FOLDERS["motion"], name, ".npy"), streams["motion"][i])
             done += len(chunk_ids)
         (tmp / SOURCE_FILE).write_text(
             f"{info['attrs'].get('source') or store.name} ({store.resolve()})\n", encoding="utf-8"

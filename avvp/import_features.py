@@ -12,7 +12,6 @@ whichever way the files are named. Without them the ids are the file stems (a pr
 
 from __future__ import annotations
 
-import io
 import os
 import threading
 from collections import deque
@@ -30,6 +29,7 @@ from avvp.annotations import read_dataset_videos
 from avvp.classes import NUM_SNIPPETS
 from avvp.console import progress
 from avvp.errors import ConfigError, StoreError
+from avvp.inputs import check_input_file, parse_npy
 from avvp.io import atomic_path, check_writable, first_non_utf8
 from avvp.runs import check_free_space, output_lock, writing
 from avvp.store import CHUNK_VIDEOS, RAW_WIDTHS, StoreWriter, float_dtype
@@ -115,17 +115,15 @@ def feature_paths(root: str | os.PathLike, video_id: str) -> dict[str, Path]:
 def _load(path: Path, rows: tuple[int, int], width: int) -> np.ndarray:
     """A (rows, width) numeric array from a .npy file, with `rows` an inclusive range, as float32."""
     try:
+        check_input_file(path, ".npy array")
         contents = path.read_bytes()
         with NPY_PARSING:
-            array = np.load(io.BytesIO(contents), allow_pickle=False)
+            array = parse_npy(path, contents)
     except FileNotFoundError:
         raise StoreError(f"{path}: no such file") from None
-    except (OSError, ValueError, EOFError) as error:
+    except OSError as error:
         raise StoreError(f"{path}: not a readable .npy array ({error})") from None
     expected = f"({rows[0]}..{rows[1]}, {width})" if rows[0] != rows[1] else f"({rows[0]}, {width})"
-    if not isinstance(array, np.ndarray):  # np.load opens a zip (.npz) archive whatever the file is called
-        array.close()
-        raise StoreError(f"{path}: not a .npy array but an .npz archive; expected one {expected} array")
     if array.ndim != 2 or not rows[0] <= array.shape[0] <= rows[1] or array.shape[1] != width:
         raise StoreError(f"{path}: shape {array.shape}; expected {expected}")
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
@@ -318,7 +316,8 @@ def _import_han(
 def exported_from(root: Path) -> str:
     """' (exported from ...)' where the folder says what it was exported from (SOURCE_FILE), else ''."""
     path = root / SOURCE_FILE
-    if not path.is_file():
+    if path.is_symlink() or not path.is_file():  # a link could carry any file's first line into the store
         return ""
-    text = " ".join(path.read_text(encoding="utf-8", errors="replace").split())[:200]
+    with open(path, "rb") as handle:
+        text = " ".join(handle.read(4096).decode("utf-8", errors="replace").split())[:200]
     return f" (exported from {text})" if text else ""

@@ -25,7 +25,7 @@ import numpy as np
 from avvp.annotations import SPLIT_FILES, load_split, read_events
 from avvp.classes import CLASSES, NUM_CLASSES
 from avvp.errors import StoreError
-from avvp.io import atomic_path
+from avvp.output import atomic_path, hdf5_writer, writing
 from avvp.store import SCHEMA_VERSION, _created_by, _open, _plain, _read_ids
 
 TRAIN_TRUTH_FILES = {"audio": "LLPsim_train_audio.csv", "visual": "LLPsim_train_visual.csv"}
@@ -75,8 +75,8 @@ class ModalityLabels:
 
 def write_modality_labels(path: str | os.PathLike, labels: ModalityLabels, overwrite: bool = False) -> Path:
     """Write a label file atomically."""
-    with atomic_path(path, overwrite) as tmp:
-        with h5py.File(tmp, "w", track_order=True) as handle:
+    with writing(path), atomic_path(path, overwrite) as tmp:
+        with hdf5_writer(tmp) as handle:
             handle.attrs["schema"] = SCHEMA_VERSION
             handle.attrs["created_by"] = _created_by()
             for key, value in labels.attrs.items():

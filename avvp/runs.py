@@ -1,43 +1,43 @@
-"""The run layer: what every command that writes a run folder or a corpus shares.
+"""The run layer: configs, checkpoints and RNG states of the trainers' run folders.
 
-- **One writer per output.** `output_lock(path)` holds an exclusive `fcntl.flock` on `.NAME.lock` beside the
-  output for the command's life (`hold_output` in a multi-process trainer: the main process holds it); a
-  second command on the same output stops with one line naming it and the holder's pid, having changed nothing.
+Writing (locks, staging, `--overwrite`, full disks) is the output layer's, `avvp.output`; its names that
+callers imported from here before it existed are re-exported.
+
 - **Checkpoints that never unpickle.** `save_checkpoint` writes the model, the optimizer (tensors plus JSON),
   the scheduler (JSON), each process's RNG states and the loop's own progress (JSON) into a temporary folder,
   fsyncs it and renames it to `RUN/checkpoints/NNNNNN`; the newest two are kept, so a kill at any instant
-  leaves the previous checkpoint or the new one. `load_checkpoint` reads the newest that parses (a damaged
-  one falls back to the one before, with a note); a run folder holding Accelerate's pickled state is refused.
+  leaves the previous checkpoint or the new one. `load_checkpoint` restores the newest that reads and checks
+  (every manifest entry, the RNG, scheduler and loop state; any failure falls back to the one before, with a
+  note); a run folder holding Accelerate's pickled state is refused.
 - **Run folders.** `check_run_dir` (resume / overwrite / inputs inside the run), `start_run_dir`,
   `resume_differences` (the settings a resume must repeat) and `load_config` (a dataclass from JSON, checked
   field by field), for both trainers.
-- **Full disks.** `writing(output)` turns ENOSPC and the other OS errors of writing into one line naming the
-  output; `check_free_space` refuses a corpus that cannot fit before HDF5 (which crashes on a full disk)
-  starts writing.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import errno
-import fcntl
 import json
 import os
 import random
 import shutil
 import sys
-import tempfile
-import time
 import types
 import typing
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from avvp.errors import AvvpError, ConfigError
-from avvp.io import check_writable
+from avvp.inputs import check_input_file
+from avvp.output import (  # noqa: F401  (output_lock, hold_output, check_free_space, staging_dir: re-exported)
+    check_free_space,
+    check_writable,
+    hold_output,
+    output_lock,
+    staging_dir,
+    writing,
+)
 
 if typing.TYPE_CHECKING:
     import torch
@@ -60,92 +60,6 @@ PICKLED_SUFFIXES = (".pkl", ".bin", ".pt", ".pth")
 """Files of Accelerate's `save_state` (and torch.save) layouts: never read, since unpickling runs code."""
 
 
-# --- one writer per output ---
-
-
-def lock_path(output: str | os.PathLike) -> Path:
-    """The lock file of an output: `.NAME.lock` beside it (the same file however the output is spelled)."""
-    output = Path(os.path.abspath(output))
-    parent = output.parent.resolve() if output.parent.exists() else output.parent
-    return parent / f".{output.name}.lock"
-
-
-class OutputLock:
-    """An exclusive lock on one output, held from `acquire` to `release` (or the process's end)."""
-
-    def __init__(self, output: str | os.PathLike):
-        if not str(output):
-            raise ConfigError("no output given (--out)")
-        self.output = Path(output)
-        self.path = lock_path(output)
-        self._fd: int | None = None
-        self._made: list[Path] = []
-
-    def acquire(self) -> OutputLock:
-        check_writable(self.output, overwrite=True, directory=True)  # a file on the way: one line, not an OSError
-        with writing(self.output):
-            self._made = [folder for folder in (self.path.parent, *self.path.parent.parents) if not folder.exists()]
-            self.path.parent.mkdir(parents=True, exist_ok=True)  # the folders the output goes into, as it would
-            while True:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    holder = _holder_pid(fd)
-                    os.close(fd)
-                    raise AvvpError(
-                        f"{self.output}: another command (pid {holder}) is writing it; wait for it to end "
-                        "or choose another output"
-                    ) from None
-                try:
-                    current = os.stat(self.path).st_ino
-                except FileNotFoundError:
-                    current = None
-                if current != os.fstat(fd).st_ino:  # released and removed by its holder meanwhile: take the new one
-                    os.close(fd)
-                    continue
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()}\n".encode())
-                self._fd = fd
-                return self
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)  # while still held, so that no one takes the file on its way out
-        os.close(self._fd)
-        self._fd = None
-        for folder in self._made:  # made for the lock, left empty: the command wrote nothing there
-            try:
-                folder.rmdir()
-            except OSError:
-                break
-
-
-def _holder_pid(fd: int, wait: float = 1.0) -> str:
-    """The pid the holder wrote into the lock file (it writes it just after taking the lock)."""
-    deadline = time.monotonic() + wait
-    while True:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-        if text.isdigit() or time.monotonic() > deadline:
-            return text or "unknown"
-        time.sleep(0.01)
-
-
-@contextlib.contextmanager
-def output_lock(*outputs: str | os.PathLike) -> Iterator[None]:
-    """Hold the lock of every output for the block (one process); a taken one is a one-line AvvpError."""
-    locks: list[OutputLock] = []
-    try:
-        for output in outputs:
-            locks.append(OutputLock(output).acquire())
-        yield
-    finally:
-        for lock in reversed(locks):
-            lock.release()
-
-
 def process_state():
     """Accelerate's `PartialState` as the run's `Accelerator` will see it (ACCELERATE_USE_CPU: the CPU processes
     of `accelerate launch --multi_gpu`), available before the Accelerator is made."""
@@ -153,87 +67,6 @@ def process_state():
     from accelerate.utils import parse_flag_from_env
 
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
-
-
-@contextlib.contextmanager
-def hold_output(output: str | os.PathLike, state=None) -> Iterator[None]:
-    """`output_lock` for the processes of one (Accelerate) run: the main process holds the lock, and every
-    process stops with the same one-line error when another command holds it. `state`: `process_state()`."""
-    lock, message = OutputLock(output), None
-    main = state is None or state.is_main_process
-    if main:
-        try:
-            lock.acquire()
-        except AvvpError as error:
-            message = str(error)
-    if state is not None and state.num_processes > 1:
-        from accelerate.utils import broadcast_object_list
-
-        message = broadcast_object_list([message])[0]  # an in-memory string between our own processes
-    if message is not None:
-        raise AvvpError(message)
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-# --- full disks ---
-
-NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
-WRITE_ERRNOS = (*NO_SPACE_ERRNOS, errno.EROFS, errno.EFBIG, errno.EIO, errno.EACCES, errno.EPERM)
-
-
-def _no_space(error: BaseException) -> bool:
-    text = str(error)
-    return getattr(error, "errno", None) in NO_SPACE_ERRNOS or "No space left" in text or "os error 28" in text
-
-
-def format_size(size: float) -> str:
-    for unit in ("bytes", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1000
-    raise AssertionError("unreachable")
-
-
-def free_space(path: str | os.PathLike) -> int:
-    """Bytes free for writing at `path` (measured on its nearest existing folder)."""
-    folder = Path(os.path.abspath(path))
-    while not folder.exists():
-        folder = folder.parent
-    return shutil.disk_usage(folder).free
-
-
-def check_free_space(output: str | os.PathLike, needed: int) -> None:
-    """Refuse to start writing `needed` bytes (an estimate; 5% and 1 MB are added) where they do not fit."""
-    free = free_space(output)
-    wanted = int(needed * 1.05) + (1 << 20)
-    if wanted > free:
-        raise AvvpError(
-            f"{output}: not enough free space: it needs about {format_size(wanted)}, {format_size(free)} are free"
-        )
-
-
-@contextlib.contextmanager
-def writing(output: str | os.PathLike, needed: int | None = None) -> Iterator[None]:
-    """Turn a full disk (or another OS error of writing) inside the block into one line naming `output`.
-
-    The block's own cleanup (temporary files, staging folders) runs before the error reaches the caller.
-    """
-    try:
-        yield
-    except AvvpError:
-        raise
-    except Exception as error:
-        if not isinstance(error, OSError | RuntimeError) and type(error).__name__ != "SafetensorError":
-            raise
-        if _no_space(error):
-            size = f" (it needs about {format_size(needed)})" if needed else ""
-            raise AvvpError(f"{output}: no space left on the device while writing it{size}") from None
-        if isinstance(error, OSError) and error.errno in WRITE_ERRNOS:
-            raise AvvpError(f"{output}: cannot write it ({error.strerror or error})") from None
-        raise
 
 
 # --- run folders ---
@@ -336,10 +169,13 @@ def load_config(cls: type[T], path: str | os.PathLike, what: str, renamed: dict[
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file; expected {what}")
+    check_input_file(path, what, ConfigError)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid JSON (nested too deep)") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object: {what}")
     known = {f.name for f in dataclasses.fields(cls)}
@@ -389,7 +225,7 @@ def _has_type(value, annotation) -> bool:
 
 def write_json(path: Path, data, allow_nan: bool = True) -> None:
     """Write JSON atomically (a temporary file, fsynced, renamed)."""
-    from avvp.io import atomic_path
+    from avvp.output import atomic_path
 
     with atomic_path(path, overwrite=True) as tmp:
         with open(tmp, "w", encoding="utf-8") as handle:
@@ -643,13 +479,93 @@ class Checkpoint:
         return self.loop["progress"]
 
 
-def read_checkpoint(path: Path, rank: int, model_state: dict[str, torch.Tensor]) -> Checkpoint:
-    """Read and check one checkpoint; a CheckpointError names the first file that is not as saved."""
+def _plain_name(path: Path, name: object, what: str) -> str:
+    """A file name a manifest or loop state lists: a plain name inside the checkpoint folder."""
+    if not isinstance(name, str) or not name or name.startswith(".") or "/" in name or "\\" in name or "\0" in name:
+        raise CheckpointError(path, f"{what} {name!r} is not a file name inside the checkpoint")
+    return name
+
+
+def _kind(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, list | tuple):
+        return "list"
+    return {str: "string", dict: "object"}.get(type(value), "other")
+
+
+def check_like(path: Path, saved, live, where: str) -> None:
+    """Refuse saved JSON state whose structure differs from the live object's: the same keys of an object, the
+    same kind of each value (numbers alike; a live null or empty object takes anything), list items like the
+    live first one."""
+    if live is None or _kind(live) == "other":  # a live value JSON cannot hold: the object's own load decides
+        return
+    if _kind(saved) != _kind(live):
+        raise CheckpointError(path, f"{where} is {_kind(saved)} {str(saved)[:40]!r}; expected a {_kind(live)}")
+    if isinstance(live, dict) and live:  # an empty one is a structure not known here: anything goes
+        if set(saved) != set(live):
+            differ = sorted(map(str, set(saved) ^ set(live)))
+            raise CheckpointError(path, f"{where} has other entries than this run's ({', '.join(differ[:3])})")
+        for key, value in live.items():
+            check_like(path, saved[key], value, f"{where}.{key}")
+    elif isinstance(live, list) and live:
+        for index, item in enumerate(saved):
+            check_like(path, item, live[0], f"{where}[{index}]")
+
+
+def check_rng(path: Path, tensors: dict, plain: object) -> None:
+    """Try the saved RNG states on throwaway generators: a state they refuse would fail the resume."""
+    import torch
+
+    try:
+        torch.Generator().set_state(tensors["torch"])
+        version, internal, gauss = plain["python"]
+        random.Random().setstate((version, tuple(internal), gauss))
+        kind, keys, position, has_gauss, cached = plain["numpy"]
+        np.random.RandomState().set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as error:
+        raise CheckpointError(path, f"RNG state not as saved ({_one_line(error)})") from None
+
+
+def check_optimizer(path: Path, saved: dict, live: dict) -> None:
+    """The saved optimizer state (`optimizer_state_dict`) has this run's parameter groups and parameters."""
+    groups = saved.get("param_groups") if isinstance(saved, dict) else None
+    if not isinstance(groups, list) or len(groups) != len(live["param_groups"]):
+        raise CheckpointError(path, "optimizer param_groups differ from this run's")
+    for index, (group, mine) in enumerate(zip(groups, live["param_groups"], strict=True)):
+        check_like(path, group, {**mine, "params": None}, f"param_groups[{index}]")
+        if not isinstance(group["params"], list) or len(group["params"]) != len(mine["params"]):
+            raise CheckpointError(path, f"param_groups[{index}] holds other parameters than this run's")
+    known = {param for group in live["param_groups"] for param in group["params"]}
+    for param, entries in saved.get("state", {}).items():
+        if param not in known or not isinstance(entries, dict):
+            raise CheckpointError(path, f"optimizer state of parameter {param!r} does not fit this run")
+
+
+def read_checkpoint(
+    path: Path, rank: int, model_state: dict[str, torch.Tensor], live: dict | None = None
+) -> Checkpoint:
+    """Read and check one checkpoint; a CheckpointError names the first file that is not as saved.
+
+    Every manifest entry is checked (a plain file name inside the folder, its size); with `live` (the run's
+    own `optimizer`, `scheduler` and `progress` state), the saved state must have the same structure, and the
+    RNG states must be accepted by throwaway generators, so that restoring cannot fail half-way.
+    """
     manifest = _read_json(path / MANIFEST)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(path / MANIFEST, f"not an {FORMAT} manifest")
-    for name, size in manifest["files"].items():
-        if not (path / name).is_file() or (path / name).stat().st_size != size:
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise CheckpointError(path / MANIFEST, "'files' is not an object of file names and sizes")
+    for name, size in files.items():
+        _plain_name(path / MANIFEST, name, "file")
+        if not isinstance(size, int) or isinstance(size, bool):
+            raise CheckpointError(path / MANIFEST, f"size of {name!r} is {size!r}; expected a number of bytes")
+        if not (path / name).is_file() or (path / name).is_symlink() or (path / name).stat().st_size != size:
             raise CheckpointError(path / name, "missing or not of the size saved")
     model = _read_tensors(path / MODEL_FILE)
     expected = {name: tuple(tensor.shape) for name, tensor in model_state.items()}
@@ -657,31 +573,50 @@ def read_checkpoint(path: Path, rank: int, model_state: dict[str, torch.Tensor])
     if found != expected:
         differ = sorted(set(found) ^ set(expected)) or [n for n in expected if found[n] != expected[n]]
         raise CheckpointError(path / MODEL_FILE, f"weights do not fit the model ({', '.join(differ[:3])})")
-    optimizer = optimizer_state_dict(_read_tensors(path / OPTIMIZER_TENSORS), _read_json(path / OPTIMIZER_JSON))
+    try:
+        optimizer = optimizer_state_dict(_read_tensors(path / OPTIMIZER_TENSORS), _read_json(path / OPTIMIZER_JSON))
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise CheckpointError(path / OPTIMIZER_JSON, f"optimizer state not as saved ({_one_line(error)})") from None
     loop = _read_json(path / PROGRESS_JSON)
-    tensors = {name: _read_tensors(path / f"{name}.safetensors") for name in loop["tensors"]}
+    check_like(path / PROGRESS_JSON, loop, {"progress": {}, "accelerator_step": 0, "scaler": None, "tensors": []}, "")
+    if not isinstance(loop["progress"], dict):
+        raise CheckpointError(path / PROGRESS_JSON, "'progress' is not an object")
+    names = [_plain_name(path / PROGRESS_JSON, name, "tensors entry") for name in loop["tensors"]]
+    tensors = {name: _read_tensors(path / f"{name}.safetensors") for name in names}
     rng = (_read_tensors(path / f"rng_{rank}.safetensors"), _read_json(path / f"rng_{rank}.json"))
-    return Checkpoint(path, model, optimizer, _read_json(path / SCHEDULER_JSON), rng, loop, tensors)
+    scheduler = _read_json(path / SCHEDULER_JSON)
+    check_rng(path / f"rng_{rank}.json", *rng)
+    if live is not None:
+        check_optimizer(path / OPTIMIZER_JSON, optimizer, live["optimizer"])
+        check_like(path / SCHEDULER_JSON, scheduler, live["scheduler"], "scheduler")
+        if live.get("progress") is not None:
+            check_like(path / PROGRESS_JSON, loop["progress"], live["progress"], "progress")
+    return Checkpoint(path, model, optimizer, scheduler, rng, loop, tensors)
 
 
-def load_checkpoint(out: Path, accelerator, model, optimizer, scheduler) -> Checkpoint | None:
+def load_checkpoint(
+    out: Path, accelerator, model, optimizer, scheduler, progress_like: dict | None = None
+) -> Checkpoint | None:
     """Restore the newest readable checkpoint into the (prepared) objects; None where the run has none yet.
 
-    A damaged newest checkpoint falls back to the one before it, with a note on stderr; when none can be read,
-    a one-line AvvpError names the file of the newest. Every process reads the checkpoint the main one chose.
+    A newest checkpoint that fails to read or check (`read_checkpoint`; `progress_like`: the loop's progress as
+    a fresh run has it, whose structure the saved one must have) falls back to the one before it, with a note on
+    stderr; when none can be read, a one-line AvvpError names the file of the newest. Every process reads the
+    checkpoint the main one chose.
     """
     refuse_pickled_state(out)
     if accelerator.is_main_process:
         remove_staging(out)
     model_state = accelerator.unwrap_model(model).state_dict()
+    live = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "progress": progress_like}
     chosen, first_error = None, None
     if accelerator.is_main_process:
         found = checkpoint_dirs(out)
         for index, path in enumerate(found):
             try:
                 for rank in range(accelerator.num_processes):
-                    read_checkpoint(path, rank, model_state)
-            except (CheckpointError, KeyError, TypeError, ValueError) as error:
+                    read_checkpoint(path, rank, model_state, live)
+            except (CheckpointError, KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
                 first_error = first_error or error
                 if index + 1 < len(found):
                     print(f"note: {_one_line(error, 300)}; resuming from {found[index + 1]} instead", file=sys.stderr)
@@ -711,13 +646,3 @@ def load_checkpoint(out: Path, accelerator, model, optimizer, scheduler) -> Chec
     accelerator.step = checkpoint.loop["accelerator_step"]
     restore_rng(*checkpoint.rng)
     return checkpoint
-
-
-@contextlib.contextmanager
-def staging_dir(out: Path, prefix: str) -> Iterator[Path]:
-    """A temporary folder inside `out`, removed whatever happens."""
-    tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=out))
-    try:
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -18,7 +18,8 @@ import numpy as np
 
 from avvp.classes import NUM_SNIPPETS
 from avvp.errors import StoreError
-from avvp.io import atomic_path
+from avvp.inputs import open_hdf5, read_strings
+from avvp.output import atomic_path, close_discarding, close_hdf5, create_hdf5  # noqa: F401  (close_discarding: re-exported)
 
 SCHEMA_VERSION = 1
 RAW_WIDTHS = {"audio": 128, "visual": 2048, "motion": 512}
@@ -43,23 +44,6 @@ def _created_by() -> str:
     return f"avvp {__version__}"
 
 
-def close_discarding(handle: h5py.File) -> None:
-    """Close an HDF5 file being written whose contents are to be dropped, even on a full disk.
-
-    Closing flushes the chunk cache; where a write already failed for want of space the flush fails again, and
-    HDF5 then crashes the process on its way out (exit 139). Shrinking every dataset to nothing drops its cached
-    chunks, and truncating the file frees its space, so the close has only a little metadata left to write.
-    """
-    try:
-        for dataset in [item for item in handle.values() if isinstance(item, h5py.Dataset)]:
-            if dataset.maxshape[0] is None:
-                dataset.resize(0, axis=0)
-        os.truncate(handle.filename, 0)
-    except (OSError, ValueError):
-        pass  # the close below is still the best left to do
-    handle.close()
-
-
 class StoreWriter:
     """Streams a feature store to disk chunk by chunk; the file appears only when `close` succeeds.
 
@@ -82,7 +66,7 @@ class StoreWriter:
             raise StoreError(f"{self.path}: dtype {dtype} not supported; expected float16 or float32")
         self._atomic = atomic_path(self.path, overwrite)
         tmp = self._atomic.__enter__()
-        self._file = h5py.File(tmp, "w", track_order=True)
+        self._file = create_hdf5(tmp)
         self._file.attrs["schema"] = SCHEMA_VERSION
         self._file.attrs["source"] = source
         self._file.attrs["created_by"] = _created_by()
@@ -132,7 +116,11 @@ class StoreWriter:
 
     def close(self) -> Path:
         """Finish the file and move it into place."""
-        self._file.close()
+        try:
+            close_hdf5(self._file)
+        except BaseException as error:  # a full disk at the final flush: the staged file goes too
+            self._atomic.__exit__(type(error), error, error.__traceback__)
+            raise
         self._atomic.__exit__(None, None, None)
         return self.path
 
@@ -194,14 +182,8 @@ class FeatureStore:
 
 
 def _open(path: Path) -> h5py.File:
-    if path.is_dir():
-        raise StoreError(f"{path}: is a directory; expected a feature store file (.h5)")
-    if not path.is_file():
-        raise StoreError(f"{path}: no such feature store")
-    try:
-        return h5py.File(path, "r")
-    except OSError as error:
-        raise StoreError(f"{path}: not a readable HDF5 feature store ({error})") from None
+    """The store opened read-only through the input layer (`avvp.inputs.open_hdf5`)."""
+    return open_hdf5(path, "feature store file (.h5)")
 
 
 def _read_ids(path: Path, handle: h5py.File) -> list[str]:
@@ -212,7 +194,7 @@ def _read_ids(path: Path, handle: h5py.File) -> list[str]:
         raise StoreError(f"{path}: 'video_ids' has shape {ids.shape}; expected (N,)")
     if ids.dtype.kind not in "SOU":
         raise StoreError(f"{path}: 'video_ids' holds {ids.dtype} values; expected strings (YouTube ids)")
-    video_ids = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in ids[()]]
+    video_ids = read_strings(path, handle, "video_ids")
     if len(set(video_ids)) != len(video_ids):
         seen: set[str] = set()
         duplicate = next(v for v in video_ids if v in seen or seen.add(v))

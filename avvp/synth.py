@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import shutil
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,9 +44,10 @@ import numpy as np
 from avvp.annotations import EVAL_FILES, SPLIT_FILES, WeakLabels, load_split, write_events, write_weak_labels
 from avvp.classes import CLASS_INDEX, NUM_CLASSES, NUM_SNIPPETS
 from avvp.errors import ConfigError
+from avvp.inputs import MAX_SEED
 from avvp.io import check_writable
 from avvp.modality_labels import TRAIN_TRUTH_FILES
-from avvp.runs import check_free_space, output_lock, writing
+from avvp.output import check_free_space, output_lock, publish, staging_folder, writing
 from avvp.store import RAW_WIDTHS, StoreWriter
 
 SPLITS = ("train", "val", "test")
@@ -663,8 +662,8 @@ def _synthesize(
         raise ConfigError(f"--sim-version {version}: expected one of {', '.join(map(str, SIM_VERSIONS))}")
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    if seed < 0:
-        raise ConfigError(f"--seed {seed}: must be at least 0")
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"--seed {seed}: must be at least 0 and at most {MAX_SEED:,}")
     out = Path(out)
     files = output_paths(out)
     for path in files.values():  # every output is checked before any is computed or replaced
@@ -697,12 +696,8 @@ def _synthesize(
     # Everything is written into a staging folder beside the outputs and moved into place at the end, so a
     # failure leaves no partial corpus behind.
     out.mkdir(parents=True, exist_ok=True)
-    # The staging folder's name is fixed before it exists (the output lock makes it this command's alone), so a
-    # signal at any instant, even between its creation and the start of the `try`, leaves nothing to find.
-    staging = out / f".synth.{os.getpid()}.tmp"
-    try:
-        shutil.rmtree(staging, ignore_errors=True)  # a SIGKILLed run's, under a pid used again
-        staging.mkdir()
+    # Everything is staged in a folder inside the output (avvp.output.staging_folder) and moved into place.
+    with staging_folder(out, "synth") as staging:
         staged = output_paths(staging)
         for name in SPLITS:
             rows = layout.split_slice(name)
@@ -718,9 +713,7 @@ def _synthesize(
             staged["pretrain"], pretrain_ids, pretrain_events, model, (seed, 4), f"{source} pretrain", attrs, progress
         )
         for name, path in staged.items():
-            os.replace(path, files[name])
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            publish(path, files[name])
     return {
         "out": str(out),
         "preset": preset,

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from avvp.config_cli import cli
 from avvp.errors import ConfigError
+from avvp.inputs import check_sizes
 from avvp.precision import MIXED_PRECISION
 from finetune.models import REGISTRY, STREAMS
 
@@ -216,6 +217,7 @@ class FinetuneConfig:
             raise ConfigError(f"--train-fraction {self.train_fraction}: a share of the training videos, in (0, 1]")
         if self.seed < 0:
             raise ConfigError(f"seed must be at least 0, got {self.seed}")
+        check_sizes("the finetuning config", asdict(self), ConfigError)  # widths, heads, seed bounded
         if not 0 < self.lr_gamma <= 1:
             raise ConfigError(f"lr_gamma must be in (0, 1], got {self.lr_gamma}")
         for name in ("audio_smoothing", "visual_smoothing", "dropout"):

@@ -106,6 +106,9 @@ def load_run(run: str | os.PathLike) -> tuple[FinetuneConfig, FinetuneModel]:
     except (SafetensorError, OSError) as error:
         raise ConfigError(f"{path}: not a readable safetensors file ({error})") from None
     check_weights(model, weights, f"{path} does not fit the {cfg.model!r} model of {run / 'config.json'}")
+    damaged = [name for name, tensor in weights.items() if tensor.is_floating_point() and not tensor.isfinite().all()]
+    if damaged:
+        raise ConfigError(f"{path}: {damaged[0]} holds NaN or infinite values ({len(damaged)} tensor(s) in all)")
     model.load_state_dict(weights)
     return cfg, model.eval()
 

@@ -67,6 +67,10 @@ def convert_reference(state: dict[str, torch.Tensor], source: str = "state dict"
     if missing or unexpected:
         problems = listing(missing=missing, unexpected=unexpected)
         raise ConfigError(f"{source} is not a HAN reference state dict; {problems}")
+    for key in wanted:  # a layer's weight is a matrix (a norm's a vector), every bias a vector
+        rank = 1 if key.endswith("bias") or ".norm" in key else 2
+        if state[key].dim() != rank:
+            raise ConfigError(f"{source}: {key} has shape {tuple(state[key].shape)}; expected {rank} dimension(s)")
     converted = {f"{ours}.{p}": state[f"{reference}.{p}"] for reference, ours in LINEAR_NAMES.items() for p in PARAMS}
     converted |= unpack_attention(state, PACKED_ATTENTION, source)
     return finite_float_weights(converted, source)

@@ -30,8 +30,8 @@ from avvp.annotations import (
 )
 from avvp.classes import CLASS_INDEX, CLASSES
 from avvp.errors import ConfigError, StoreError
-from avvp.io import atomic_path, check_writable
 from avvp.metrics import DECISION_THRESHOLD
+from avvp.output import atomic_path, check_writable, hdf5_writer, output_lock, staged_files, writing
 from avvp.store import SCHEMA_VERSION, _created_by, read_video_ids
 from avvp.video_ids import filenames_in_store, shown, youtube_id
 from finetune.config import MISSING
@@ -285,7 +285,7 @@ def write_probabilities(
         "visual": predictions.video_visual_prob,
         "snippet": snippet.transpose(0, 3, 1, 2),  # (N, 10, 2, 25)
     }
-    with atomic_path(path, overwrite) as tmp, h5py.File(tmp, "w", track_order=True) as handle:
+    with atomic_path(path, overwrite) as tmp, hdf5_writer(tmp) as handle:
         handle.attrs["schema"] = SCHEMA_VERSION
         handle.attrs["created_by"] = _created_by()
         handle.attrs["classes"] = list(CLASSES)
@@ -367,24 +367,27 @@ def parse(
             *(("--plot", path) for path in pictures),
         ]
     )
-    predictions = predict_videos(run, features, video_ids)
-    predictions.video_ids = [names.get(video, video) for video in predictions.video_ids]
-    events = video_events(predictions)
-    with atomic_path(out, overwrite) as tmp:
-        document = {"run": str(run), "features": str(features), "videos": events}
-        tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    written = [] if written is None else written
-    written.append(Path(out))
-    if csv_paths:
-        for path, dense in zip(csv_paths, predictions.gated(), strict=True):
-            written.append(write_events(path, predictions.video_ids, dense, overwrite))
-    if pictures:
-        truth = annotated_truth(annotations, predictions.video_ids) if annotations is not None else {}
-        source = data_source(features)
-        for index, (path, video_id) in enumerate(zip(pictures, predictions.video_ids, strict=True)):
-            plot_timeline(path, video_id, predictions, index, overwrite, truth.get(video_id), source)
-            written.append(path)
-    if probabilities is not None:
-        attrs = {"run": str(run), "features": str(features)}
-        written.append(write_probabilities(probabilities, predictions, attrs, overwrite))
+    locked = [out, *(p for p in (probabilities, csv_dir, plot_dir) if p is not None)]
+    with output_lock(*locked):  # one parse per output; every file staged, all renamed in at the end or none
+        predictions = predict_videos(run, features, video_ids)
+        predictions.video_ids = [names.get(video, video) for video in predictions.video_ids]
+        events = video_events(predictions)
+        truth = annotated_truth(annotations, predictions.video_ids) if pictures and annotations is not None else {}
+        source = data_source(features) if pictures else ""
+        files = [out, *csv_paths, *pictures, *((probabilities,) if probabilities is not None else ())]
+        with writing(out), staged_files(files, overwrite) as staged:
+            document = {"run": str(run), "features": str(features), "videos": events}
+            staged[0].write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+            staged_csv = staged[1 : 1 + len(csv_paths)]
+            staged_pictures = staged[1 + len(csv_paths) : 1 + len(csv_paths) + len(pictures)]
+            for path, dense in zip(staged_csv, predictions.gated() if csv_paths else (), strict=True):
+                write_events(path, predictions.video_ids, dense, overwrite=True)
+            for index, (path, video_id) in enumerate(zip(staged_pictures, predictions.video_ids, strict=False)):
+                plot_timeline(path, video_id, predictions, index, True, truth.get(video_id), source)
+            if probabilities is not None:
+                attrs = {"run": str(run), "features": str(features)}
+                with writing(probabilities):  # a full disk names the file it filled
+                    write_probabilities(staged[-1], predictions, attrs, overwrite=True)
+    if written is not None:
+        written.extend(Path(path) for path in files)
     return events

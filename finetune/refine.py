@@ -32,8 +32,9 @@ from accelerate import Accelerator
 from avvp.annotations import SPLIT_FILES
 from avvp.classes import NUM_CLASSES
 from avvp.errors import ConfigError
-from avvp.io import check_writable
+from avvp.inputs import MAX_SEED
 from avvp.modality_labels import EVIDENCE, ModalityLabels, label_report, train_truth, write_modality_labels
+from avvp.output import check_writable, output_lock
 from avvp.precision import resolve_mixed_precision
 from finetune.data import SplitData, check_streams, load_split_data
 from finetune.evaluate import load_run
@@ -200,11 +201,17 @@ def refine(
     """Refine the training split's weak labels with a finished run and write the label file `out` (atomically).
 
     The returned labels carry the report (`attrs["report"]`) and the seconds the refinement took. `missing`
-    "skip": the training videos absent from the store are left out (as `avvp-finetune --missing skip` does).
+    "skip": the training videos absent from the store are left out (as `avvp-finetune --missing skip` does). One
+    refine per `out` at a time (its lock is held from the checks to the rename).
     """
-    out = check_writable(out, overwrite)
-    if seed < 0:
-        raise ConfigError(f"--seed {seed}: must be at least 0")
+    out = check_writable(out, overwrite, inputs=[features, run])
+    with output_lock(out):
+        return _refine(run, features, annotations, out, seed, audio_threshold, visual_threshold, batch_size, overwrite)
+
+
+def _refine(run, features, annotations, out, seed, audio_threshold, visual_threshold, batch_size, overwrite):
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"--seed {seed}: must be at least 0 and at most {MAX_SEED:,}")
     if batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size}: must be at least 1")
     cfg, model = load_run(run)

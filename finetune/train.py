@@ -234,7 +234,7 @@ def _set_up(cfg: FinetuneConfig, out: Path, resume: bool, frontend: nn.Module | 
         cfg, out, accelerator, model, optimizer, scheduler, loaders, splits, TrainingState(), best_weights
     )
     if resume:
-        checkpoint = load_checkpoint(out, accelerator, model, optimizer, scheduler)
+        checkpoint = load_checkpoint(out, accelerator, model, optimizer, scheduler, asdict(TrainingState()))
         if checkpoint is None:
             if accelerator.is_main_process:
                 print(f"note: {out}: no checkpoint yet; starting the run from its first epoch", file=sys.stderr)

@@ -7,35 +7,21 @@ Used by the run loader (`finetune.evaluate.load_run`) and the two converters of 
 from __future__ import annotations
 
 import os
-import pickle
-import re
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from avvp.errors import ConfigError
+from avvp.inputs import read_torch_weights
 
 
 def read_reference(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Load a reference release's checkpoint (HAN's or the paper's) as a state dict, with `weights_only=True`.
-
-    A `module.` prefix on every key (a DataParallel save) is dropped.
+    """Load a reference release's checkpoint (HAN's or the paper's) as a state dict, with `weights_only=True`
+    and every value checked (`avvp.inputs.read_torch_weights`). A `module.` prefix on every key (a
+    DataParallel save) is dropped.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
-        # torch's message is a paragraph; its "WeightsUnpickler error:" part says what was refused.
-        reason = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. |\n|$)", str(error))
-        reason = reason.group(1) if reason else (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ConfigError(
-            f"{path}: not a loadable PyTorch state dict (torch.load with weights_only=True: {reason})"
-        ) from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ConfigError(f"{path}: expected a state dict of tensors (torch.save(model.state_dict()))")
+    state = read_torch_weights(path, ConfigError)
     if state and all(key.startswith("module.") for key in state):
         state = {key.removeprefix("module."): value for key, value in state.items()}
     return state
@@ -113,10 +99,10 @@ def save_imported_run(model: nn.Module, cfg, weights: dict[str, torch.Tensor], w
     """Check that converted `weights` fit `model` (built from `cfg`), then write cfg.out atomically."""
     from safetensors.torch import save_file
 
-    from avvp.io import atomic_dir
+    from avvp.output import MARKER, atomic_dir
 
     check_weights(model, weights, what)
-    with atomic_dir(cfg.out, overwrite) as tmp:
+    with atomic_dir(cfg.out, overwrite, markers=(MARKER, "config.json")) as tmp:
         cfg.save(tmp / "config.json")
         save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
     return Path(cfg.out)

@@ -17,6 +17,7 @@ from avvp.classes import NUM_SNIPPETS
 from avvp.config_cli import cli
 from avvp.console import progress
 from avvp.errors import ConfigError, StoreError
+from avvp.inputs import MAX_SEED, read_npy
 from avvp.io import check_writable
 from avvp.runs import check_free_space, output_lock, writing
 from avvp.store import check_stream_finite, iter_store, store_info
@@ -117,8 +118,8 @@ class GroundingConfig:
         self.threads = self.threads or available_cores()
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size {self.batch_size}: need at least one video per batch")
-        if self.seed < 0:
-            raise ConfigError(f"--seed {self.seed}: must be at least 0")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"--seed {self.seed}: must be at least 0 and at most {MAX_SEED:,}")
 
     @property
     def explicit(self) -> bool:
@@ -140,12 +141,7 @@ class GroundingConfig:
 def load_silence(path: str | os.PathLike, audio_width: int) -> np.ndarray:
     """A silence embedding from a .npy file: shape (audio_width,) or (1, audio_width), finite, not zero; float32."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such silence embedding (.npy)")
-    try:
-        vector = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as error:
-        raise ConfigError(f"{path}: not a readable .npy array ({error})") from None
+    vector = read_npy(path, ConfigError)
     if vector.shape not in ((audio_width,), (1, audio_width)):
         raise ConfigError(
             f"{path}: silence embedding has shape {vector.shape}; expected ({audio_width},) or (1, {audio_width}), "

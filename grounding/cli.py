@@ -8,6 +8,7 @@ import typer
 
 from avvp.config_cli import config_command, config_values
 from avvp.console import run_app, typer_app
+from avvp.inputs import MAX_SEED
 from grounding.build import GroundingConfig
 
 app = typer_app("Audio-visual grounding labels: per-video snippet graphs and their connected components.")
@@ -51,8 +52,8 @@ def calibrate(
     features, neighbours, sample_videos, seed, rule = (settings[name] for name in CALIBRATION_FIELDS)
     for q in quantile:
         check_quantile("--quantile", q)
-    if seed < 0:
-        raise ConfigError(f"--seed {seed}: must be at least 0")
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"--seed {seed}: must be at least 0 and at most {MAX_SEED:,}")
     if rule not in RULES:
         raise ConfigError(f"--rule {rule!r}: choose one of {', '.join(RULES)}")
     calibration = run_calibrate(features, neighbours, sample_videos, seed)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from avvp.config_cli import cli
 from avvp.errors import ConfigError
+from avvp.inputs import check_sizes
 from avvp.precision import MIXED_PRECISION
 from pretrain.losses import OBJECTIVES, RELEASE_MARGIN, check_margins, check_variant
 
@@ -194,6 +195,7 @@ class PretrainConfig:
             raise ConfigError(f"weight_decay {self.weight_decay}: must be a number >= 0")
         if self.seed < 0:
             raise ConfigError(f"--seed {self.seed}: must be at least 0")
+        check_sizes("the pretraining config", asdict(self), ConfigError)  # sizes and seed bounded
         if self.resume and self.overwrite:
             raise ConfigError("--resume and --overwrite exclude each other")
         if self.intermediate_size is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from avvp.io import atomic_dir
+from avvp.output import MARKER, atomic_dir
 from pretrain.config import PretrainConfig
 from pretrain.data import load_corpus, split_rows
 from pretrain.modeling import save_encoder, weights_checksum
@@ -27,7 +27,7 @@ def write_control(cfg: PretrainConfig) -> Path:
     model = initial_encoder(cfg, corpus, train_rows)
     # check_run_dir let an existing `out` through only for --overwrite of a pretraining run; atomic_dir replaces
     # it once everything is written, so an interrupted init leaves no half-written encoder behind.
-    with atomic_dir(out, overwrite=True) as tmp:
+    with atomic_dir(out, overwrite=True, markers=(MARKER, CONFIG_FILE)) as tmp:
         write_json(tmp / CONFIG_FILE, cfg.to_dict())
         metrics = {"untrained": True, "steps": 0, "weights_checksum": weights_checksum(model), "config": cfg.to_dict()}
         write_json(tmp / "metrics.json", metrics)

@@ -38,6 +38,7 @@ from transformers.utils import logging as hf_logging
 
 from avvp.classes import NUM_SNIPPETS
 from avvp.errors import AvvpError, StoreError
+from avvp.inputs import check_input_file, check_sizes
 from avvp.store import RAW_WIDTHS, store_info
 from pretrain.config import ARCHITECTURES
 
@@ -301,14 +302,16 @@ def load_encoder(path: str | os.PathLike) -> AVEncoderModel:
     if not config_file.is_file():
         raise AvvpError(f"{path}: no config.json; not an encoder saved by avvp-pretrain")
     try:
-        model_type = json.loads(config_file.read_text()).get("model_type")
-    except (ValueError, AttributeError, UnicodeDecodeError):
+        saved = json.loads(check_input_file(config_file, "config", AvvpError).read_text())
+        model_type = saved.get("model_type")
+    except (ValueError, AttributeError, UnicodeDecodeError, RecursionError):
         raise AvvpError(f"{config_file}: not a valid JSON config") from None
     if model_type != AVEncoderConfig.model_type:
         raise AvvpError(
             f"{config_file}: model type {model_type!r}; "
             f"expected {AVEncoderConfig.model_type!r} (an avvp-pretrain encoder)"
         )
+    check_sizes(str(config_file), saved, AvvpError)  # before transformers builds 10^4 layers
     if not (path / "model.safetensors").is_file():
         raise AvvpError(f"{path}: no model.safetensors; the pretraining run did not finish")
     try:

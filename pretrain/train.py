@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,6 +29,7 @@ from avvp.console import progress as progress_bar
 from avvp.distributed import settle_collectives
 from avvp.errors import AvvpError
 from avvp.io import atomic_path
+from avvp.output import publish, remove_staged
 from avvp.precision import resolve_mixed_precision
 from avvp.runs import (
     CheckpointError,
@@ -356,7 +355,9 @@ def _set_up(cfg: PretrainConfig, out: Path, corpus, train_rows: np.ndarray, val_
 
 def _resume(run: PretrainRun) -> None:
     """Continue from the newest readable checkpoint; log.jsonl keeps only the lines up to it."""
-    checkpoint = load_checkpoint(run.out, run.accelerator, run.model, run.optimizer, run.scheduler)
+    checkpoint = load_checkpoint(
+        run.out, run.accelerator, run.model, run.optimizer, run.scheduler, run.progress.state_dict()
+    )
     if checkpoint is None:
         if run.accelerator.is_main_process:
             print(f"note: {run.out}: no checkpoint yet; starting the run from its first step", file=sys.stderr)
@@ -489,8 +490,7 @@ def _end_epoch(run: PretrainRun, show) -> None:
         if accelerator.is_main_process:  # before the checkpoint that records it, so a resumed run finds it
             with writing(run.out), staging_dir(run.out, f".{SELECTED}.") as tmp:
                 save_encoder(accelerator.unwrap_model(run.model), tmp)
-                shutil.rmtree(run.out / SELECTED, ignore_errors=True)
-                os.replace(tmp, run.out / SELECTED)
+                publish(tmp, run.out / SELECTED)
         accelerator.wait_for_everyone()
     run.save()
 
@@ -550,5 +550,5 @@ def finish_run_dir(
     with writing(out), staging_dir(out, ".encoder.") as tmp:
         save_encoder(encoder, tmp)
         for written in sorted(tmp.iterdir()):  # config.json before model.safetensors
-            os.replace(written, out / written.name)
-    shutil.rmtree(out / SELECTED, ignore_errors=True)  # now the run's own encoder
+            publish(written, out / written.name)
+    remove_staged(out / SELECTED)  # now the run's own encoder

@@ -196,7 +196,7 @@ def test_calibrate_refuses_a_bad_quantile(tmp_path, monkeypatch, capsys):
 def test_calibrate_refuses_a_negative_seed(tmp_path, monkeypatch, capsys):
     store = random_store(tmp_path / "s.h5")
     status, stdout, stderr = run_cli(monkeypatch, capsys, "calibrate", "--features", store, "--seed", -1)
-    assert status == 1 and stdout == "" and stderr == "error: --seed -1: must be at least 0\n"
+    assert status == 1 and stdout == "" and stderr == "error: --seed -1: must be at least 0 and at most 4,294,967,295\n"
 
 
 def test_stats_plot_needs_overwrite_and_a_picture_format(tmp_path, monkeypatch, capsys):

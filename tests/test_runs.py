@@ -14,7 +14,8 @@ import torch
 from conftest import run_cli
 
 from avvp.errors import AvvpError
-from avvp.runs import CHECKPOINTS, OutputLock, checkpoint_dirs, load_checkpoint, save_checkpoint
+from avvp.output import OutputLock
+from avvp.runs import CHECKPOINTS, checkpoint_dirs, load_checkpoint, save_checkpoint
 from benchmarks.fault_injection import pretrain_data
 from finetune.config import make_config
 from finetune.train import train
@@ -288,7 +289,7 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_leaves_nothing_staged(t
 @pytest.mark.parametrize("where", ["store", "labels", "free space"])
 def test_a_full_disk_while_writing_a_corpus_is_one_line_and_leaves_nothing(where, tiny_llp, tmp_path, monkeypatch):
     import avvp.avg_labels
-    import avvp.runs
+    import avvp.output
     import avvp.store
 
     if where == "store":
@@ -296,7 +297,7 @@ def test_a_full_disk_while_writing_a_corpus_is_one_line_and_leaves_nothing(where
     elif where == "labels":
         monkeypatch.setattr(avvp.avg_labels.AvgLabelWriter, "append", no_space)
     else:
-        monkeypatch.setattr(avvp.runs, "free_space", lambda path: 10_000)
+        monkeypatch.setattr(avvp.output, "free_space", lambda path: 10_000)
     out = tmp_path / "new" / ("avg.h5" if where == "labels" else "corpus")
     if where == "labels":
         result = run_cli(groundtruth_main, "build", "--features", tiny_llp / "llp.h5", "--out", out, "--quiet")
@@ -401,6 +402,63 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_with_a_note(tmp_
     load_checkpoint(tmp_path, accelerator, restored, *tiny_training(seed=1)[1:])
     saved = model.state_dict()
     assert all(torch.equal(tensor, saved[name]) for name, tensor in restored.state_dict().items())
+
+
+def _rewrite_json(checkpoint: Path, name: str, change) -> None:
+    """Change one JSON file of a checkpoint and record its new size in the manifest (a damage that passes the
+    size check, as a hand edit or a hostile file would)."""
+    import json
+
+    data = json.loads((checkpoint / name).read_text())
+    change(data)
+    (checkpoint / name).write_text(json.dumps(data))
+    if name != "manifest.json":
+        manifest = json.loads((checkpoint / "manifest.json").read_text())
+        manifest["files"][name] = (checkpoint / name).stat().st_size
+        (checkpoint / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _files_a_list(m):
+    m["files"] = list(m["files"])
+
+
+def _file_outside(m):
+    m["files"]["../../x.safetensors"] = 8
+
+
+DAMAGES = {
+    "manifest files a list": ("manifest.json", _files_a_list, "'files' is not an object"),
+    "manifest entry ../../x": ("manifest.json", _file_outside, "not a file name inside the checkpoint"),
+    "bad RNG entry": ("rng_0.json", lambda d: d.update(python=[3, "x", None]), "RNG state not as saved"),
+    "epoch two": ("progress.json", lambda d: d["progress"].update(saved="two"), "progress.saved is string"),
+    "bad scheduler entry": ("scheduler.json", lambda d: d.update(last_epoch="x"), "scheduler.last_epoch"),
+    "tensor path ../../x": ("progress.json", lambda d: d.update(tensors=["../../x"]), "'../../x' is not a file name"),
+    "optimizer groups": ("optimizer.json", lambda d: d.update(param_groups={}), "param_groups differ"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_any_damaged_manifest_entry_or_state_falls_back_to_the_previous_checkpoint(tmp_path, capsys, damage):
+    name, change, fragment = DAMAGES[damage]
+    accelerator, (model, optimizer, scheduler) = OneProcess(), tiny_training()
+    save_checkpoint(tmp_path, accelerator, model, optimizer, scheduler, {"saved": 1})
+    newest = save_checkpoint(tmp_path, accelerator, model, optimizer, scheduler, {"saved": 2})
+    (tmp_path.parent / "x.safetensors").write_bytes(b"12345678")  # where ../../x would lead
+    _rewrite_json(newest, name, change)
+    capsys.readouterr()
+    checkpoint = load_checkpoint(tmp_path, accelerator, *tiny_training(seed=1), progress_like={"saved": 0})
+    assert checkpoint.progress == {"saved": 1}
+    note = capsys.readouterr().err
+    assert note.startswith(f"note: {newest}") and fragment in note and "resuming from" in note, note
+    assert len(note.strip().splitlines()) == 1
+
+
+def test_a_damaged_only_checkpoint_is_one_line(tmp_path):
+    accelerator, (model, optimizer, scheduler) = OneProcess(), tiny_training()
+    newest = save_checkpoint(tmp_path, accelerator, model, optimizer, scheduler, {"saved": 1})
+    _rewrite_json(newest, "progress.json", lambda d: d["progress"].update(saved="two"))
+    with pytest.raises(AvvpError, match="progress.saved is string.*damaged saved state"):
+        load_checkpoint(tmp_path, accelerator, *tiny_training(seed=1), progress_like={"saved": 0})
 
 
 # --- Ctrl-C at any point ---
