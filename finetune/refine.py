@@ -206,10 +206,12 @@ def refine(
     """
     out = check_writable(out, overwrite, inputs=[features, run])
     with output_lock(out):
-        return _refine(run, features, annotations, out, seed, audio_threshold, visual_threshold, batch_size, overwrite)
+        return _refine(
+            run, features, annotations, out, seed, audio_threshold, visual_threshold, batch_size, overwrite, missing
+        )
 
 
-def _refine(run, features, annotations, out, seed, audio_threshold, visual_threshold, batch_size, overwrite):
+def _refine(run, features, annotations, out, seed, audio_threshold, visual_threshold, batch_size, overwrite, missing):
     if not 0 <= seed <= MAX_SEED:
         raise ConfigError(f"--seed {seed}: must be at least 0 and at most {MAX_SEED:,}")
     if batch_size < 1:
