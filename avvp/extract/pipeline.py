@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from avvp.classes import NUM_SNIPPETS
@@ -40,7 +38,17 @@ from avvp.extract.video import (
     decode_video,
     pick_frames,
 )
-from avvp.io import check_writable
+from avvp.inputs import check_input_file, check_video_id, open_hdf5, read_npy
+from avvp.output import (
+    MARKER,
+    check_replaceable_dir,
+    check_writable,
+    output_lock,
+    remove_staged,
+    remove_stale_staging,
+    resolve_output,
+    writing,
+)
 from avvp.store import RAW_WIDTHS, StoreWriter, float_dtype, read_store, read_video_ids, write_store
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".ts", ".3gp", ".ogv")
@@ -93,28 +101,32 @@ class ExtractConfig:
 def list_videos(inputs: Sequence[str | os.PathLike]) -> list[tuple[str, Path]]:
     """(video id, path) of every input: a file, a folder (its video files, sorted, not recursive) or a list file.
 
-    The id is the file's name without its suffix; two files with one id are an error naming both.
+    The id is the file's name without its suffix, checked as every id is (`avvp.inputs.check_video_id`: no tab,
+    newline or NUL); two files with one id are an error naming both. A file given by name or listed must be a
+    regular file (a FIFO or a device is one error line, never read).
     """
     paths: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
             paths += sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-        elif item.suffix.lower() in LIST_SUFFIXES and item.is_file():
-            for number, line in enumerate(item.read_text(encoding="utf-8").splitlines(), 1):
+        elif item.suffix.lower() in LIST_SUFFIXES and os.path.lexists(item):
+            listing = check_input_file(item, "list of video files", AvvpError)
+            for number, line in enumerate(listing.read_text(encoding="utf-8").splitlines(), 1):
                 if line.strip() and not line.lstrip().startswith("#"):
                     path = Path(line.strip())
                     paths.append(path if path.is_absolute() else item.parent / path)
-                    if not paths[-1].is_file():
+                    if not os.path.lexists(paths[-1]):
                         raise AvvpError(f"{item}:{number}: no such video file {line.strip()!r}")
-        elif item.is_file():
-            paths.append(item)
+                    check_input_file(paths[-1], "video file", AvvpError)
+        elif os.path.lexists(item):
+            paths.append(check_input_file(item, "video file", AvvpError))
         else:
             raise AvvpError(f"{item}: no such file or folder")
     if not paths:
         raise AvvpError(f"{', '.join(map(str, inputs))}: no video files found")
     videos, seen = [], {}
     for path in paths:
-        video_id = path.stem
+        video_id = check_video_id(path.stem, str(path))
         if video_id in seen:
             raise AvvpError(f"{seen[video_id]} and {path}: both would be video {video_id!r}; rename one")
         seen[video_id] = path
@@ -395,8 +407,12 @@ def _settings(config: ExtractConfig) -> dict:
 def _read_parts(folder: Path, settings: dict) -> tuple[list[Path], set[str]]:
     """The finished batches of an interrupted run and the videos they cover; leftovers of a killed write go."""
     for leftover in folder.glob(".*.tmp"):
-        leftover.unlink()
-    saved = json.loads((folder / "settings.json").read_text(encoding="utf-8"))
+        remove_staged(leftover)
+    settings_file = check_input_file(folder / "settings.json", "settings file", StoreError)
+    try:
+        saved = json.loads(settings_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise StoreError(f"{settings_file}: not the JSON an interrupted extraction wrote; pass --overwrite") from None
     if saved != settings:
         raise ConfigError(
             f"{folder}: an interrupted extraction with other settings ({saved}); rerun with them, "
@@ -404,9 +420,37 @@ def _read_parts(folder: Path, settings: dict) -> tuple[list[Path], set[str]]:
         )
     parts, done = sorted(folder.glob("part-*.h5")), set()
     for part in parts:
-        with h5py.File(part, "r") as handle:
-            done.update(json.loads(handle.attrs["videos"]))
+        done.update(_part_videos(part))
     return parts, done
+
+
+def _part_videos(part: Path) -> list[str]:
+    """The videos a finished batch covers (its `videos` attribute), read through the input layer."""
+    with open_hdf5(part, "part of an interrupted extraction") as handle:
+        try:
+            videos = json.loads(handle.attrs["videos"])
+        except (KeyError, TypeError, ValueError):
+            videos = None
+    if not isinstance(videos, list) or not all(isinstance(video, str) for video in videos):
+        raise StoreError(f"{part}: no 'videos' list; not a part of an interrupted extraction (pass --overwrite)")
+    return videos
+
+
+def check_replaceable_store(out: Path, overwrite: bool, inputs: Sequence[str | os.PathLike] = ()) -> Path:
+    """`check_writable` for a feature store output that `--overwrite` may replace only when avvp wrote it (its
+    `created_by` attribute says avvp), never one of `inputs`; returns its real path."""
+    from avvp.store import store_info
+
+    real = resolve_output(out)
+    check_writable(real, overwrite, inputs=inputs)
+    if os.path.lexists(real):
+        try:
+            created_by = str(store_info(real)["attrs"].get("created_by", ""))
+        except AvvpError:
+            created_by = ""
+        if not created_by.startswith("avvp"):
+            raise AvvpError(f"{out}: not a feature store avvp wrote; --overwrite will not replace it")
+    return real
 
 
 def extract(
@@ -419,26 +463,32 @@ def extract(
 ) -> ExtractResult:
     """Extract the three streams of `videos` ((id, path) pairs, `list_videos`) into the store `out`.
 
-    `networks`: a loaded `Networks`, or a function making one (called only when a video is left to extract);
-    None loads the published weights for `config`. Under `accelerate launch`, this process takes its share
-    and writes `rank_output(out, ...)`. Returns what was written and said.
+    `networks`: a loaded `Networks`, or a function making one (called at the first decoded window, so that a bad
+    file is reported before any weights load); None loads the published weights for `config`. Under `accelerate
+    launch`, this process takes its share and writes `rank_output(out, ...)`. `out` is checked (an existing one
+    replaced with `overwrite` only when avvp wrote it, never one of the videos) before any video is decoded.
+    Returns what was written and said.
     """
-    from avvp.runs import output_lock, process_state, writing
+    from avvp.runs import process_state
 
     state = process_state()
-    out = rank_output(Path(out), state.process_index, state.num_processes)
+    named = rank_output(Path(out), state.process_index, state.num_processes)
     videos = list(videos)[state.process_index :: state.num_processes]
-    check_writable(out, overwrite)
+    out = check_replaceable_store(named, overwrite, inputs=[path for _, path in videos])
     folder = parts_dir(out)
-    result = ExtractResult(path=out)
-    with output_lock(out), writing(out):
+    if os.path.lexists(folder):  # resumed (or, with --overwrite, dropped): only a parts folder avvp made
+        check_replaceable_dir(folder, True, markers=(MARKER,))
+    result = ExtractResult(path=named)
+    with output_lock(out), writing(named):
+        remove_stale_staging(out)  # what a killed run staged for the store itself
         if overwrite and folder.exists():
-            shutil.rmtree(folder)
+            remove_staged(folder)
         settings = _settings(config)
         started = not folder.exists()
         if started:
             folder.mkdir(parents=True)
             (folder / "settings.json").write_text(json.dumps(settings) + "\n", encoding="utf-8")
+            (folder / MARKER).write_text(json.dumps({"written_by": "avvp"}) + "\n", encoding="utf-8")
             parts, done = [], set()
         else:
             parts, done = _read_parts(folder, settings)
@@ -447,9 +497,9 @@ def extract(
             _extract_into(videos, out, folder, parts, done, config, networks, device, overwrite, on_progress, result)
         except AvvpError:
             if started:  # a user error: this command leaves nothing behind (a kill keeps the parts to resume)
-                shutil.rmtree(folder, ignore_errors=True)
+                remove_staged(folder)
             raise
-        shutil.rmtree(folder)
+        remove_staged(folder)
     return result
 
 
@@ -469,8 +519,13 @@ def _extract_into(
     """`extract` under the output's lock: decode the videos not `done`, write their parts, assemble the store."""
     result.resumed = sum(video_id in done for video_id, _ in videos)
     todo = [(video_id, path) for video_id, path in videos if video_id not in done]
-    if todo and not isinstance(networks, Networks):
-        networks = networks() if networks is not None else Networks.load(config, device)
+    loaded: list[Networks] = [networks] if isinstance(networks, Networks) else []
+
+    def ready() -> Networks:  # loaded at the first decoded window: a bad file is reported before any weights load
+        if not loaded:
+            loaded.append(networks() if networks is not None else Networks.load(config, device))
+        return loaded[0]
+
     pending: list[Window] = []
     pending_videos: list[str] = []
     finished, decoded_count = result.resumed, 0
@@ -488,29 +543,34 @@ def _extract_into(
             pending += decoded.windows
         pending_videos.append(decoded.video_id)
         if len(pending) >= config.batch_windows:
-            parts.append(_write_part(folder, len(parts), pending, pending_videos, networks, config))
+            parts.append(_write_part(folder, len(parts), pending, pending_videos, ready, config))
             pending, pending_videos = [], []
         finished += 1
         if on_progress:
             on_progress(finished, len(videos))
     if pending_videos:
-        parts.append(_write_part(folder, len(parts), pending, pending_videos, networks, config))
+        parts.append(_write_part(folder, len(parts), pending, pending_videos, ready, config))
     if todo and decoded_count == 0 and result.resumed == 0:
         raise VideoError(f"no video could be decoded; the first: {result.skipped[0]}")
-    loaded = networks if isinstance(networks, Networks) else None
-    result.windows, stored = _assemble(parts, out, config, loaded, overwrite)
+    result.windows, stored = _assemble(parts, out, config, loaded[0] if loaded else None, overwrite)
     result.videos = stored - len(result.skipped)
 
 
 def _write_part(
-    folder: Path, number: int, windows: list[Window], videos: list[str], networks: Networks, config: ExtractConfig
+    folder: Path,
+    number: int,
+    windows: list[Window],
+    videos: list[str],
+    networks: Callable[[], Networks],
+    config: ExtractConfig,
 ) -> Path:
-    """One finished batch as a small store (atomically); its `videos` attribute lists the videos it covers."""
+    """One finished batch as a small store (atomically); its `videos` attribute lists the videos it covers.
+    `networks()` gives the loaded networks (called only for a batch with windows)."""
     ids = [w.video_id for w in windows]
     if windows:
         streams = {}
         for start in range(0, len(windows), config.batch_windows):
-            chunk = networks.features(windows[start : start + config.batch_windows], config.frame_batch)
+            chunk = networks().features(windows[start : start + config.batch_windows], config.frame_batch)
             for name, array in chunk.items():
                 streams.setdefault(name, []).append(array)
         arrays = {name: np.concatenate(streams[name]) for name in ("audio", "visual", "motion")}
@@ -561,8 +621,7 @@ def _assemble(
     with StoreWriter(out, widths, dtype=config.dtype, source=SOURCE, attrs=attrs, overwrite=overwrite) as writer:
         for part in parts:
             store = read_store(part, tuple(widths), widths=widths, check_finite=True)
-            with h5py.File(part, "r") as handle:
-                videos += len(json.loads(handle.attrs["videos"]))
+            videos += len(_part_videos(part))
             if store.video_ids:
                 writer.append(store.video_ids, **store.streams)
         windows = writer.count
@@ -577,11 +636,12 @@ def merge_stores(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, ov
 
     A video in two inputs, or streams that differ, is an error naming the files. Attributes come from the first.
     """
-    from avvp.runs import output_lock, writing
     from avvp.store import store_info
 
     if not inputs:
         raise ConfigError("no store to merge")
+    named = out
+    out = check_replaceable_store(Path(out), overwrite, inputs=inputs)
     infos = [store_info(path) for path in inputs]
     streams = infos[0]["streams"]
     for info in infos[1:]:
@@ -596,8 +656,7 @@ def merge_stores(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, ov
     widths = {name: shape["shape"][2] for name, shape in streams.items()}
     attrs = {k: v for k, v in infos[0]["attrs"].items() if k not in ("schema", "source", "created_by")}
     dtype = next(iter(streams.values()))["dtype"] if streams else "float16"
-    check_writable(out, overwrite)
-    with output_lock(out), writing(out):
+    with output_lock(out), writing(named):
         source = infos[0]["attrs"].get("source", "")
         with StoreWriter(out, widths, dtype=dtype, source=source, attrs=attrs, overwrite=overwrite) as writer:
             for path in inputs:
@@ -629,10 +688,7 @@ def compare_with_release(store: str | os.PathLike, release_dir: str | os.PathLik
             path = release_dir / folder / f"{video_id[:11]}.npy"
             if "@" in video_id or not path.is_file():
                 continue
-            try:
-                release = np.load(path, allow_pickle=False).astype(np.float32)
-            except (ValueError, OSError) as error:
-                raise AvvpError(f"{path}: not a readable .npy feature file ({error})") from None
+            release = read_npy(path, AvvpError).astype(np.float32)
             if stream == "visual":
                 if release.ndim != 2 or not 72 <= len(release) <= 80:
                     raise AvvpError(f"{path}: shape {release.shape}; expected (72..80, 2048) ResNet-152 frames")
