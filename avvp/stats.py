@@ -9,7 +9,7 @@ import numpy as np
 
 from avvp.annotations import load_split
 from avvp.classes import CLASSES
-from avvp.errors import ConfigError
+from avvp.errors import AvvpError, ConfigError
 from avvp.io import atomic_path, check_picture
 
 COLUMNS = ("labelled", "heard", "seen", "both", "heard_only", "seen_only", "no_event", "unlabelled")
@@ -58,12 +58,12 @@ def annotation_source(annotations: str | os.PathLike) -> str:
     folder = Path(annotations)
     if not (folder / "LLPsim_train_audio.csv").is_file():
         return "LLP"
-    try:
-        import h5py
+    from avvp.inputs import open_hdf5
 
-        with h5py.File(folder / "llp.h5", "r") as handle:
+    try:
+        with open_hdf5(folder / "llp.h5") as handle:
             copied = "(annotations " in str(handle.attrs.get("source", ""))
-    except (OSError, ImportError):
+    except AvvpError:
         copied = False
     return "LLP (val/test events copied by LLP-sim)" if copied else "LLP-sim (synthetic)"
 

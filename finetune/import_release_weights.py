@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from avvp.errors import ConfigError
+from avvp.output import MARKER, check_replaceable_dir
 from finetune.config import FinetuneConfig, make_config, unknown_model_message
 from finetune.frontend import EncoderFrontend
 from finetune.models import REGISTRY, FinetuneModel, build_model
@@ -173,6 +174,7 @@ def import_release(
     """Write a run directory (config.json, model.safetensors) of our `model` holding the release's weights."""
     if model not in REGISTRY:
         raise ConfigError(unknown_model_message(model))
+    check_replaceable_dir(out, overwrite, markers=(MARKER, "config.json"), inputs=[checkpoint])  # before reading
     if model == "release-avg":
         return import_release_avg(checkpoint, out, encoder_heads, overwrite)
     if REGISTRY[model]["arch"] != "base":

@@ -30,6 +30,7 @@ from avvp.annotations import (
 )
 from avvp.classes import CLASS_INDEX, CLASSES
 from avvp.errors import ConfigError, StoreError
+from avvp.inputs import open_hdf5
 from avvp.metrics import DECISION_THRESHOLD
 from avvp.output import atomic_path, check_writable, hdf5_writer, output_lock, staged_files, writing
 from avvp.store import SCHEMA_VERSION, _created_by, read_video_ids
@@ -104,7 +105,7 @@ def annotated_truth(
 
 def data_source(features: str | os.PathLike) -> str:
     """What a store holds, for a picture's title: LLP-sim, LLP (the feature release), or its `source` as written."""
-    with h5py.File(features, "r") as handle:
+    with open_hdf5(features) as handle:
         source = str(handle.attrs.get("source", ""))
     if source.startswith("LLP-sim"):
         return "LLP-sim (synthetic)"

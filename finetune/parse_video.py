@@ -20,8 +20,8 @@ import numpy as np
 from avvp.annotations import write_events
 from avvp.errors import ConfigError
 from avvp.extract.pipeline import ExtractConfig, ExtractResult, Networks, extract, list_videos
-from avvp.io import atomic_path, check_writable
 from avvp.metrics import DECISION_THRESHOLD
+from avvp.output import check_writable, output_lock, staged_files, writing
 from finetune.data import check_streams, load_store_data
 from finetune.evaluate import Predictions, load_run, predict_data
 from finetune.models import STREAMS
@@ -70,16 +70,35 @@ def parse_video_files(
     written: list[Path] | None = None,
 ) -> tuple[dict[str, list[dict]], ExtractResult]:
     """Extract and parse video files with a saved run: events JSON (seconds of each video), optionally LLP eval
-    CSVs (per window) and one timeline PNG per video. Every output is checked before the video is decoded.
-    `written`, when given, gets every path written, in order."""
+    CSVs (per window) and one timeline PNG per video. Every output is checked before the video is decoded (none
+    may be one of the videos), locked as `avvp parse --features` locks its outputs, and staged: all are renamed in
+    at the end, or none. `written`, when given, gets every path written, in order."""
     config = config or ExtractConfig(workers=0)
-    out = check_writable(out, overwrite)
+    found = list_videos(videos)
+    sources = [path for _, path in found]
+    out = check_writable(out, overwrite, inputs=sources)
     csv_paths = [Path(csv_dir) / name for name in ("pred_audio.csv", "pred_visual.csv")] if csv_dir else []
     for path in csv_paths:
-        check_writable(path, overwrite)
-    found = list_videos(videos)
+        check_writable(path, overwrite, inputs=sources)
     pictures = picture_paths(plot_dir, [video_id for video_id, _ in found], overwrite) if plot_dir else []
     check_apart([("--out", out), *(("--csv", p) for p in csv_paths), *(("--plot", p) for p in pictures)])
+    locked = [out, *(p for p in (csv_dir, plot_dir) if p is not None)]
+    with output_lock(*locked):  # one parse per output; every file staged, all renamed in at the end or none
+        return _parse_locked(run, found, out, csv_paths, pictures, overwrite, config, networks, written)
+
+
+def _parse_locked(
+    run: str | os.PathLike,
+    found: list[tuple[str, Path]],
+    out: Path,
+    csv_paths: list[Path],
+    pictures: list[Path],
+    overwrite: bool,
+    config: ExtractConfig,
+    networks: Networks | None,
+    written: list[Path] | None,
+) -> tuple[dict[str, list[dict]], ExtractResult]:
+    """`parse_video_files` under the lock of its outputs: extract, predict, then write every output staged."""
     cfg, model = load_run(run)
     widths = model.frontend.input_widths if model.frontend is not None else cfg.input_widths
     raw = {"audio": 128, "visual": 2048, "motion": 512}
@@ -99,7 +118,10 @@ def parse_video_files(
     events: dict[str, list[dict]] = {}
     for video in joined:
         events.update(video_events(video))
-    with atomic_path(out, overwrite) as tmp:
+    by_id = {video.video_ids[0]: video for video in joined}
+    drawn = [(path, video_id) for path, (video_id, _) in zip(pictures, found, strict=True) if video_id in by_id]
+    files = [out, *csv_paths, *(path for path, _ in drawn)]
+    with writing(out), staged_files(files, overwrite) as staged:
         document = {
             "run": str(run),
             "videos": events,
@@ -107,15 +129,12 @@ def parse_video_files(
             "windows": windows,
             "notes": result.notes,
         }
-        tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    written = [] if written is None else written
-    written.append(Path(out))
-    if csv_paths:
-        for path, dense in zip(csv_paths, predictions.gated(), strict=True):
-            written.append(write_events(path, predictions.video_ids, dense, overwrite))
-    by_id = {video.video_ids[0]: video for video in joined}
-    for path, (video_id, _) in zip(pictures, found, strict=True):
-        if video_id in by_id:
-            plot_timeline(path, video_id, by_id[video_id], 0, overwrite, source="features extracted by avvp")
-            written.append(path)
+        staged[0].write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        staged_csv = staged[1 : 1 + len(csv_paths)]
+        for path, dense in zip(staged_csv, predictions.gated() if csv_paths else (), strict=True):
+            write_events(path, predictions.video_ids, dense, overwrite=True)
+        for path, (_, video_id) in zip(staged[1 + len(csv_paths) :], drawn, strict=True):
+            plot_timeline(path, video_id, by_id[video_id], 0, True, source="features extracted by avvp")
+    if written is not None:
+        written.extend(Path(path) for path in files)
     return events, result

@@ -157,12 +157,16 @@ def release_encoder(state: dict[str, torch.Tensor], heads: int, source: str) -> 
 def import_release(
     checkpoint: str | os.PathLike, out: str | os.PathLike, heads: int = RELEASE_HEADS, overwrite: bool = False
 ) -> Path:
-    """Write an encoder directory (config.json + model.safetensors) from the release's `pretrained.pt`."""
-    from avvp.io import atomic_dir
+    """Write an encoder directory (config.json + model.safetensors) from the release's `pretrained.pt`.
+
+    `out` is checked before the checkpoint is read: an existing folder is replaced (`overwrite`) only when avvp
+    wrote it, never when it holds the checkpoint."""
+    from avvp.output import atomic_dir, check_replaceable_dir
     from finetune.weights import read_reference  # the weights_only reader of the releases' .pt files
 
     checkpoint = Path(checkpoint)
     source = str(checkpoint)
+    check_replaceable_dir(out, overwrite, inputs=[checkpoint])
     state = read_reference(checkpoint)
     _, head = split_avg(state, source)
     if head and not head_untrained(head):
@@ -171,6 +175,6 @@ def import_release(
             "pretrained.pt; import it with avvp-finetune import-release --model release-avg"
         )
     model = release_encoder(state, heads, source)
-    with atomic_dir(out, overwrite) as tmp:
+    with atomic_dir(out, overwrite, inputs=[checkpoint]) as tmp:
         save_encoder(model, tmp)
     return Path(out)

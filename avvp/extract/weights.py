@@ -41,6 +41,7 @@ from torch import nn
 from avvp.errors import AvvpError
 from avvp.extract.nets import VGGish, r2plus1d_18, resnet152
 from avvp.extract.nets.vggish import EMBEDDING_DIM
+from avvp.inputs import check_input_file
 
 
 class WeightsError(AvvpError):
@@ -182,7 +183,8 @@ def weights_path(name: str, weights_dir: str | os.PathLike | None = None, downlo
     folders.append(cache)
     for folder in folders:
         path = folder / weight.file_name
-        if path.is_file():
+        if os.path.lexists(path):  # a FIFO or a device there is one error line, never read (nor hashed)
+            check_input_file(path, f"{weight.name} weight file", WeightsError)
             check_hash(weight, path)
             return path
     if not download:
