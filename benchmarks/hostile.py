@@ -592,6 +592,85 @@ def store_cases(command: str, args: Callable[[Sandbox, Path], list], attacks=Non
     ]  # fmt: skip
 
 
+def not_a_video(sb: Sandbox, path: Path) -> Path:
+    """A file named like a video that holds no video (a corrupt or truncated download)."""
+    return plain_file(b"\x00\x00\x00\x18ftypmp42 truncated, no moov box")(sb, path)
+
+
+NO_WEIGHTS = ["--workers", "0", "--offline"]
+"""Extraction options of every case: decode in this process, never download (a case that reached the networks
+would fail naming a weight file, not the fragments it expects)."""
+
+
+def extract_args(*videos: Callable[[Sandbox], Path], out: Callable[[Sandbox], Path | str], overwrite=False):
+    """`avvp data extract` arguments: the videos built by `videos`, `--out`, an empty `--weights` folder."""
+
+    def build(sb: Sandbox) -> list:
+        weights = w(sb, "weights")
+        weights.mkdir(exist_ok=True)
+        extra = ["--overwrite"] if overwrite else []
+        return [*(video(sb) for video in videos), "--out", out(sb), "--weights", weights, *NO_WEIGHTS, *extra]
+
+    return build
+
+
+def _video(name: str = "clip.mp4", builder: Callable[[Sandbox, Path], Path] = not_a_video):
+    return lambda sb: builder(sb, w(sb, name))
+
+
+def _parts_of_a_killed_extraction(sb: Sandbox) -> Path:
+    """`clip.mp4` and the parts folder of a killed extraction into feat.h5 that had finished it, with the files
+    the kill left staged (a part being written, the store being assembled): the rerun resumes, loading no
+    network, and removes them."""
+    from avvp.extract.pipeline import parts_dir
+    from avvp.output import MARKER
+    from avvp.store import write_store
+
+    video = not_a_video(sb, w(sb, "clip.mp4"))
+    folder = parts_dir(w(sb, "feat.h5"))
+    folder.mkdir()
+    (folder / "settings.json").write_text(json.dumps({"dtype": "float16", "audio_embedding": "raw"}))
+    (folder / MARKER).write_text("{}")
+    arrays = {name: np.zeros((1, 10, width), np.float32) for name, width in (("audio", 128), ("visual", 2048),
+                                                                             ("motion", 512))}  # fmt: skip
+    write_store(folder / "part-000000.h5", ["clip"], arrays, dtype="float32", attrs={"videos": '["clip"]'})
+    (folder / ".part-000001.h5.stage-k1lled00.tmp").write_bytes(b"x" * 1000)
+    (sb.work / ".feat.h5.stage-k1lled00.tmp").write_bytes(b"x" * 1000)
+    return video
+
+
+def _extracted(sb: Sandbox) -> None:
+    from avvp.store import read_video_ids
+
+    assert read_video_ids(w(sb, "feat.h5")) == ["clip"]
+    assert not (sb.work / ".feat.h5.parts").exists(), sorted(sb.work.iterdir())
+
+
+def _foreign_parts_folder(sb: Sandbox) -> Path:
+    """A `.feat.h5.parts` folder in the sentinel tree that avvp did not make (no marker): `--overwrite` of
+    `--out sentinel/feat.h5` must not delete it."""
+    folder = sb.sentinel / ".feat.h5.parts"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not avvp's\n")
+    return sb.sentinel / "feat.h5"
+
+
+def _two_stores(sb: Sandbox) -> list[Path]:
+    return [valid_store(w(sb, "a.h5"), _ids(2)), valid_store(w(sb, "b.h5"), ["other_0_10", "more_0_10"])]
+
+
+def _merged(sb: Sandbox) -> None:
+    from avvp.store import read_video_ids
+
+    assert read_video_ids(w(sb, "merged.h5")) == [*_ids(2), "other_0_10", "more_0_10"]
+
+
+def _pt_in_folder(sb: Sandbox) -> Path:
+    folder = w(sb, "dcopy")
+    folder.mkdir()
+    return torch_file(_han_like)(sb, folder / "W.pt")
+
+
 QUICK = ["id ../../../ab", "external raw storage", "10^8 ids in 7 kB", "a FIFO"]
 """The store attacks run on the commands whose other cases cost most (the trainers)."""
 
@@ -630,6 +709,73 @@ COMMAND_CASES: dict[str, list[Case]] = {
             "--run", sb.run, "--features", sb.store, "--out", w(sb, "events.json"), "--csv", w(sb, "csv"),
             "--probabilities", w(sb, "p.h5"), "--videos", _first_id(sb), "--plot", w(sb, "plots")],
             None, needs_run=True, setup=staged_by_a_killed_run("events.json", "p.h5")),
+        Case("avvp parse", "--video, --out /dev/null --overwrite", lambda sb: [
+            "--run", sb.run, "--video", not_a_video(sb, w(sb, "clip.mp4")), "--out", "/dev/null", "--overwrite"],
+            ("/dev/null", "is a device"), needs_run=True),
+        Case("avvp parse", "--video a FIFO", lambda sb: [
+            "--run", sb.run, "--video", fifo(sb, w(sb, "clip.mp4")), "--out", w(sb, "events.json")],
+            ("clip.mp4", "is a FIFO"), needs_run=True),
+        Case("avvp parse", "--video /dev/zero", lambda sb: [
+            "--run", sb.run, "--video", "/dev/zero", "--out", w(sb, "events.json")],
+            ("/dev/zero", "is a device"), needs_run=True),
+        Case("avvp parse", "--video, --out the video --overwrite", lambda sb: [
+            "--run", sb.run, "--video", not_a_video(sb, w(sb, "clip.mp4")), "--out", w(sb, "clip.mp4"),
+            "--overwrite"], ("clip.mp4", "holds the input"), needs_run=True),
+        Case("avvp parse", "--video, another parse holds --csv", lambda sb: [
+            "--run", sb.run, "--video", not_a_video(sb, w(sb, "clip.mp4")), "--out", w(sb, "events.json"),
+            "--csv", w(sb, "csv")],
+            ("csv", "another command"), needs_run=True, setup=held_lock(lambda sb: w(sb, "csv"))),
+    ],
+    "avvp data extract": [
+        Case("avvp data extract", "--out /dev/null --overwrite",
+             extract_args(_video(), out=lambda sb: "/dev/null", overwrite=True), ("/dev/null", "is a device")),
+        Case("avvp data extract", "--out a thesis folder --overwrite",
+             extract_args(_video(), out=lambda sb: sb.sentinel / "thesis", overwrite=True),
+             ("thesis", "is a directory")),
+        Case("avvp data extract", "--out a file avvp did not write --overwrite",
+             extract_args(_video(), out=lambda sb: sb.sentinel / "thesis" / "thesis.tex", overwrite=True),
+             ("thesis.tex", "not a feature store avvp wrote")),
+        Case("avvp data extract", "--overwrite beside a parts folder avvp did not make",
+             extract_args(_video(), out=_foreign_parts_folder, overwrite=True),
+             (".feat.h5.parts", "not written by avvp")),
+        Case("avvp data extract", "--out the video itself --overwrite",
+             extract_args(_video(), out=lambda sb: w(sb, "clip.mp4"), overwrite=True),
+             ("clip.mp4", "holds the input")),
+        Case("avvp data extract", "a planted lock link", extract_args(_video(), out=lambda sb: w(sb, "feat.h5")),
+             (".feat.h5.lock", "symbolic link"), setup=planted_lock("feat.h5")),
+        Case("avvp data extract", "another extract holds --out",
+             extract_args(_video(), out=lambda sb: w(sb, "feat.h5")),
+             ("feat.h5", "another command"), setup=held_lock(lambda sb: w(sb, "feat.h5"))),
+        Case("avvp data extract", "a FIFO as a video", extract_args(_video(builder=fifo), out=lambda sb: w(sb, "f.h5")),
+             ("clip.mp4", "is a FIFO")),
+        Case("avvp data extract", "/dev/zero as a video", extract_args(lambda sb: "/dev/zero",
+             out=lambda sb: w(sb, "f.h5")), ("/dev/zero", "is a device")),
+        Case("avvp data extract", "a corrupt video", extract_args(_video("bad.mp4"), out=lambda sb: w(sb, "f.h5")),
+             ("bad.mp4", "not a video PyAV can read")),
+        Case("avvp data extract", "a corrupt video, --skip-bad",
+             lambda sb: [*extract_args(_video("bad.mp4"), out=lambda sb: w(sb, "f.h5"))(sb), "--skip-bad"],
+             ("no video could be decoded", "bad.mp4")),
+        Case("avvp data extract", "a video named with a newline",
+             extract_args(_video("a\nb.mp4"), out=lambda sb: w(sb, "f.h5")), ("'a\\nb'", "newline")),
+        Case("avvp data extract", "a video named with a tab",
+             extract_args(_video("a\tb.mp4"), out=lambda sb: w(sb, "f.h5")), ("'a\\tb'", "tab")),
+        Case("avvp data extract", "a killed extraction's staged files",
+             extract_args(_parts_of_a_killed_extraction, out=lambda sb: w(sb, "feat.h5")), None, check=_extracted),
+    ],
+    "avvp data merge": [
+        *store_cases("avvp data merge", lambda sb, store: [
+            store, valid_store(w(sb, "b.h5"), ["other_0_10"]), "--out", w(sb, "merged.h5")]),
+        Case("avvp data merge", "two stores", lambda sb: [*_two_stores(sb), "--out", w(sb, "merged.h5")], None,
+             check=_merged),
+        Case("avvp data merge", "into one of its inputs --overwrite", lambda sb: [
+            *_two_stores(sb), "--out", w(sb, "b.h5"), "--overwrite"], ("b.h5", "holds the input")),
+        Case("avvp data merge", "--out /dev/null --overwrite", lambda sb: [
+            *_two_stores(sb), "--out", "/dev/null", "--overwrite"], ("/dev/null", "is a device")),
+        Case("avvp data merge", "--out a file avvp did not write --overwrite", lambda sb: [
+            *_two_stores(sb), "--out", sb.sentinel / "thesis" / "thesis.tex", "--overwrite"],
+            ("thesis.tex", "not a feature store avvp wrote")),
+        Case("avvp data merge", "a planted lock link", lambda sb: [*_two_stores(sb), "--out", w(sb, "merged.h5")],
+             (".merged.h5.lock", "symbolic link"), setup=planted_lock("merged.h5")),
     ],
     "avvp data import-han": [
         Case("avvp data import-han", ".npy header declaring (10^9, 128)", lambda sb: [
@@ -758,6 +904,21 @@ COMMAND_CASES: dict[str, list[Case]] = {
         *[Case("avvp-finetune import-release", f".pt: {name}",
                with_file(torch_file(make), "R.pt", lambda sb, pt: [pt, "--model", "base", "--out", w(sb, "run")]),
                ("R.pt", *fragments)) for name, (make, fragments) in list(PT_ATTACKS.items())[:8]],
+        Case("avvp-finetune import-release", "release-avg, --out a thesis folder --overwrite", lambda sb: [
+            torch_file(_han_like)(sb, w(sb, "R.pt")), "--model", "release-avg", "--out", sb.sentinel / "thesis",
+            "--overwrite"], ("thesis", "not written by avvp")),
+    ],  # fmt: skip
+    "avvp-pretrain import-release": [
+        *[Case("avvp-pretrain import-release", f".pt: {name}",
+               with_file(torch_file(make), "P.pt", lambda sb, pt: [pt, "--out", w(sb, "enc")]),
+               ("P.pt", *fragments)) for name, (make, fragments) in list(PT_ATTACKS.items())[:8]],
+        Case("avvp-pretrain import-release", "a FIFO", lambda sb: [fifo(sb, w(sb, "P.pt")), "--out", w(sb, "enc")],
+             ("P.pt", "is a FIFO")),
+        Case("avvp-pretrain import-release", "--out a thesis folder --overwrite", lambda sb: [
+            torch_file(_han_like)(sb, w(sb, "P.pt")), "--out", sb.sentinel / "thesis", "--overwrite"],
+            ("thesis", "not written by avvp")),
+        Case("avvp-pretrain import-release", "--out the folder of its own .pt --overwrite", lambda sb: [
+            _pt_in_folder(sb), "--out", w(sb, "dcopy"), "--overwrite"], ("dcopy", "holds the input")),
     ],  # fmt: skip
     "avvp-pretrain": [
         *store_cases("avvp-pretrain", lambda sb, store: [

@@ -126,7 +126,8 @@ def list_videos(inputs: Sequence[str | os.PathLike]) -> list[tuple[str, Path]]:
         raise AvvpError(f"{', '.join(map(str, inputs))}: no video files found")
     videos, seen = [], {}
     for path in paths:
-        video_id = check_video_id(path.stem, str(path))
+        shown = str(path) if str(path).isprintable() else repr(str(path))  # the error stays one line
+        video_id = check_video_id(path.stem, shown)
         if video_id in seen:
             raise AvvpError(f"{seen[video_id]} and {path}: both would be video {video_id!r}; rename one")
         seen[video_id] = path
