@@ -175,12 +175,16 @@ def report_line(result: dict) -> str:
     )
 
 
-def run(videos: int = 4) -> list[str]:
+SMOKE = dict(videos=1, workers=0)
+"""The smoke run's settings (`python -m benchmarks.speed --smoke`, tests/test_benchmarks.py)."""
+
+
+def run(videos: int = 4, workers: int = 2) -> list[str]:
     """The speed report's section: the real networks on a GPU, the stand-ins on a CPU (ResNet-152 is too slow)."""
     import torch
 
     cuda = torch.cuda.is_available()
-    return [report_line(measure(videos, "cuda" if cuda else "cpu", light=not cuda))]
+    return [report_line(measure(videos, "cuda" if cuda else "cpu", workers=workers, light=not cuda))]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@ same code path with its own checks on), so that none goes stale unseen. Their fi
 
 import importlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,10 @@ LIBRARIES = {"oracles"}
 """Modules of benchmarks/ that are helpers of the others, not runnable benchmarks."""
 SMOKED_ELSEWHERE = {
     "fault_injection": "tests/test_fault_injection.py (inject, two kills per trainer)",
+    "hostile": "tests/test_hostile_inputs.py (every case of the table; the random mutations are the long version)",
 }
 """Runnable modules whose smoke run lives in another test file."""
-RUNNABLE = {"tables", "label_curve"}
+RUNNABLE = {"tables", "label_curve", "full_size_layout"}
 """Runnable modules smoke-run below by their main()."""
 
 
@@ -58,3 +60,19 @@ def test_label_curve_main_runs_a_tiny_curve(tiny_llp, tmp_path, capsys):
 def test_the_modules_smoked_elsewhere_are(module):
     test_file = Path(__file__).parent / SMOKED_ELSEWHERE[module].split()[0].removeprefix("tests/")
     assert f"benchmarks.{module}" in test_file.read_text()
+
+
+def test_full_size_layout_builds_the_release_layout_of_an_annotation_folder(tiny_llp, tmp_path):
+    from avvp.annotations import load_split
+    from benchmarks import full_size_layout
+
+    annotations = tmp_path / "annotations"  # the tiny corpus's files and the dataset list the release ships
+    shutil.copytree(tiny_llp, annotations, ignore=shutil.ignore_patterns("*.h5"))
+    rows = ["filename\tevent_labels"]
+    for split in ("AVVP_train.csv", "AVVP_val_pd.csv", "AVVP_test_pd.csv"):
+        rows += (annotations / split).read_text().splitlines()[1:]
+    (annotations / "AVVP_dataset_full.csv").write_text("\n".join(rows) + "\n")
+    full_size_layout.main(["--annotations", str(annotations), "--out", str(tmp_path / "layout")])
+    npy = sorted((tmp_path / "layout").rglob("*.npy"))
+    videos = {video[:11] for split in ("train", "val", "test") for video in load_split(tiny_llp, split).video_ids}
+    assert len(npy) == 3 * len(videos) and {path.stem for path in npy} == videos

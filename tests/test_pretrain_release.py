@@ -362,7 +362,8 @@ def test_release_e2e_continues_the_pretraining_optimizer(release_pretraining, ti
 
     def finetune(encoder_dir, out):
         args = ["--e2e", "--encoder", encoder_dir, "--recipe", "release", "--preset", "tiny", "--epochs", 1,
-                "--features", tiny_llp / "llp.h5", "--annotations", tiny_llp, "--out", out, "--quiet"]  # fmt: skip
+                "--features", tiny_llp / "llp.h5", "--annotations", tiny_llp, "--out", out, "--quiet",
+                "--keep-checkpoints"]  # fmt: skip
         code, stdout, stderr = run_cli(finetune_main, *args)
         AcceleratorState._reset_state(reset_partial_state=True)
         assert code == 0, stderr

@@ -27,7 +27,7 @@ def test_release_layout_imports_and_reproduces_a_tiny_table(tiny_llp, tmp_path, 
         code, _, stderr = run_avvp("data", "export-han", tiny_llp / store, "--out", folder)
         assert code == 0, stderr
     assert sorted(p.name for p in (download / "feats").iterdir()) == [
-        "avvp_source.txt", "r2plus1d_18", "res152", "vggish",
+        ".avvp-output", "avvp_source.txt", "r2plus1d_18", "res152", "vggish",
     ]  # fmt: skip
     first = load_split(download, "train").video_ids[0]
     assert np.load(download / "feats" / "res152" / f"{first[:11]}.npy").shape == (80, 2048)
