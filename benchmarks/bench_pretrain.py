@@ -116,25 +116,27 @@ def gpu_line(features: Path, labels: Path, root: Path, steps: int) -> str:
     return f"GPU {name}, paper size, bf16: {rate:,.0f} videos/s, {achieved:.1f} TFLOP/s{share}"
 
 
-SMOKE = dict(videos=48, steps=2, preset="tiny")
+SMOKE = dict(videos=48, steps=2, preset="tiny", two_processes=False)
 """Sizes of the suite's smoke run (`python -m benchmarks.speed --smoke`): the same code path and checks, in
-seconds; its figures mean nothing."""
+seconds; its figures mean nothing. The 2-process launch is left out there: tests/test_pretrain_train.py
+(`test_two_processes_agree`) runs it."""
 
 
-def run(videos: int = 2048, steps: int = 16, preset: str = "demo") -> list[str]:
-    """Measure and return the report lines."""
+def run(videos: int = 2048, steps: int = 16, preset: str = "demo", two_processes: bool = True) -> list[str]:
+    """Measure and return the report lines (`two_processes`: also the 2-process launch and its ratio)."""
     with tempfile.TemporaryDirectory(prefix="bench_pretrain.") as tmp:
         root = Path(tmp)
         features, labels = make_corpus(root, videos)
         one_all = pretrain_run(features, labels, root / "one_all", steps, preset=preset)
         one_single = pretrain_run(features, labels, root / "one_single", steps, threads=1, preset=preset)
-        two = pretrain_run(features, labels, root / "two", steps, processes=2, threads=1, preset=preset)
-        assert two["processes"] == 2 and len(set(two["process_weight_checksums"])) == 1
         rates = {
             f"1 process, {one_all['threads_per_process']} threads": one_all["videos_per_second"],
             "1 process, 1 thread": one_single["videos_per_second"],
-            "2 processes, 1 thread each": two["videos_per_second"],
         }
+        if two_processes:
+            two = pretrain_run(features, labels, root / "two", steps, processes=2, threads=1, preset=preset)
+            assert two["processes"] == 2 and len(set(two["process_weight_checksums"])) == 1
+            rates["2 processes, 1 thread each"] = two["videos_per_second"]
         sizes = PRESETS[preset]
         lines = [
             f"pretraining throughput, {preset} size (hidden {sizes['hidden_size']}, {sizes['num_layers']} layers, "
@@ -143,7 +145,8 @@ def run(videos: int = 2048, steps: int = 16, preset: str = "demo") -> list[str]:
         ]
         lines += [f"  {label:<28} {rate:8.1f} videos/s" for label, rate in rates.items()]
         best_one = max(one_all["videos_per_second"], one_single["videos_per_second"])
-        lines.append(f"  2 processes / best 1 process: {two['videos_per_second'] / best_one:.2f}x")
+        if two_processes:
+            lines.append(f"  2 processes / best 1 process: {two['videos_per_second'] / best_one:.2f}x")
         lines.append(gpu_line(features, labels, root, steps))
     return lines
 

@@ -7,4 +7,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 venv="${AVVP_VENV:-.venv}"
 "$venv/bin/ruff" check .
-"$venv/bin/python" -m pytest "$@"
+# Two workers (one per core of the project's machines), a test file per worker at a time: module fixtures are
+# built once. AVVP_TEST_WORKERS=0 runs everything in this process.
+"$venv/bin/python" -m pytest -n "${AVVP_TEST_WORKERS:-2}" --dist loadfile "$@"

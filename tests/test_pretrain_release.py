@@ -401,7 +401,7 @@ def test_the_release_architecture_rows_run_beside_their_control(tiny_llp, tmp_pa
     assert (control.model, control.recipe, control.pretrain_recipe, control.control) == (row.model, row.recipe,
                                                                                          "release", True)  # fmt: skip
     out = tmp_path / "results"
-    report = run_tables("tiny", 1, out, data=tiny_llp, rows=[name], verbose=False, pretrain_epochs=1)
+    report = run_tables("tiny", 1, out, data=tiny_llp, rows=[name], verbose=False, pretrain_epochs=1, epochs=1)
     assert set(report["rows"]) == {name, control.name}
     assert "minus_control" in report["rows"][name]
     stages = {folder.name.rsplit("-", 1)[0]: folder for folder in (out / "cache").iterdir() if folder.is_dir()}

@@ -36,24 +36,25 @@ def data(tiny_llp, tmp_path):
 def test_cached_stages_are_reused_and_redone_when_input_or_config_changes(data, tmp_path):
     out = tmp_path / "results"
     rows = ["HAN", "Predict nothing (reference)"]
-    first = run_tables("tiny", 1, out, data=data, rows=rows, verbose=False)
+    first = run_tables("tiny", 1, out, data=data, rows=rows, verbose=False, epochs=1)
     assert first["stages_run"] == ["finetune-han-seed0"]
     assert first["rows"]["Predict nothing (reference)"]["segment"]["event_av"]["mean"] == 0.0
     assert "LLP-sim" in (out / "tables.md").read_text()
     assert json.loads((out / "tables.json").read_text())["rows"].keys() == set(rows)
 
-    again = run_tables("tiny", 1, out, data=data, rows=rows, verbose=False)
+    again = run_tables("tiny", 1, out, data=data, rows=rows, verbose=False, epochs=1)
     assert again["stages_run"] == [] and again["stages_cached"] == ["finetune-han-seed0"]
     assert again["rows"]["HAN"]["segment"] == first["rows"]["HAN"]["segment"]
 
-    more_seeds = run_tables("tiny", 2, out, data=data, rows=rows, verbose=False)  # config change: one seed more
+    # A config change: one seed more.
+    more_seeds = run_tables("tiny", 2, out, data=data, rows=rows, verbose=False, epochs=1)
     assert more_seeds["stages_run"] == ["finetune-han-seed1"]
     assert more_seeds["stages_cached"] == ["finetune-han-seed0"]
 
     store = read_store(data / "llp.h5", dtype="float16")  # input change: the features of one video
     store.streams["audio"][0] += np.float16(0.5)
     write_store(data / "llp.h5", store.video_ids, store.streams, overwrite=True, source="llp-sim test edit")
-    changed = run_tables("tiny", 2, out, data=data, rows=rows, verbose=False)
+    changed = run_tables("tiny", 2, out, data=data, rows=rows, verbose=False, epochs=1)
     assert changed["stages_run"] == ["finetune-han-seed0", "finetune-han-seed1"]
 
 
