@@ -101,14 +101,14 @@ def _nearest_existing(path: Path) -> Path:
 
 def probe_writable(path: str | os.PathLike) -> None:
     """Refuse, before any work, an output whose folder cannot be written (read-only file system, no permission):
-    a probe file is made in its nearest existing folder and removed at once."""
+    an unnamed file (O_TMPFILE on Linux, so a signal at any instant leaves nothing behind) is made in its nearest
+    existing folder and closed at once."""
     folder = _nearest_existing(Path(path).parent)
     try:
-        fd, probe = tempfile.mkstemp(prefix=".avvp-probe.", suffix=".tmp", dir=folder)
+        with tempfile.TemporaryFile(prefix=".avvp-probe.", suffix=".tmp", dir=folder):
+            pass
     except OSError as error:
         raise AvvpError(f"{path}: cannot write there ({error.strerror or error})") from None
-    os.close(fd)
-    os.unlink(probe)
 
 
 def check_writable(

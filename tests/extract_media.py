@@ -70,3 +70,16 @@ def change_video(path: Path, seconds: float = 10.0, audio: bool = True) -> Path:
         tone_at=lambda t: 0.0 if t < 6 else 0.5,
         audio=audio,
     )
+
+
+def write_audio_only(path: Path) -> Path:
+    """An MP4 file with one second of silent AAC audio and no video stream."""
+    import av
+
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 16000), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+    return path

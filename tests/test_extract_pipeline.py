@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import assert_one_line_error, run_cli, trained_tiny_run
-from extract_media import change_video, write_video
+from extract_media import change_video, write_audio_only, write_video
 
 from avvp.extract import pipeline
 from avvp.extract.pipeline import ExtractConfig, Networks, extract, list_videos, parts_dir
@@ -182,19 +182,12 @@ def test_corrupt_file_in_a_folder(tmp_path, cli_networks):
 
 @pytest.mark.parametrize("case", ["not a video", "no video stream", "under one second"])
 def test_bad_video_is_one_line(tmp_path, cli_networks, case):
-    import av
-
     path = tmp_path / "in" / "clip.mp4"
     path.parent.mkdir()
     if case == "not a video":
         path.write_text("no video here\n")
     elif case == "no video stream":
-        with av.open(str(path), "w", format="mp4") as container:
-            stream = container.add_stream("aac", rate=16000)
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 16000), np.float32), format="fltp", layout="mono")
-            frame.sample_rate = 16000
-            for packet in [*stream.encode(frame), *stream.encode()]:
-                container.mux(packet)
+        write_audio_only(path)
     else:
         write_video(path, 0.5)
     expected = {"not a video": "not a video", "no video stream": "no video stream", "under one second": "at least 1 s"}

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from extract_media import change_video, write_video
+from extract_media import change_video, write_audio_only, write_video
 from PIL import Image
 
 from avvp.extract.transforms import (
@@ -123,14 +123,7 @@ def test_files_that_cannot_be_decoded(tmp_path, case):
         path.write_text("these are not the frames you are looking for\n" * 50)
         expected = "not a video PyAV can read"
     elif case == "no video stream":
-        import av
-
-        with av.open(str(path), "w", format="mp4") as container:
-            stream = container.add_stream("aac", rate=16000)
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 16000), np.float32), format="fltp", layout="mono")
-            frame.sample_rate = 16000
-            for packet in [*stream.encode(frame), *stream.encode()]:
-                container.mux(packet)
+        write_audio_only(path)
         expected = "has no video stream"
     elif case == "under one second":
         write_video(path, 0.5)
