@@ -137,3 +137,17 @@ def trained_tiny_run(model: str, tiny_llp: Path, out: Path) -> Path:
     train(make_config(model, "tiny", features=features, annotations=annotations, out=str(out), epochs=1),
           show_progress=False)  # fmt: skip
     return out
+
+
+@pytest.fixture
+def one_thread_fresh_accelerate_state():
+    """One torch thread during the test, then the thread count back and Accelerate's process state reset (for test
+    modules that train in this process: `pytestmark = pytest.mark.usefixtures(...)`)."""
+    import torch
+    from accelerate.state import AcceleratorState
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    AcceleratorState._reset_state(reset_partial_state=True)

@@ -16,14 +16,7 @@ from finetune.evaluate import evaluate_run
 from grounding.build import GroundingConfig, build
 from pretrain.cli import main as pretrain_main
 
-
-@pytest.fixture(autouse=True)
-def one_thread_fresh_accelerate_state():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    AcceleratorState._reset_state(reset_partial_state=True)
+pytestmark = pytest.mark.usefixtures("one_thread_fresh_accelerate_state")
 
 
 def run(main, program: str, *args) -> int:

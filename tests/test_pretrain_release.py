@@ -34,13 +34,7 @@ HEAD = {"fc_a": (512, None), "fc_v": (512, None), "fc_st": (512, None), "fc_fusi
         "fc_frame_att": (25, 512), "fc_av_att": (25, 512)}  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def one_thread_fresh_accelerate_state():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    AcceleratorState._reset_state(reset_partial_state=True)
+pytestmark = pytest.mark.usefixtures("one_thread_fresh_accelerate_state")
 
 
 def release_state(hidden: int, layers: int, intermediate: int, head: str | None = "trained", seed: int = 0) -> dict:
