@@ -629,6 +629,20 @@ def match_videos_in(store: Path, filenames: list[str]) -> list[str]:
     return [filename for filename in filenames if filename in match.names]
 
 
+def split_row_names(text: str) -> list[str]:
+    """`--rows` split at its commas, except those inside parentheses ("Pretrain E2E (uni, release architecture)")."""
+    names, depth, current = [], 0, []
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth <= 0:
+            names.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    names.append("".join(current).strip())
+    return [name for name in names if name]
+
+
 def select_rows(names: list[str] | None, recipes: list[str] | None = None) -> list[Row]:
     """The rows `names` ask for, in table order: each a row name or a family name (its rows under `recipes`).
 
@@ -974,7 +988,7 @@ def main(argv: list[str] | None = None) -> None:
         "videos present; the tables say how many were left out per split)",
     )
     args = parser.parse_args(argv)
-    rows = [name.strip() for name in args.rows.split(",")] if args.rows else None
+    rows = split_row_names(args.rows) if args.rows else None
     recipes = [name.strip() for name in args.recipes.split(",") if name.strip()]
     try:
         run_tables(args.preset, args.seeds, args.out, args.data, args.annotations, rows, recipes=recipes,

@@ -21,6 +21,7 @@ from benchmarks.tables import (
     load_paper_figures,
     run_tables,
     select_rows,
+    split_row_names,
 )
 from tests.conftest import SHARED_LLP
 
@@ -122,6 +123,14 @@ def test_rows_under_both_recipes_and_their_selection():
         select_rows(None, ["text"])
     with pytest.raises(ConfigError, match=r"unknown row\(s\) Base\+Skip; .*a family for its recipes: Base, "):
         select_rows(["Base+Skip"])
+
+
+def test_row_names_with_commas_survive_the_split():
+    text = "HAN, Pretrain E2E (uni, release architecture),Pretrained (release architecture) - untrained control,"
+    names = split_row_names(text)
+    assert names == ["HAN", "Pretrain E2E (uni, release architecture)",
+                     "Pretrained (release architecture) - untrained control"]  # fmt: skip
+    assert all(name in ROW_NAMES for name in names)
 
 
 def test_the_finetune_command_names_the_recipe(tmp_path):
