@@ -1,6 +1,6 @@
 """The core's commands of the `avvp` command line: `evaluate` and the `data` group.
 
-`avvp_cli` assembles them with the commands that run a stage (`avvp parse`, `avvp bench`); nothing here imports
+`avvp.commands` (folder avvp_cli/) assembles them with the commands that run a stage (`avvp parse`, `avvp bench`); nothing here imports
 a stage.
 """
 

@@ -1,5 +1,5 @@
-"""`python -m avvp_cli ...` runs the `avvp` command line, as the console script does."""
+"""`python -m avvp.commands ...` runs the `avvp` command line, as the console script does."""
 
-from avvp_cli.entry import avvp
+from avvp.commands.entry import avvp
 
 avvp()

@@ -63,7 +63,7 @@ def parse(
         if videos is not None or probabilities is not None or annotations is not None:
             raise ConfigError("--videos, --probabilities and --annotations go with --features, not --video")
         from avvp.extract.pipeline import ExtractConfig
-        from finetune.parse_video import parse_video_files
+        from avvp.finetune.parse_video import parse_video_files
 
         config = ExtractConfig(weights_dir=str(weights) if weights else None, download=not offline, workers=0)
         written: list[Path] = []
@@ -72,7 +72,7 @@ def parse(
             print(note)
         print_parsed(events, written)
         return
-    from finetune.parse import parse as parse_videos
+    from avvp.finetune.parse import parse as parse_videos
 
     video_ids = [v.strip() for v in videos.split(",") if v.strip()] if videos is not None else None
     written: list[Path] = []
@@ -89,16 +89,16 @@ PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_
 
 @bench_app.command("tables", context_settings=PASS_THROUGH)
 def bench_tables(ctx: typer.Context) -> None:
-    """Reproduce the paper's Tables 1 and 2 (python -m benchmarks.tables; --help for its options)."""
-    from benchmarks.tables import main as tables_main
+    """Reproduce the paper's Tables 1 and 2 (python -m avvp.benchmarks.tables; --help for its options)."""
+    from avvp.benchmarks.tables import main as tables_main
 
     tables_main(ctx.args)
 
 
 @bench_app.command("speed", context_settings=PASS_THROUGH)
 def bench_speed(ctx: typer.Context) -> None:
-    """The speed report of every stage (python -m benchmarks.speed; --help for its options)."""
-    from benchmarks.speed import main as speed_main
+    """The speed report of every stage (python -m avvp.benchmarks.speed; --help for its options)."""
+    from avvp.benchmarks.speed import main as speed_main
 
     raise typer.Exit(speed_main(ctx.args))
 

@@ -19,10 +19,10 @@ def _run(module: str) -> None:
 
 
 MODULES = {
-    "avvp": "avvp_cli.app",
-    "avvp-finetune": "finetune.cli",
-    "avvp-pretrain": "pretrain.cli",
-    "avvp-groundtruth": "grounding.cli",
+    "avvp": "avvp.commands.app",
+    "avvp-finetune": "avvp.finetune.cli",
+    "avvp-pretrain": "avvp.pretrain.cli",
+    "avvp-groundtruth": "avvp.grounding.cli",
 }
 """Console script -> the module holding its Typer `app` and `main`."""
 

@@ -8,7 +8,7 @@ for ResNet-152, read them again for R(2+1)D-18, and read the WAV for VGGish. Our
 computed once). Both run the same three networks with the same random weights (nothing is downloaded), and the
 features of both are checked to agree. Prints videos/s of each and the ratio.
 
-    python -m benchmarks.bench_extract [--videos 4] [--device cuda] [--light] [--json]
+    python -m avvp.benchmarks.bench_extract [--videos 4] [--device cuda] [--light] [--json]
 
 The videos are copies of the release's sample (../shared/llp/sample/BjCEufrlXm4.mp4: real content, 80 distinct
 frames), or generated ones where it is absent. `--light` swaps the networks for random linear maps of pooled
@@ -176,7 +176,7 @@ def report_line(result: dict) -> str:
 
 
 SMOKE = dict(videos=1, workers=0)
-"""The smoke run's settings (`python -m benchmarks.speed --smoke`, tests/test_benchmarks.py)."""
+"""The smoke run's settings (`python -m avvp.benchmarks.speed --smoke`, tests/test_benchmarks.py)."""
 
 
 def run(videos: int = 4, workers: int = 2) -> list[str]:

@@ -13,9 +13,9 @@
 On a GPU (`--device cuda`) the model runs there; the store path holds the split on the GPU as the finetune loop
 does, the npy DataLoader pins memory and copies each batch over, and each epoch ends with a synchronisation.
 
-    python -m benchmarks.bench_finetune [--videos 1400] [--device cpu|cuda] [--bf16] [--workers 0]
-    python -m benchmarks.bench_finetune --throughput-only          # part 1 alone (a minute or two on 2 cores)
-    python -m benchmarks.speed finetune
+    python -m avvp.benchmarks.bench_finetune [--videos 1400] [--device cpu|cuda] [--bf16] [--workers 0]
+    python -m avvp.benchmarks.bench_finetune --throughput-only          # part 1 alone (a minute or two on 2 cores)
+    python -m avvp.benchmarks.speed finetune
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from avvp.annotations import WeakLabels, write_weak_labels
 from avvp.classes import NUM_CLASSES, NUM_SNIPPETS
+from avvp.finetune.config import RECIPES
+from avvp.finetune.data import SplitData, load_split_data, make_loader
+from avvp.finetune.losses import parser_loss
+from avvp.finetune.models import PAPER_ROWS, STREAMS, FinetuneModel, build_parser, has_discriminator
 from avvp.store import RAW_WIDTHS, write_store
-from finetune.config import RECIPES
-from finetune.data import SplitData, load_split_data, make_loader
-from finetune.losses import parser_loss
-from finetune.models import PAPER_ROWS, STREAMS, FinetuneModel, build_parser, has_discriminator
 
 TARGET_RATIO = 3.0
 """The store path must be at least this much faster per epoch than the per-video .npy path."""
@@ -173,7 +173,7 @@ def throughput(
 
 
 SMOKE = dict(videos=64, throughput_videos=8, paper_videos=8, device="cpu")
-"""Sizes of the suite's smoke run (`python -m benchmarks.speed --smoke`): the same code path and checks, in
+"""Sizes of the suite's smoke run (`python -m avvp.benchmarks.speed --smoke`): the same code path and checks, in
 seconds; its figures mean nothing."""
 
 

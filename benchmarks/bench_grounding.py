@@ -5,7 +5,7 @@ temporary folder and read once so that it sits in the page cache. Reported, each
 as wall time and as CPU time (user + system of the process; the steadier figure when other work shares the
 CPU, and wall <= CPU time whenever the process has a core to itself, as it never waits on I/O here):
 
-- `fast` end to end (`grounding.build.build`: read, similarities, components, write) in videos per minute,
+- `fast` end to end (`avvp.grounding.build.build`: read, similarities, components, write) in videos per minute,
   and its parts timed one after another on one thread: the HDF5 read, the float16 -> float32 upcast, the
   gram matrices, the normalisation to cosines, the components (adjacency + labelling), the write;
 - on features already in memory (similarities + components), on the same subset: `fast` on every core and on
@@ -17,8 +17,8 @@ CPU, and wall <= CPU time whenever the process has a core to itself, as it never
 Labels from `fast`, `networkx` and the build must be identical; the loops' are compared and differences
 counted. The load average is printed with the figures.
 
-    python -m benchmarks.bench_grounding [--videos 20000] [--networkx-videos 5000] [--loop-videos 300]
-    python -m benchmarks.speed grounding
+    python -m avvp.benchmarks.bench_grounding [--videos 20000] [--networkx-videos 5000] [--loop-videos 300]
+    python -m avvp.benchmarks.speed grounding
 """
 
 from __future__ import annotations
@@ -36,9 +36,8 @@ import numpy as np
 from avvp.avg_labels import AvgLabelWriter, read_avg_labels
 from avvp.classes import NUM_SNIPPETS
 from avvp.console import run_app
-from avvp.store import RAW_WIDTHS, StoreWriter, iter_store, read_store, read_video_ids
-from grounding.build import BATCH_SIZE, PAPER_THRESHOLDS, GroundingConfig, available_cores, build
-from grounding.graph import (
+from avvp.grounding.build import BATCH_SIZE, PAPER_THRESHOLDS, GroundingConfig, available_cores, build
+from avvp.grounding.graph import (
     SIMILARITY_BLOCK,
     EdgeRule,
     components_fast,
@@ -47,6 +46,7 @@ from grounding.graph import (
     ground,
     torch_threads,
 )
+from avvp.store import RAW_WIDTHS, StoreWriter, iter_store, read_store, read_video_ids
 
 TARGET_SPEEDUP = 100.0
 TARGET_VIDEOS_PER_MINUTE = 1_000_000
@@ -192,7 +192,7 @@ def fast_parts(store: Path, edge_rule: EdgeRule, out: Path) -> dict[str, float]:
 
 
 SMOKE = dict(videos=200, networkx_videos=50, loop_videos=5, repeats=1)
-"""Sizes of the suite's smoke run (`python -m benchmarks.speed --smoke`): the same code path and checks, in
+"""Sizes of the suite's smoke run (`python -m avvp.benchmarks.speed --smoke`): the same code path and checks, in
 seconds; its figures mean nothing."""
 
 

@@ -1,11 +1,11 @@
-"""Speed of the vectorised LLP evaluation (avvp.metrics) against the per-video oracle (benchmarks.oracles).
+"""Speed of the vectorised LLP evaluation (avvp.metrics) against the per-video oracle (avvp.benchmarks.oracles).
 
 Scores the 1,200-video test split (the real annotations in ../shared/llp or --annotations DIR; without them
 a synthetic 1,200-video split) with two sets of predictions, checks that both paths give the same ten
 numbers, and prints the best time of several repeats for each and the speed-up.
 
-    python -m benchmarks.bench_metrics [--annotations DIR] [--repeats 7]
-    python -m benchmarks.speed evaluate
+    python -m avvp.benchmarks.bench_metrics [--annotations DIR] [--repeats 7]
+    python -m avvp.benchmarks.speed evaluate
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import numpy as np
 
 from avvp.annotations import DenseLabels, Split, WeakLabels, load_split
 from avvp.baselines import reference_predictions
+from avvp.benchmarks import oracles
 from avvp.classes import NUM_CLASSES, NUM_SNIPPETS
 from avvp.console import run_app
 from avvp.metrics import LEVELS, SCORE_NAMES, evaluate, gate_predictions
-from benchmarks import oracles
 
 SHARED_LLP = Path(__file__).resolve().parents[1].parent / "shared" / "llp"
 TARGET_SPEEDUP = 20.0
@@ -84,7 +84,7 @@ def best_time(fn: Callable[[], dict], repeats: int) -> tuple[float, dict]:
 
 
 SMOKE = dict(repeats=1, oracle_repeats=1)
-"""Sizes of the suite's smoke run (`python -m benchmarks.speed --smoke`): the same code path and checks, in
+"""Sizes of the suite's smoke run (`python -m avvp.benchmarks.speed --smoke`): the same code path and checks, in
 seconds; its figures mean nothing."""
 
 

@@ -11,8 +11,8 @@ Where a GPU is present, also the `paper` size (hidden 1024, 12 layers, 16 heads)
 the GPU's dense bf16 peak that reaches (model FLOPs: 3 x the forward matmuls); on a CPU-only machine that line
 says it needs a GPU.
 
-    python -m benchmarks.bench_pretrain [--videos 2048] [--steps 16]
-    python -m benchmarks.speed pretrain
+    python -m avvp.benchmarks.bench_pretrain [--videos 2048] [--steps 16]
+    python -m avvp.benchmarks.speed pretrain
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ import torch
 
 from avvp.avg_labels import write_avg_labels
 from avvp.classes import NUM_SNIPPETS
+from avvp.pretrain.config import PRESETS
 from avvp.store import RAW_WIDTHS, write_store
-from pretrain.config import PRESETS
 
 BIN = Path(sys.executable).parent
 BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0}
@@ -117,7 +117,7 @@ def gpu_line(features: Path, labels: Path, root: Path, steps: int) -> str:
 
 
 SMOKE = dict(videos=48, steps=2, preset="tiny", two_processes=False)
-"""Sizes of the suite's smoke run (`python -m benchmarks.speed --smoke`): the same code path and checks, in
+"""Sizes of the suite's smoke run (`python -m avvp.benchmarks.speed --smoke`): the same code path and checks, in
 seconds; its figures mean nothing. The 2-process launch is left out there: tests/test_pretrain_train.py
 (`test_two_processes_agree`) runs it."""
 

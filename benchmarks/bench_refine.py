@@ -6,10 +6,10 @@ the decision rule) is timed whole on a training split of LLP-sim paper size (10,
 LLP-sim's label model, random features at the LLP widths, as throughput does not depend on their content),
 with an untrained parser at the paper width (its weights do not change the cost). A training run is
 `epochs` epochs at the training throughput measured here on `--train-videos` videos (batch 64, as
-benchmarks.bench_finetune), without the validation passes; the recipe is two runs and one refinement.
+avvp.benchmarks.bench_finetune), without the validation passes; the recipe is two runs and one refinement.
 
-    python -m benchmarks.bench_refine [--videos 10000] [--epochs 40] [--device cpu|cuda] [--models han,...]
-    python -m benchmarks.speed refine
+    python -m avvp.benchmarks.bench_refine [--videos 10000] [--epochs 40] [--device cpu|cuda] [--models han,...]
+    python -m avvp.benchmarks.speed refine
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 
+from avvp.benchmarks.bench_finetune import throughput
 from avvp.classes import NUM_SNIPPETS
+from avvp.finetune.data import SplitData
+from avvp.finetune.models import FinetuneModel, build_parser
+from avvp.finetune.refine import BATCH_SIZE, refine_split
 from avvp.store import RAW_WIDTHS
 from avvp.synth import EventModel, llp_stats
-from benchmarks.bench_finetune import throughput
-from finetune.data import SplitData
-from finetune.models import FinetuneModel, build_parser
-from finetune.refine import BATCH_SIZE, refine_split
 
 MODELS = ("han", "base-adv-skip-gcaa")
 """The parsers of the +MA rows."""
@@ -47,7 +47,7 @@ def paper_split(videos: int, seed: int = 0) -> SplitData:
 
 
 SMOKE = dict(videos=64, epochs=1, train_videos=16, device="cpu", models=("han",))
-"""Sizes of the suite's smoke run (`python -m benchmarks.speed --smoke`): the same code path and checks, in
+"""Sizes of the suite's smoke run (`python -m avvp.benchmarks.speed --smoke`): the same code path and checks, in
 seconds; its figures mean nothing."""
 
 

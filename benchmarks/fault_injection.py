@@ -13,7 +13,7 @@ encoder's) and log.jsonl byte for byte, pretrain_config.json apart from `out`, a
 settings `out`, `resume` and `overwrite` it records and its two timings (train_seconds, videos_per_second). No
 temporary file or folder may be left behind.
 
-    python -m benchmarks.fault_injection [--kills 20] [--seed 0] [--trainer both|finetune|pretrain]
+    python -m avvp.benchmarks.fault_injection [--kills 20] [--seed 0] [--trainer both|finetune|pretrain]
 
 tests/test_fault_injection.py runs a few instants of each; this script is the long version.
 """
@@ -130,8 +130,8 @@ def in_child(work: Callable[[], object], kill_at: int | None = None) -> ChildRes
 
 
 def finetune_job(data: Path, out: Path, resume: bool = False) -> Callable[[], object]:
-    from finetune.config import make_config
-    from finetune.train import train
+    from avvp.finetune.config import make_config
+    from avvp.finetune.train import train
 
     def work():
         cfg = make_config("base-adv-skip", "tiny", features=str(data / "llp.h5"), annotations=str(data), out=str(out))
@@ -141,8 +141,8 @@ def finetune_job(data: Path, out: Path, resume: bool = False) -> Callable[[], ob
 
 
 def pretrain_job(data: Path, out: Path, resume: bool = False) -> Callable[[], object]:
-    from pretrain.config import PretrainConfig
-    from pretrain.train import train
+    from avvp.pretrain.config import PretrainConfig
+    from avvp.pretrain.train import train
 
     def work():
         cfg = PretrainConfig.from_preset(

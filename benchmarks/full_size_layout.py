@@ -1,7 +1,7 @@
 """Build a full-size stand-in of the LLP release layout, for timing what the real download costs (files, not values).
 
-    python -m benchmarks.full_size_layout --annotations ../shared/llp --out /tmp/full   # 8.1 GB apparent, 0.1 on disk
-    python -m benchmarks.full_size_layout ... --skip 300        # a download with gaps: the last 300 videos absent
+    python -m avvp.benchmarks.full_size_layout --annotations ../shared/llp --out /tmp/full  # 8.1 GB apparent, 0.1 real
+    python -m avvp.benchmarks.full_size_layout ... --skip 300        # a download with gaps: the last 300 videos absent
 
 Writes `OUT/AVVP-ECCV20/data/` as the README's "Reproducing on real LLP" lays it out: the real annotation files
 (copied from --annotations: AVVP_dataset_full.csv, the three split files, the two eval files) and `feats/vggish/`,
@@ -65,7 +65,9 @@ def build_layout(annotations: Path, out: Path, skip: int = 0) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.full_size_layout", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m avvp.benchmarks.full_size_layout", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--annotations", type=Path, required=True, help="Folder with the six LLP annotation files.")
     parser.add_argument("--out", type=Path, required=True, help="Folder to build AVVP-ECCV20/data in.")
     parser.add_argument("--skip", type=int, default=0, help="Leave out the last SKIP videos (a download with gaps).")

@@ -1,6 +1,6 @@
 """Hostile inputs: every command of the four command lines, run on inputs built to break it.
 
-    python -m benchmarks.hostile --cases 2000 [--seed 0] [--json]
+    python -m avvp.benchmarks.hostile --cases 2000 [--seed 0] [--json]
 
 Each case runs one command in this process and checks the invariants of the output and input layers
 (`avvp.output`, `avvp.inputs`):
@@ -46,12 +46,12 @@ import numpy as np
 MEMORY_CAP = 2 << 30
 """Bytes of address space a case may add (a hostile file may not make a command allocate more)."""
 MAINS = {
-    "avvp": "avvp_cli.app",
-    "avvp-finetune": "finetune.cli",
-    "avvp-pretrain": "pretrain.cli",
-    "avvp-groundtruth": "grounding.cli",
+    "avvp": "avvp.commands.app",
+    "avvp-finetune": "avvp.finetune.cli",
+    "avvp-pretrain": "avvp.pretrain.cli",
+    "avvp-groundtruth": "avvp.grounding.cli",
 }
-"""Console script -> the module holding its Typer `app` and `main` (as avvp_cli.entry.MODULES)."""
+"""Console script -> the module holding its Typer `app` and `main` (as avvp.commands.entry.MODULES)."""
 
 
 # --- the commands ---
@@ -153,7 +153,7 @@ def valid_store(path: Path, video_ids: list, n_streams=("audio", "visual", "moti
     with _h5(path) as handle:
         handle.attrs["schema"] = 1
         handle.attrs["source"] = "hostile"
-        handle.attrs["created_by"] = "benchmarks.hostile"
+        handle.attrs["created_by"] = "avvp.benchmarks.hostile"
         dtype = h5py.string_dtype("utf-8") if not raw else h5py.string_dtype("ascii")
         handle.create_dataset("video_ids", data=np.array(video_ids, dtype=object), dtype=dtype)
         for name in n_streams:
@@ -1259,9 +1259,9 @@ def _run_all(root: Path, cases: list[Case], args) -> int:
     """The corpus and the trained run once, then the cases in child processes of `args.batch` cases each."""
     import subprocess
 
+    from avvp.finetune.config import make_config
+    from avvp.finetune.train import train
     from avvp.synth import synthesize
-    from finetune.config import make_config
-    from finetune.train import train
 
     started = time.perf_counter()
     synthesize(root / "corpus", preset="tiny", seed=0)
@@ -1272,8 +1272,8 @@ def _run_all(root: Path, cases: list[Case], args) -> int:
     index = 0
     while index < len(cases):
         stop = min(index + args.batch, len(cases))
-        command = [sys.executable, "-m", "benchmarks.hostile", "--cases", str(args.cases), "--seed", str(args.seed),
-                   "--child", str(root), "--start", str(index), "--stop", str(stop)]  # fmt: skip
+        command = [sys.executable, "-m", "avvp.benchmarks.hostile", "--cases", str(args.cases), "--seed",
+                   str(args.seed), "--child", str(root), "--start", str(index), "--stop", str(stop)]  # fmt: skip
         child = subprocess.run(command, stdin=subprocess.DEVNULL)
         done = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
         last = max((record["index"] for record in done), default=index - 1)

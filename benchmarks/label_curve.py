@@ -1,7 +1,7 @@
 """Where pretraining should pay: test Type@AV against the share of training labels, each encoder beside its control.
 
-    python -m benchmarks.label_curve --preset demo --seeds 3 --out results/label_curve    # LLP-sim demo
-    python -m benchmarks.label_curve --preset demo --fractions 0.1 1 --rows e2e e2e-control --out ...
+    python -m avvp.benchmarks.label_curve --preset demo --seeds 3 --out results/label_curve    # LLP-sim demo
+    python -m avvp.benchmarks.label_curve --preset demo --fractions 0.1 1 --rows e2e e2e-control --out ...
 
 Rows (each at every fraction, for every seed): `raw` (the best non-pretrained parser, Base+Adv+Skip+GCAA, on the
 raw features), `frozen` and `frozen-control` (the same parser on the exported embeddings of the pretrained
@@ -9,13 +9,13 @@ encoder, and of its untrained control), `e2e` and `e2e-control` (the MMIL head o
 and on the control). The pretrained encoder is the toolkit's default (`multi`) on the toolkit's default labels;
 the control is `avvp-pretrain init` with the same settings and seed: same architecture, same standardisation,
 never trained. Seed s pretrains, initialises and finetunes with seed s, and draws the label subset with seed s.
-Each row is a row of `benchmarks.tables` ("Base+Adv+Skip+GCAA (paper recipe)", "Pretrained", "Pretrain E2E
+Each row is a row of `avvp.benchmarks.tables` ("Base+Adv+Skip+GCAA (paper recipe)", "Pretrained", "Pretrain E2E
 (multi)" and their controls) with the same stages: the full-label runs are that table's runs, so with one `--out`
 for both, either command finds the other's in the cache.
 
 A fraction F trains on a stratified F of the training videos (`avvp-finetune --train-fraction`) for the same
 number of optimizer steps as the full-label run: the epochs and the epochs between learning-rate decays are
-scaled by the ratio of batches per epoch. Every stage is cached as in `benchmarks.tables` (`OUT/cache/`). Writes
+scaled by the ratio of batches per epoch. Every stage is cached as in `avvp.benchmarks.tables` (`OUT/cache/`). Writes
 `OUT/label_curve.json`, `OUT/label_curve.md` (each pretrained row, its control and the difference, mean ± std over
 seeds) and `OUT/label_curve.png`; with `--variant uni|cross` the end-to-end rows use that variant's encoder (the
 files are then `label_curve_uni.*`, ...; the control is the same encoder for every variant).
@@ -34,9 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from avvp.annotations import load_split
-from avvp.errors import AvvpError, ConfigError
-from avvp.io import atomic_path
-from benchmarks.tables import (
+from avvp.benchmarks.tables import (
     CONTROL_SUFFIX,
     ROW_NAMES,
     Row,
@@ -51,6 +49,8 @@ from benchmarks.tables import (
     run_tasks,
     stage_slug,
 )
+from avvp.errors import AvvpError, ConfigError
+from avvp.io import atomic_path
 
 ROWS = {
     "raw": "Base+Adv+Skip+GCAA, raw features",
@@ -64,7 +64,8 @@ VARIANTS = ("uni", "cross", "multi")
 
 
 def table_rows(variant: str = "multi") -> dict[str, Row]:
-    """Curve row -> the row of `benchmarks.tables` it is (its full-label runs are that row's, one cache entry each).
+    """Curve row -> the row of `avvp.benchmarks.tables` it is (its full-label runs are that row's, one cache entry
+    each).
 
     `variant` picks the end-to-end rows ("Pretrain E2E (uni)" ...); the frozen rows are the tables' "Pretrained"
     (`multi`) row and its control.
@@ -90,7 +91,7 @@ def matched_schedule(train_videos: int, subset_videos: int, preset: str, epochs:
 
     The full-label schedule is avvp-finetune's for the preset (`epochs` replaces its epochs).
     """
-    from finetune.config import make_config
+    from avvp.finetune.config import make_config
 
     full = make_config(RAW_MODEL, preset, epochs=epochs)  # the mmil head of the e2e rows has the same recipe
     ratio = math.ceil(train_videos / full.batch_size) / math.ceil(subset_videos / full.batch_size)
@@ -118,9 +119,9 @@ def run_curve(
     `only_seed`: run that seed's stages and return None (several processes can share one `out`, a seed each);
     a later call without it finds them all cached and writes the curve. `variant`: the pretraining variant of the
     end-to-end rows; the files are `label_curve.*` for `multi`, `label_curve_{variant}.*` otherwise. `jobs`: stages
-    run at a time (`benchmarks.tables.StageCache`); the files are those of one at a time.
+    run at a time (`avvp.benchmarks.tables.StageCache`); the files are those of one at a time.
     """
-    from finetune.data import stratified_rows
+    from avvp.finetune.data import stratified_rows
 
     if seeds < 1:
         raise ConfigError(f"--seeds {seeds}: need at least one seed")
@@ -220,7 +221,7 @@ def curve_stem(variant: str) -> str:
 
 
 def summary(scores: list[float]) -> dict:
-    """Mean and standard deviation over seeds (`benchmarks.tables.over_seeds`), and the scores themselves."""
+    """Mean and standard deviation over seeds (`avvp.benchmarks.tables.over_seeds`), and the scores themselves."""
     figures = over_seeds(scores)
     return {"mean": figures["mean"], "std": figures["std"], "scores": figures["seeds"]}
 
@@ -299,7 +300,7 @@ def plot_curve(report: dict, path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.label_curve", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m avvp.benchmarks.label_curve", description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="demo", choices=PRESETS)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--fractions", type=float, nargs="+", default=list(FRACTIONS))

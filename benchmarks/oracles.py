@@ -2,7 +2,7 @@
 
 Written directly from DESIGN.md's "Evaluation protocol", independently of `avvp.metrics` (it imports
 nothing from it). It is the oracle the vectorised metrics are tested against and the slow path of
-`benchmarks.bench_metrics`. Inputs are anything with `.audio` and `.visual` (N, 25, 10) bool arrays,
+`avvp.benchmarks.bench_metrics`. Inputs are anything with `.audio` and `.visual` (N, 25, 10) bool arrays,
 such as `avvp.annotations.DenseLabels`.
 """
 

@@ -1,4 +1,4 @@
-"""Speed benchmarks, one section per stage: python -m benchmarks.speed [SECTION ...] (default: every section).
+"""Speed benchmarks, one section per stage: python -m avvp.benchmarks.speed [SECTION ...] (default: every section).
 
 Each section is a module with `run() -> list[str]`, the lines of its report, and `SMOKE`, the keyword arguments
 of a run at a tiny size (`--smoke`: what the test suite runs, so that no section goes stale unseen); add yours to
@@ -13,12 +13,12 @@ import sys
 import time
 
 SECTIONS = {
-    "evaluate": "benchmarks.bench_metrics",
-    "grounding": "benchmarks.bench_grounding",
-    "finetune": "benchmarks.bench_finetune",
-    "pretrain": "benchmarks.bench_pretrain",
-    "refine": "benchmarks.bench_refine",
-    "extract": "benchmarks.bench_extract",
+    "evaluate": "avvp.benchmarks.bench_metrics",
+    "grounding": "avvp.benchmarks.bench_grounding",
+    "finetune": "avvp.benchmarks.bench_finetune",
+    "pretrain": "avvp.benchmarks.bench_pretrain",
+    "refine": "avvp.benchmarks.bench_refine",
+    "extract": "avvp.benchmarks.bench_extract",
 }
 """Section name -> module with a `run()` function."""
 

@@ -1,8 +1,8 @@
 """Reproduce the paper's Table 1 (segment level) and Table 2 (event level): every row, from scratch, cached.
 
-    python -m benchmarks.tables --preset demo --seeds 3 --out results/          # LLP-sim demo, generated here
-    python -m benchmarks.tables --preset paper --data DIR --annotations DIR --seeds 3 --out results/
-    python -m benchmarks.tables --rows HAN,Base+GCAA --recipes release ...       # a subset, into the same cache
+    python -m avvp.benchmarks.tables --preset demo --seeds 3 --out results/          # LLP-sim demo, generated here
+    python -m avvp.benchmarks.tables --preset paper --data DIR --annotations DIR --seeds 3 --out results/
+    python -m avvp.benchmarks.tables --rows HAN,Base+GCAA --recipes release ...       # a subset, into the same cache
     avvp bench tables ...                                                        # the same command
 
 Each Base-family row without pretraining runs under both training recipes, `avvp-finetune --recipe paper` (the
@@ -71,7 +71,7 @@ class Row:
 
     name: str
     model: str | None
-    """Parser variant (finetune.models.REGISTRY); None for the reference rows."""
+    """Parser variant (avvp.finetune.models.REGISTRY); None for the reference rows."""
     source: str
     """raw (LLP features), frozen (exported pretrained embeddings), e2e (encoder trained with the parser), reference."""
     variant: str | None = None
@@ -956,7 +956,9 @@ def plot_per_class(results: dict, test, path: Path) -> Path | None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.tables", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m avvp.benchmarks.tables",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--preset", default="demo", help="tiny, demo or paper (stage sizes and schedules)")
     parser.add_argument("--data", type=Path, help="folder with llp.h5 and pretrain.h5 (default: generate LLP-sim)")

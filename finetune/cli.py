@@ -11,10 +11,10 @@ import typer
 from avvp.config_cli import config_command, config_values, missing_flags
 from avvp.console import run_app, typer_app
 from avvp.errors import ConfigError
-from finetune.config import PRESET_FIELDS, FinetuneConfig
-from finetune.models import REGISTRY
-from finetune.refine import BATCH_SIZE as REFINE_BATCH_SIZE
-from finetune.refine import THRESHOLD as REFINE_THRESHOLD
+from avvp.finetune.config import PRESET_FIELDS, FinetuneConfig
+from avvp.finetune.models import REGISTRY
+from avvp.finetune.refine import BATCH_SIZE as REFINE_BATCH_SIZE
+from avvp.finetune.refine import THRESHOLD as REFINE_THRESHOLD
 
 app = typer_app(
     "Train and evaluate the AVVP event parsers (HAN, Base, +GCAA, +Adv+Skip, +Adv+Skip+GCAA) on weak labels."
@@ -40,9 +40,9 @@ def finetune(
     """
     if ctx.invoked_subcommand is not None:
         return
+    from avvp.finetune.config import make_config
+    from avvp.finetune.train import train
     from avvp.metrics import format_table
-    from finetune.config import make_config
-    from finetune.train import train
 
     values = config_values(FinetuneConfig, settings)
     missing = missing_flags(values, ("features", "annotations", "out"))
@@ -59,7 +59,7 @@ def finetune(
         )
     frontend = None
     if e2e:
-        from finetune.frontend import load_frontend
+        from avvp.finetune.frontend import load_frontend
 
         frontend, values["frontend_config"] = load_frontend(encoder, values["features"])
         values["frontend"] = str(Path(encoder).resolve())
@@ -69,7 +69,7 @@ def finetune(
     if frontend is not None and cfg.continue_pretraining_optimizer:
         from dataclasses import replace
 
-        from finetune.frontend import pretraining_optimizer
+        from avvp.finetune.frontend import pretraining_optimizer
 
         _, origin = pretraining_optimizer(encoder, frontend.encoder)
         cfg = replace(cfg, optimizer_origin=origin)
@@ -115,8 +115,8 @@ def evaluate(
     ),
 ) -> None:
     """Re-score a saved run on the val or test split with the official LLP evaluation."""
+    from avvp.finetune.evaluate import score_run
     from avvp.metrics import format_table
-    from finetune.evaluate import score_run
 
     scores, data = score_run(run, split, features, annotations, missing)
     videos, left_out = len(data.video_ids), len(data.left_out)
@@ -152,8 +152,8 @@ def refine(
     ),
 ) -> None:
     """Modality-aware label refinement (MA): per training video and class, is the weak label heard, seen, or both?"""
+    from avvp.finetune.refine import refine as refine_labels
     from avvp.modality_labels import format_report
-    from finetune.refine import refine as refine_labels
 
     labels = refine_labels(
         run, features, annotations, out, seed, audio_threshold, visual_threshold, batch_size, overwrite, missing
@@ -171,7 +171,7 @@ def import_han(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
 ) -> None:
     """Turn the official HAN weights into a run directory of our `han` (for evaluate and avvp parse)."""
-    from finetune.import_han_weights import import_han as convert
+    from avvp.finetune.import_han_weights import import_han as convert
 
     print(f"wrote {convert(checkpoint, out, overwrite)}")
 
@@ -194,7 +194,7 @@ def import_release(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
 ) -> None:
     """Turn weights of the paper release (Lamba et al.) into a run directory giving its probabilities."""
-    from finetune.import_release_weights import import_release as convert
+    from avvp.finetune.import_release_weights import import_release as convert
 
     print(f"wrote {convert(checkpoint, model, out, overwrite, encoder_heads)}")
 

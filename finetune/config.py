@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field, fields
 
 from avvp.config_cli import cli
 from avvp.errors import ConfigError
+from avvp.finetune.models import REGISTRY, STREAMS
 from avvp.inputs import check_sizes
 from avvp.precision import MIXED_PRECISION
-from finetune.models import REGISTRY, STREAMS
 
 RECIPES: dict[str, dict] = {
     # The paper's text: lambda_g 0.6, lambda_ad 0.4, Adam 3e-4 halved every 5 epochs, 40 epochs, batch 64.
@@ -101,7 +101,7 @@ class FinetuneConfig:
     """Everything a finetuning run needs; `config.json` of a run directory."""
 
     model: str = DEFAULT_MODEL
-    """Parser variant, one of finetune.models.REGISTRY (han, base, base-gcaa, base-adv-skip, base-adv-skip-gcaa,
+    """Parser variant, one of avvp.finetune.models.REGISTRY (han, base, base-gcaa, base-adv-skip, base-adv-skip-gcaa,
     mmil, release-avg)."""
     features: str = field(default="", metadata=cli(path=True))
     """Feature store (HDF5) holding the train, val and test videos."""
@@ -167,7 +167,7 @@ class FinetuneConfig:
     """A tie of the validation score selects the later epoch (the releases' `>=`); otherwise the earlier."""
     train_fraction: float = 1.0
     """Share of the training videos trained on: a subset stratified by label and seeded by `seed`
-    (`finetune.data.train_subset`); 1 trains on all of them."""
+    (`avvp.finetune.data.train_subset`); 1 trains on all of them."""
     continue_pretraining_optimizer: bool = field(default=False, metadata=cli(exclude=True))
     """Start from the Adam moments the encoder's pretraining run ended with (the release's one optimizer across
     pretraining and finetuning; `--recipe release` of release-avg); `optimizer_origin` says whether there were any."""

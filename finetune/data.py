@@ -13,10 +13,10 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from avvp.annotations import SPLIT_FILES, DenseLabels, load_split
 from avvp.errors import AnnotationError, ConfigError, StoreError
+from avvp.finetune.config import MISSING
 from avvp.modality_labels import align_to_split, read_modality_labels
 from avvp.store import read_store, read_video_ids, store_info
 from avvp.video_ids import match_videos, store_ids_for
-from finetune.config import MISSING
 
 
 @dataclass(eq=False)

@@ -16,13 +16,13 @@ from torch.utils.data import DataLoader
 
 from avvp.annotations import DenseLabels
 from avvp.errors import ConfigError
+from avvp.finetune.config import FinetuneConfig
+from avvp.finetune.data import SplitData, check_streams, load_split_data, make_loader
+from avvp.finetune.frontend import frontend_from_config
+from avvp.finetune.models import REGISTRY, STREAMS, FinetuneModel, build_model
+from avvp.finetune.weights import check_weights
 from avvp.metrics import evaluate, gate_predictions
 from avvp.precision import resolve_mixed_precision
-from finetune.config import FinetuneConfig
-from finetune.data import SplitData, check_streams, load_split_data, make_loader
-from finetune.frontend import frontend_from_config
-from finetune.models import REGISTRY, STREAMS, FinetuneModel, build_model
-from finetune.weights import check_weights
 
 EVAL_SPLITS = ("val", "test")
 EVAL_BATCH_SIZE = 512

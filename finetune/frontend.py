@@ -1,6 +1,6 @@
 """A pretrained encoder in front of a parser, trained with it end to end (`avvp-finetune --e2e --encoder DIR`).
 
-The encoder comes through the pretraining stage's public API (`pretrain.load_encoder`). Its contextual audio and
+The encoder comes through the pretraining stage's public API (`avvp.pretrain.load_encoder`). Its contextual audio and
 visual embeddings replace the raw audio and visual streams; motion passes through as it is, exactly as in the
 stores `avvp-pretrain export` writes, so the frozen ("Pretrained") and end-to-end rows feed the parser alike.
 With `encoded_motion` (the model `release-avg`, the paper release's `avg`) the encoded motion tokens replace the
@@ -48,7 +48,7 @@ def load_frontend(encoder_dir: str | os.PathLike, features: str | os.PathLike) -
 
     The feature store must hold the streams at the widths the encoder was pretrained on.
     """
-    from pretrain import check_store_fits, load_encoder
+    from avvp.pretrain import check_store_fits, load_encoder
 
     encoder = load_encoder(encoder_dir)
     check_store_fits(encoder, features, encoder_dir, hint="for exported embeddings, train without --e2e")
@@ -59,7 +59,7 @@ def load_frontend(encoder_dir: str | os.PathLike, features: str | os.PathLike) -
 
 def frontend_from_config(config: dict, encoded_motion: bool = False) -> EncoderFrontend:
     """An untrained frontend of the architecture `config` describes (weights come from the run's safetensors)."""
-    from pretrain import AVEncoderConfig, AVEncoderModel
+    from avvp.pretrain import AVEncoderConfig, AVEncoderModel
 
     try:
         encoder_config = AVEncoderConfig.from_dict(dict(config))
@@ -76,7 +76,7 @@ def default_frontend_model(frontend_config: dict) -> str:
 def pretraining_optimizer(encoder_dir: str | os.PathLike, encoder: nn.Module) -> tuple[dict, str]:
     """The Adam moments the encoder's pretraining run ended with, by parameter name, and a line saying so for
     config.json; ({}, why not) where the run saved none (an untrained control, an imported encoder)."""
-    from pretrain import final_optimizer_moments
+    from avvp.pretrain import final_optimizer_moments
 
     moments, origin = final_optimizer_moments(encoder_dir, encoder)
     return moments, origin

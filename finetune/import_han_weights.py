@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 from avvp.errors import ConfigError
-from finetune.config import make_config
-from finetune.models import build_model
-from finetune.weights import (
+from avvp.finetune.config import make_config
+from avvp.finetune.models import build_model
+from avvp.finetune.weights import (
     finite_float_weights,
     imported_sizes,
     listing,

@@ -20,9 +20,9 @@ recipe (so the discriminator is built on every row and the GCAA rows keep the re
 
 `release-avg` is the release's end-to-end model, `avg` of model/model.py, saved as `final.pt` by
 main_avvp_{uni,cross,multi}.py: its `uniter.*` becomes the run's frontend (our encoder of the `release`
-architecture, `pretrain.release_encoder`) and its head `fc_a`, `fc_v`, `fc_st`, `fc_fusion`, `fc_prob`,
+architecture, `avvp.pretrain.release_encoder`) and its head `fc_a`, `fc_v`, `fc_st`, `fc_fusion`, `fc_prob`,
 `fc_frame_att`, `fc_av_att` the `release-avg` parser reading the encoded audio, visual and motion tokens. A
-`pretrained.pt` has the same keys but a head never trained (`pretrain.head_untrained`): refused.
+`pretrained.pt` has the same keys but a head never trained (`avvp.pretrain.head_untrained`): refused.
 """
 
 from __future__ import annotations
@@ -33,11 +33,10 @@ from pathlib import Path
 import torch
 
 from avvp.errors import ConfigError
-from avvp.output import MARKER, check_replaceable_dir
-from finetune.config import FinetuneConfig, make_config, unknown_model_message
-from finetune.frontend import EncoderFrontend
-from finetune.models import REGISTRY, FinetuneModel, build_model
-from finetune.weights import (
+from avvp.finetune.config import FinetuneConfig, make_config, unknown_model_message
+from avvp.finetune.frontend import EncoderFrontend
+from avvp.finetune.models import REGISTRY, FinetuneModel, build_model
+from avvp.finetune.weights import (
     check_weights,
     finite_float_weights,
     imported_sizes,
@@ -46,7 +45,8 @@ from finetune.weights import (
     save_imported_run,
     unpack_attention,
 )
-from pretrain import RELEASE_HEADS, head_untrained, release_encoder, split_avg
+from avvp.output import MARKER, check_replaceable_dir
+from avvp.pretrain import RELEASE_HEADS, head_untrained, release_encoder, split_avg
 
 RELEASE_ROWS = {
     "base": "nets/net_audiovisual_basic.py",

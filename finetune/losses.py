@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from finetune.models import ParserOutput
+from avvp.finetune.models import ParserOutput
 
 VISUAL, AUDIO = 1.0, 0.0
 """Discriminator targets: a snippet feature is visual (1) or audio (0)."""

@@ -30,15 +30,15 @@ from avvp.annotations import (
 )
 from avvp.classes import CLASS_INDEX, CLASSES
 from avvp.errors import ConfigError, StoreError
+from avvp.finetune.config import MISSING
+from avvp.finetune.data import check_streams, load_store_data
+from avvp.finetune.evaluate import Predictions, load_run, predict_data
+from avvp.finetune.models import STREAMS
 from avvp.inputs import open_hdf5
 from avvp.metrics import DECISION_THRESHOLD
 from avvp.output import atomic_path, check_writable, hdf5_writer, output_lock, staged_files, writing
 from avvp.store import SCHEMA_VERSION, _created_by, read_video_ids
 from avvp.video_ids import filenames_in_store, shown, youtube_id
-from finetune.config import MISSING
-from finetune.data import check_streams, load_store_data
-from finetune.evaluate import Predictions, load_run, predict_data
-from finetune.models import STREAMS
 
 MODALITY_NAMES = ("audio", "visual", "audio-visual")
 

@@ -20,12 +20,12 @@ import numpy as np
 from avvp.annotations import write_events
 from avvp.errors import ConfigError
 from avvp.extract.pipeline import ExtractConfig, ExtractResult, Networks, extract, list_videos
+from avvp.finetune.data import check_streams, load_store_data
+from avvp.finetune.evaluate import Predictions, load_run, predict_data
+from avvp.finetune.models import STREAMS
+from avvp.finetune.parse import check_apart, picture_paths, plot_timeline, video_events
 from avvp.metrics import DECISION_THRESHOLD
 from avvp.output import check_writable, output_lock, staged_files, writing
-from finetune.data import check_streams, load_store_data
-from finetune.evaluate import Predictions, load_run, predict_data
-from finetune.models import STREAMS
-from finetune.parse import check_apart, picture_paths, plot_timeline, video_events
 
 BELOW_GATE = float(np.nextafter(DECISION_THRESHOLD, 0.0))
 """A snippet probability just under the decision threshold (for windows whose video-level gate is off)."""

@@ -32,13 +32,13 @@ from accelerate import Accelerator
 from avvp.annotations import SPLIT_FILES
 from avvp.classes import NUM_CLASSES
 from avvp.errors import ConfigError
+from avvp.finetune.data import SplitData, check_streams, load_split_data
+from avvp.finetune.evaluate import load_run
+from avvp.finetune.models import STREAMS, FinetuneModel
 from avvp.inputs import MAX_SEED
 from avvp.modality_labels import EVIDENCE, ModalityLabels, label_report, train_truth, write_modality_labels
 from avvp.output import check_writable, output_lock
 from avvp.precision import resolve_mixed_precision
-from finetune.data import SplitData, check_streams, load_split_data
-from finetune.evaluate import load_run
-from finetune.models import STREAMS, FinetuneModel
 
 RULE = "release"
 THRESHOLD = 0.5

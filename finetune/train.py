@@ -31,6 +31,20 @@ from avvp.annotations import SPLIT_FILES, write_events
 from avvp.console import progress
 from avvp.distributed import settle_collectives
 from avvp.errors import ConfigError
+from avvp.finetune.config import FinetuneConfig
+from avvp.finetune.data import (
+    SplitData,
+    check_streams,
+    load_split_data,
+    make_loader,
+    train_subset,
+    with_modality_labels,
+)
+from avvp.finetune.evaluate import EVAL_BATCH_SIZE, predict, score
+from avvp.finetune.frontend import continue_optimizer, pretraining_optimizer
+from avvp.finetune.losses import LossTerms, parser_loss
+from avvp.finetune.models import STREAMS, FinetuneModel, build_model
+from avvp.finetune.models.discriminator import reversal_strength
 from avvp.io import atomic_path
 from avvp.metrics import SCORE_TITLES
 from avvp.precision import resolve_mixed_precision
@@ -46,13 +60,6 @@ from avvp.runs import (
     writing,
 )
 from avvp.runs import start_run_dir as start_run_folder
-from finetune.config import FinetuneConfig
-from finetune.data import SplitData, check_streams, load_split_data, make_loader, train_subset, with_modality_labels
-from finetune.evaluate import EVAL_BATCH_SIZE, predict, score
-from finetune.frontend import continue_optimizer, pretraining_optimizer
-from finetune.losses import LossTerms, parser_loss
-from finetune.models import STREAMS, FinetuneModel, build_model
-from finetune.models.discriminator import reversal_strength
 
 CONFIG_FILE = "config.json"
 BEST_WEIGHTS = "best_model"

@@ -1,7 +1,7 @@
 """Parser weights from files: the releases' PyTorch checkpoints read safely, and the check that weights fit a model.
 
-Used by the run loader (`finetune.evaluate.load_run`) and the two converters of published weights
-(`finetune.import_han_weights`, `finetune.import_release_weights`).
+Used by the run loader (`avvp.finetune.evaluate.load_run`) and the two converters of published weights
+(`avvp.finetune.import_han_weights`, `avvp.finetune.import_release_weights`).
 """
 
 from __future__ import annotations

@@ -17,11 +17,7 @@ from avvp.classes import NUM_SNIPPETS
 from avvp.config_cli import cli
 from avvp.console import progress
 from avvp.errors import ConfigError, StoreError
-from avvp.inputs import MAX_SEED, read_npy
-from avvp.io import check_writable
-from avvp.runs import check_free_space, output_lock, writing
-from avvp.store import check_stream_finite, iter_store, store_info
-from grounding.graph import (
+from avvp.grounding.graph import (
     ENGINES,
     RULES,
     SILENCE_THRESHOLD,
@@ -30,7 +26,11 @@ from grounding.graph import (
     silent_snippets,
     torch_threads,
 )
-from grounding.thresholds import BALANCED_SHARE, balanced_quantile, calibrate, check_quantile, check_share
+from avvp.grounding.thresholds import BALANCED_SHARE, balanced_quantile, calibrate, check_quantile, check_share
+from avvp.inputs import MAX_SEED, read_npy
+from avvp.io import check_writable
+from avvp.runs import check_free_space, output_lock, writing
+from avvp.store import check_stream_finite, iter_store, store_info
 
 PAPER_THRESHOLDS = {"visual": 0.96, "audio": 0.99}
 """The authors' thresholds, for ResNet-152 (visual) and VGGish (audio) features: the `release` recipe."""

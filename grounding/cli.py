@@ -8,8 +8,8 @@ import typer
 
 from avvp.config_cli import config_command, config_values
 from avvp.console import run_app, typer_app
+from avvp.grounding.build import GroundingConfig
 from avvp.inputs import MAX_SEED
-from grounding.build import GroundingConfig
 
 app = typer_app("Audio-visual grounding labels: per-video snippet graphs and their connected components.")
 CALIBRATION_FIELDS = ("features", "neighbours", "sample_videos", "seed", "rule")
@@ -21,8 +21,8 @@ CALIBRATION_FIELDS = ("features", "neighbours", "sample_videos", "seed", "rule")
 def build(**settings) -> None:
     """Label every video of a feature store: snippet graphs by the threshold rule, then connected components."""
     from avvp.avg_labels import read_avg_labels
-    from grounding.build import build as run_build
-    from grounding.stats import label_stats
+    from avvp.grounding.build import build as run_build
+    from avvp.grounding.stats import label_stats
 
     path = run_build(GroundingConfig(**config_values(GroundingConfig, settings)))
     labels = read_avg_labels(path)
@@ -45,9 +45,9 @@ def calibrate(
 ) -> None:
     """Print the thresholds that quantiles of the neighbour similarities give, and the positive pairs they produce."""
     from avvp.errors import ConfigError
-    from grounding.graph import RULES, EdgeRule
-    from grounding.thresholds import calibrate as run_calibrate
-    from grounding.thresholds import check_quantile
+    from avvp.grounding.graph import RULES, EdgeRule
+    from avvp.grounding.thresholds import calibrate as run_calibrate
+    from avvp.grounding.thresholds import check_quantile
 
     features, neighbours, sample_videos, seed, rule = (settings[name] for name in CALIBRATION_FIELDS)
     for q in quantile:
@@ -89,8 +89,8 @@ def stats(
 ) -> None:
     """Grounded share per pair type, components per video and component sizes of an AVG label file."""
     from avvp.avg_labels import read_avg_labels
+    from avvp.grounding.stats import format_stats, label_stats, plot_stats
     from avvp.io import check_picture
-    from grounding.stats import format_stats, label_stats, plot_stats
 
     if plot is not None:
         check_picture(plot, overwrite)  # before the report is printed
@@ -104,7 +104,7 @@ def stats(
     print(f"{labels}: {rule}; source {avg.attrs.get('source', '?')}")
     print(format_stats(figures))
     if latent:
-        from grounding.stats import format_agreement, latent_events_of, shared_event_agreement
+        from avvp.grounding.stats import format_agreement, latent_events_of, shared_event_agreement
 
         audio_events, visual_events = latent_events_of(labels, avg)
         print("\nlabels against LLP-sim's latent events (diagnostic only):")

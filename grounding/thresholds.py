@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from avvp.errors import ConfigError, StoreError
+from avvp.grounding.graph import EdgeRule, adjacency, components_fast, cosine_similarity
 from avvp.store import read_store, read_video_ids
-from grounding.graph import EdgeRule, adjacency, components_fast, cosine_similarity
 
 MODALITIES = ("visual", "audio")
 

@@ -2,7 +2,7 @@
 
 Public API (what other stages use; everything else is internal):
 
-    from pretrain import load_encoder
+    from avvp.pretrain import load_encoder
     encoder = load_encoder("runs/pre-multi")        # AVEncoderModel, eval mode, on the CPU
     out = encoder(audio, visual, motion)            # (B, 10, 128), (B, 10, 2048), (B, 10, 512) float tensors
     out.audio, out.visual, out.motion               # contextual embeddings (B, 10, H), H = encoder.config.hidden_size
@@ -20,14 +20,14 @@ Public API (what other stages use; everything else is internal):
   (the release's end-to-end recipe continues them while finetuning), and a line saying where they came from.
 - `split_avg(state, source)`, `head_untrained(head)`, `release_encoder(state, heads, source)`: the paper release's
   `avg` state dicts (pretrained.pt, final.pt) split into UNITER and head, and its UNITER as our encoder of the
-  `release` architecture (`pretrain.import_release`); `AVG_HEAD` the head's linear layers.
+  `release` architecture (`avvp.pretrain.import_release`); `AVG_HEAD` the head's linear layers.
 - `export_embeddings(encoder_dir, features, out)` writes the embeddings of every video of a store as a new store
   (streams audio, visual of width H; motion carried over), the input of a frozen-encoder parser.
 """
 
-from pretrain.export import export_embeddings
-from pretrain.import_release import AVG_HEAD, RELEASE_HEADS, head_untrained, release_encoder, split_avg
-from pretrain.modeling import (
+from avvp.pretrain.export import export_embeddings
+from avvp.pretrain.import_release import AVG_HEAD, RELEASE_HEADS, head_untrained, release_encoder, split_avg
+from avvp.pretrain.modeling import (
     AVEncoderConfig,
     AVEncoderModel,
     AVEncoderOutput,
@@ -38,8 +38,8 @@ from pretrain.modeling import (
 
 
 def final_optimizer_moments(run_dir, encoder):
-    """`pretrain.train.final_optimizer_moments` (imported when called: the training loop pulls in Accelerate)."""
-    from pretrain.train import final_optimizer_moments as moments
+    """`avvp.pretrain.train.final_optimizer_moments` (imported when called: the training loop pulls in Accelerate)."""
+    from avvp.pretrain.train import final_optimizer_moments as moments
 
     return moments(run_dir, encoder)
 

@@ -10,8 +10,8 @@ import typer
 from avvp.config_cli import config_command, config_values, missing_flags
 from avvp.console import run_app, typer_app
 from avvp.errors import ConfigError
-from pretrain.config import INIT_FIELDS, PATH_FIELDS, PRESET_FIELDS, PretrainConfig
-from pretrain.export import BATCH_SIZE as EXPORT_BATCH_SIZE
+from avvp.pretrain.config import INIT_FIELDS, PATH_FIELDS, PRESET_FIELDS, PretrainConfig
+from avvp.pretrain.export import BATCH_SIZE as EXPORT_BATCH_SIZE
 
 app = typer_app(
     "Pretrain the UNITER-style audio-visual encoder with the AVG loss (the default command), or export its "
@@ -28,7 +28,7 @@ def pretrain(ctx: typer.Context, **settings) -> None:
     """Pretrain the encoder (the default command; `init` and `export` are the others)."""
     if ctx.invoked_subcommand is not None:
         return
-    from pretrain.train import train
+    from avvp.pretrain.train import train
 
     values = config_values(PretrainConfig, settings)
     missing = missing_flags(values, PATH_FIELDS)
@@ -45,7 +45,7 @@ def init(**settings) -> None:
     Only the encoder's sizes, dropout, seed and held-out share (the statistics leave it out) shape its weights; the
     labels and the variant are recorded only.
     """
-    from pretrain.control import write_control
+    from avvp.pretrain.control import write_control
 
     values = config_values(PretrainConfig, settings)
     missing = missing_flags(values, ("features", "out"))
@@ -65,7 +65,7 @@ def export(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output store."),
 ) -> None:
     """Write the encoder's contextual embeddings of every video as a feature store any parser reads."""
-    from pretrain.export import export_embeddings
+    from avvp.pretrain.export import export_embeddings
 
     if batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size}: must be at least 1")
@@ -81,7 +81,7 @@ def import_release(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing directory."),
 ) -> None:
     """Turn the release's pretrained UNITER into an encoder of the `release` architecture (for --e2e and export)."""
-    from pretrain.import_release import import_release as convert
+    from avvp.pretrain.import_release import import_release as convert
 
     print(f"wrote {convert(checkpoint, out, heads, overwrite)}")
 

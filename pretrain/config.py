@@ -10,7 +10,7 @@ from avvp.config_cli import cli
 from avvp.errors import ConfigError
 from avvp.inputs import check_sizes
 from avvp.precision import MIXED_PRECISION
-from pretrain.losses import OBJECTIVES, RELEASE_MARGIN, check_margins, check_variant
+from avvp.pretrain.losses import OBJECTIVES, RELEASE_MARGIN, check_margins, check_variant
 
 PRESETS: dict[str, dict] = {
     "tiny": dict(hidden_size=64, num_layers=2, num_heads=2, epochs=2, batch_size=16, lr=1e-3),
@@ -49,7 +49,7 @@ RECIPES: dict[str, dict] = {
 """Objective and optimisation per recipe, over the preset (which sets the encoder size): `toolkit` (the defaults
 below) or `release` (the authors' choices, on the release's architecture with its motion tokens hidden)."""
 ARCHITECTURES = ("toolkit", "release")
-"""The encoder architectures (pretrain.modeling): ours, and the paper release's UniterModel."""
+"""The encoder architectures (avvp.pretrain.modeling): ours, and the paper release's UniterModel."""
 ARCHITECTURE_SIZES: dict[tuple[str, str], dict] = {
     ("release", "paper"): dict(num_heads=8, intermediate_size=3072),
 }
@@ -86,7 +86,7 @@ class PretrainConfig:
     recipe: str = "toolkit"
     """Named objective and optimisation (RECIPES) applied over the preset: toolkit or release."""
     architecture: str = "toolkit"
-    """Encoder architecture (pretrain.modeling.ARCHITECTURES): `toolkit` (ours: standardised inputs, learned
+    """Encoder architecture (avvp.pretrain.modeling.ARCHITECTURES): `toolkit` (ours: standardised inputs, learned
     positions, three token types) or `release` (the paper release's UniterModel); recorded in config.json."""
     hide_motion: bool = False
     """Train with the motion tokens zeroed and masked out of attention, as the release's pretraining does (its
@@ -118,7 +118,7 @@ class PretrainConfig:
     max_grad_norm: float = 1.0
     """Gradient clipping norm (0 turns clipping off)."""
     objective: str = "hinge"
-    """`hinge` (the AVG loss with margins p, n) or `infonce` (softmax at `temperature`, pretrain.losses)."""
+    """`hinge` (the AVG loss with margins p, n) or `infonce` (softmax at `temperature`, avvp.pretrain.losses)."""
     pos_margin: float = POS_MARGIN
     """p: grounded pairs are pulled above this cosine similarity (hinge)."""
     neg_margin: float = NEG_MARGIN

@@ -12,10 +12,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from avvp.output import MARKER, atomic_dir
-from pretrain.config import PretrainConfig
-from pretrain.data import load_corpus, split_rows
-from pretrain.modeling import save_encoder, weights_checksum
-from pretrain.train import CONFIG_FILE, check_run_dir, initial_encoder, write_json
+from avvp.pretrain.config import PretrainConfig
+from avvp.pretrain.data import load_corpus, split_rows
+from avvp.pretrain.modeling import save_encoder, weights_checksum
+from avvp.pretrain.train import CONFIG_FILE, check_run_dir, initial_encoder, write_json
 
 
 def write_control(cfg: PretrainConfig) -> Path:

@@ -11,8 +11,8 @@ from torch.utils.data import Dataset
 
 from avvp.avg_labels import read_avg_labels
 from avvp.errors import AvvpError
+from avvp.pretrain.modeling import STREAMS
 from avvp.store import read_store
-from pretrain.modeling import STREAMS
 
 
 @dataclass

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from avvp.classes import NUM_SNIPPETS
-from pretrain.losses import VARIANTS, accuracy_from_counts, avg_loss, grounding_counts, info_nce_loss
+from avvp.pretrain.losses import VARIANTS, accuracy_from_counts, avg_loss, grounding_counts, info_nce_loss
 
 PAIR_TYPES = ("audio", "visual", "cross")
 """audio-audio, visual-visual and audio-visual pairs."""

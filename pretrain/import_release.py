@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from avvp.errors import ConfigError
-from pretrain.modeling import AVEncoderConfig, AVEncoderModel, save_encoder
+from avvp.pretrain.modeling import AVEncoderConfig, AVEncoderModel, save_encoder
 
 RELEASE_HEADS = 8
 """`UniterConfig`'s default number of attention heads (the scripts set only hidden_size)."""
@@ -161,8 +161,8 @@ def import_release(
 
     `out` is checked before the checkpoint is read: an existing folder is replaced (`overwrite`) only when avvp
     wrote it, never when it holds the checkpoint."""
+    from avvp.finetune.weights import read_reference  # the weights_only reader of the releases' .pt files
     from avvp.output import atomic_dir, check_replaceable_dir
-    from finetune.weights import read_reference  # the weights_only reader of the releases' .pt files
 
     checkpoint = Path(checkpoint)
     source = str(checkpoint)

@@ -39,8 +39,8 @@ from transformers.utils import logging as hf_logging
 from avvp.classes import NUM_SNIPPETS
 from avvp.errors import AvvpError, StoreError
 from avvp.inputs import check_input_file, check_sizes
+from avvp.pretrain.config import ARCHITECTURES
 from avvp.store import RAW_WIDTHS, store_info
-from pretrain.config import ARCHITECTURES
 
 STREAMS = ("audio", "visual", "motion")
 """The input streams in token-type order: token type k is STREAMS[k]."""
@@ -207,7 +207,7 @@ class AVEncoderModel(PreTrainedModel):
 
     @torch.no_grad()
     def set_input_statistics(self, statistics: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
-        """Standardise each stream with per-feature (mean, std), each (W,): `pretrain.data.feature_statistics`.
+        """Standardise each stream with per-feature (mean, std), each (W,): `avvp.pretrain.data.feature_statistics`.
 
         The release architecture takes the raw features: nothing to set."""
         if self.config.architecture == "release":

@@ -32,6 +32,11 @@ from avvp.errors import AvvpError
 from avvp.io import atomic_path
 from avvp.output import publish, remove_staged
 from avvp.precision import resolve_mixed_precision
+from avvp.pretrain.config import PATH_FIELDS, PretrainConfig
+from avvp.pretrain.data import CorpusRows, PretrainCorpus, feature_statistics, keep_batch, load_corpus, split_rows
+from avvp.pretrain.evaluation import encode_for_pretraining, evaluate
+from avvp.pretrain.losses import pretrain_losses, release_variant
+from avvp.pretrain.modeling import AVEncoderConfig, AVEncoderModel, load_encoder, save_encoder, weights_checksum
 from avvp.runs import (
     CheckpointError,
     checkpoint_dirs,
@@ -48,11 +53,6 @@ from avvp.runs import (
 )
 from avvp.runs import check_run_dir as check_run_folder
 from avvp.runs import start_run_dir as start_run_folder
-from pretrain.config import PATH_FIELDS, PretrainConfig
-from pretrain.data import CorpusRows, PretrainCorpus, feature_statistics, keep_batch, load_corpus, split_rows
-from pretrain.evaluation import encode_for_pretraining, evaluate
-from pretrain.losses import pretrain_losses, release_variant
-from pretrain.modeling import AVEncoderConfig, AVEncoderModel, load_encoder, save_encoder, weights_checksum
 
 CONFIG_FILE = "pretrain_config.json"
 SELECTED = "selected"

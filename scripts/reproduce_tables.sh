@@ -57,4 +57,4 @@ py="$venv/bin/python"
 args=(--preset "$preset" --data "$features" --annotations "$annotations" --seeds "$seeds" --out "$out")
 args+=(--jobs "$jobs" --missing "$missing")
 if [ -n "$rows" ]; then args+=(--rows "$rows"); fi
-"$py" -m benchmarks.tables "${args[@]}"
+"$py" -m avvp.benchmarks.tables "${args[@]}"

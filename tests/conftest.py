@@ -33,7 +33,7 @@ def run_avvp(monkeypatch, capsys):
     """Run the `avvp` command line in-process as a user would: returns (exit code, stdout, stderr)."""
     import sys
 
-    from avvp_cli.app import main
+    from avvp.commands.app import main
 
     def run(*args: str) -> tuple[int, str, str]:
         capsys.readouterr()
@@ -130,8 +130,8 @@ def assert_one_line_error(result: tuple[int, str, str], *fragments: str) -> None
 
 def trained_tiny_run(model: str, tiny_llp: Path, out: Path) -> Path:
     """A `model` parser trained one epoch on LLP-sim tiny into `out` (for the parse tests' module fixtures)."""
-    from finetune.config import make_config
-    from finetune.train import train
+    from avvp.finetune.config import make_config
+    from avvp.finetune.train import train
 
     features, annotations = str(tiny_llp / "llp.h5"), str(tiny_llp)
     train(make_config(model, "tiny", features=features, annotations=annotations, out=str(out), epochs=1),

@@ -1,7 +1,7 @@
-"""benchmarks.bench_finetune: the rows it times, and its throughput-only mode end to end on a few videos."""
+"""avvp.benchmarks.bench_finetune: the rows it times, and its throughput-only mode end to end on a few videos."""
 
-from benchmarks.bench_finetune import run, throughput_rows
-from finetune.models import PAPER_ROWS
+from avvp.benchmarks.bench_finetune import run, throughput_rows
+from avvp.finetune.models import PAPER_ROWS
 
 
 def test_every_paper_row_and_the_release_nets_that_differ_are_timed():

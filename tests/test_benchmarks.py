@@ -1,4 +1,4 @@
-"""Every benchmark module and every section of `benchmarks.speed` runs to its end at a tiny size (a smoke run: the
+"""Every benchmark module and every section of `avvp.benchmarks.speed` runs to its end at a tiny size (a smoke run: the
 same code path with its own checks on), so that none goes stale unseen. Their figures are not checked here."""
 
 import importlib
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import speed
+from avvp.benchmarks import speed
 
 BENCHMARKS = Path(speed.__file__).parent
 LIBRARIES = {"oracles"}
@@ -39,7 +39,7 @@ def test_every_speed_section_runs_to_the_end(capsys):
 
 
 def test_tables_main_runs_a_tiny_table(tiny_llp, tmp_path):
-    from benchmarks import tables
+    from avvp.benchmarks import tables
 
     rows = "Base (paper recipe),Weak-label oracle (reference)"
     tables.main(["--preset", "tiny", "--seeds", "1", "--data", str(tiny_llp), "--out", str(tmp_path), "--rows", rows])
@@ -48,7 +48,7 @@ def test_tables_main_runs_a_tiny_table(tiny_llp, tmp_path):
 
 
 def test_label_curve_main_runs_a_tiny_curve(tiny_llp, tmp_path, capsys):
-    from benchmarks import label_curve
+    from avvp.benchmarks import label_curve
 
     args = ["--preset", "tiny", "--seeds", "1", "--fractions", "1", "--rows", "raw", "--data", str(tiny_llp)]
     label_curve.main([*args, "--epochs", "1", "--out", str(tmp_path)])
@@ -64,7 +64,7 @@ def test_the_modules_smoked_elsewhere_are(module):
 
 def test_full_size_layout_builds_the_release_layout_of_an_annotation_folder(tiny_llp, tmp_path):
     from avvp.annotations import load_split
-    from benchmarks import full_size_layout
+    from avvp.benchmarks import full_size_layout
 
     annotations = tmp_path / "annotations"  # the tiny corpus's files and the dataset list the release ships
     shutil.copytree(tiny_llp, annotations, ignore=shutil.ignore_patterns("*.h5"))

@@ -20,8 +20,8 @@ PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 
 def entry_points() -> dict[str, typer.Typer]:
-    """Script name -> the Typer app of its command line (the script runs it through `avvp_cli.entry`)."""
-    from avvp_cli.entry import MODULES
+    """Script name -> the Typer app of its command line (the script runs it through `avvp.commands.entry`)."""
+    from avvp.commands.entry import MODULES
 
     scripts = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]["scripts"]
     return {name: importlib.import_module(MODULES[name]).app for name in scripts}

@@ -136,9 +136,9 @@ class Case:
 
 
 def cases() -> list[Case]:
-    from finetune.config import FinetuneConfig
-    from grounding.build import GroundingConfig
-    from pretrain.config import INIT_FIELDS, PretrainConfig
+    from avvp.finetune.config import FinetuneConfig
+    from avvp.grounding.build import GroundingConfig
+    from avvp.pretrain.config import INIT_FIELDS, PretrainConfig
 
     pretrain_probes = {"features": ("f2.h5", "f2.h5"), "labels": ("l2.h5", "l2.h5"), "out": ("o2", "o2"),
                        "variant": ("uni", "uni"), "preset": ("tiny", "tiny"), "recipe": ("release", "release"),
@@ -152,23 +152,23 @@ def cases() -> list[Case]:
                        "labels": ("r.h5", "r.h5"), "model": ("base", "base"), "preset": ("tiny", "tiny"),
                        "recipe": ("release", "release"), "mixed_precision": ("no", "no"), "missing": ("skip", "skip"),
                        "frontend": ("enc", str(Path("enc").resolve()))}  # fmt: skip
-    encoder = {"finetune.frontend.load_frontend": lambda encoder, features: (None, {"hidden_size": 8})}
+    encoder = {"avvp.finetune.frontend.load_frontend": lambda encoder, features: (None, {"hidden_size": 8})}
     return [
-        Case("avvp-finetune", (), FinetuneConfig, "finetune.train.train",
+        Case("avvp-finetune", (), FinetuneConfig, "avvp.finetune.train.train",
              {"features": "f.h5", "annotations": "a", "out": "o"}, finetune_probes,
              extra={"frontend": ["--e2e"], "frontend_lr": ["--e2e", "--encoder", "enc"]}, patches=encoder),
-        Case("avvp-pretrain", (), PretrainConfig, "pretrain.train.train",
+        Case("avvp-pretrain", (), PretrainConfig, "avvp.pretrain.train.train",
              {"features": "f.h5", "labels": "l.h5", "out": "o"}, pretrain_probes),
-        Case("avvp-pretrain", ("init",), PretrainConfig, "pretrain.control.write_control",
+        Case("avvp-pretrain", ("init",), PretrainConfig, "avvp.pretrain.control.write_control",
              {"features": "f.h5", "out": "o"}, pretrain_probes, names=INIT_FIELDS),
-        Case("avvp-groundtruth", ("build",), GroundingConfig, "grounding.build.build",
+        Case("avvp-groundtruth", ("build",), GroundingConfig, "avvp.grounding.build.build",
              {"features": "f.h5", "out": "o.h5"}, grounding_probes),
     ]  # fmt: skip
 
 
 def entry_app(script: str):
-    """The Typer app of a console script (avvp_cli.entry names the module of each)."""
-    from avvp_cli.entry import MODULES
+    """The Typer app of a console script (avvp.commands.entry names the module of each)."""
+    from avvp.commands.entry import MODULES
 
     return importlib.import_module(MODULES[script]).app
 

@@ -66,7 +66,7 @@ def test_bad_predictions_file_is_one_line_with_file_and_line(oracle_files, tmp_p
     visual = tmp_path / "pred_visual.csv"
     rows = ["filename\tonset\toffset\tevent_labels", "4YdbENYcIyE_23_33\t0\t4\tBaby_cry_infant_cry"]
     visual.write_text("\n".join([*rows, "KSRjje7GH44_60_70\t8\t10\tSpeech`"]) + "\n")
-    command = [sys.executable, "-m", "avvp_cli", *map(str, evaluate_args(annotations, audio, visual))]
+    command = [sys.executable, "-m", "avvp.commands", *map(str, evaluate_args(annotations, audio, visual))]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert result.stdout == ""

@@ -18,10 +18,10 @@ import torch
 from conftest import assert_one_line_error, run_cli, trained_tiny_run
 from extract_media import change_video, write_audio_only, write_video
 
+from avvp.commands.app import main
 from avvp.extract import pipeline
 from avvp.extract.pipeline import ExtractConfig, Networks, extract, list_videos, parts_dir
 from avvp.store import read_store, store_info
-from avvp_cli.app import main
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "llp" / "sample" / "BjCEufrlXm4.mp4"
 
@@ -316,8 +316,8 @@ def test_shards_of_two_processes_merge_to_one_store(tmp_path, monkeypatch):
 
 
 def test_benchmark_pipelines_agree():
-    """benchmarks.bench_extract's two pipelines (the release's JPEG/WAV way and ours) give the same features."""
-    from benchmarks.bench_extract import measure
+    """avvp.benchmarks.bench_extract's two pipelines (the release's JPEG/WAV way and ours) give the same features."""
+    from avvp.benchmarks.bench_extract import measure
 
     result = measure(videos=1, workers=0, light=True)
     assert result["release_videos_per_s"] > 0 and result["ours_videos_per_s"] > 0

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 DRIVER = """
 import json, sys
 from pathlib import Path
-from benchmarks.fault_injection import inject, pretrain_data
+from avvp.benchmarks.fault_injection import inject, pretrain_data
 
 trainer, work, data = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 data = Path(data) if trainer == "finetune" else pretrain_data(work / "data")

@@ -3,8 +3,8 @@
 import torch
 
 from avvp.annotations import WeakLabels, write_weak_labels
+from avvp.finetune.data import SplitData, load_split_data, make_loader
 from avvp.store import write_store
-from finetune.data import SplitData, load_split_data, make_loader
 
 
 def _split(n: int = 10) -> SplitData:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from avvp.annotations import load_split
-from finetune.data import load_split_data, stratified_rows, train_subset
+from avvp.finetune.data import load_split_data, stratified_rows, train_subset
 from tests.test_finetune_train import assert_one_line_error, finetune_cli
 
 
@@ -28,7 +28,7 @@ def test_subset_is_seeded_stratified_and_keeps_every_class(tiny_llp):
 
 
 def test_fraction_is_recorded_and_bad_fractions_are_one_line_errors(tiny_llp, tmp_path, monkeypatch):
-    import finetune.train
+    import avvp.finetune.train
 
     trained_on = []
 
@@ -36,7 +36,7 @@ def test_fraction_is_recorded_and_bad_fractions_are_one_line_errors(tiny_llp, tm
         trained_on.append(train_subset(*args).video_ids)
         return train_subset(*args)
 
-    monkeypatch.setattr(finetune.train, "train_subset", recording_subset)
+    monkeypatch.setattr(avvp.finetune.train, "train_subset", recording_subset)
     run = tmp_path / "run"
     common = ["--model", "base", "--features", tiny_llp / "llp.h5", "--annotations", tiny_llp, "--preset", "tiny",
               "--epochs", 1, "--quiet"]  # fmt: skip

@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from avvp.errors import ConfigError
-from finetune.evaluate import load_run
-from finetune.import_han_weights import import_han
+from avvp.finetune.evaluate import load_run
+from avvp.finetune.import_han_weights import import_han
 
 D, FF = 64, 48  # the release uses 512 / 512; smaller keeps the test fast, the code path is the same
 WIDTHS = {"audio": 128, "visual": 2048, "motion": 512}
@@ -152,8 +152,8 @@ def test_import_han_refuses_pickled_objects(tmp_path):
 
 
 def test_imported_run_is_accepted_by_evaluate_and_parse(tmp_path, tiny_llp):
-    from finetune.evaluate import evaluate_run
-    from finetune.parse import parse
+    from avvp.finetune.evaluate import evaluate_run
+    from avvp.finetune.parse import parse
 
     checkpoint = tmp_path / "MMIL_Net.pt"
     torch.save(reference_state_dict(), checkpoint)

@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from finetune.losses import adversarial_loss, guided_loss, parser_loss, weak_loss
-from finetune.models import REGISTRY, FinetuneModel, ParserOutput, build_parser, has_discriminator
-from finetune.models.attention import Attention
-from finetune.models.discriminator import reversal_strength, reverse_gradient
+from avvp.finetune.losses import adversarial_loss, guided_loss, parser_loss, weak_loss
+from avvp.finetune.models import REGISTRY, FinetuneModel, ParserOutput, build_parser, has_discriminator
+from avvp.finetune.models.attention import Attention
+from avvp.finetune.models.discriminator import reversal_strength, reverse_gradient
 
 # Odd widths on purpose: parsers read their input widths from the store (e.g. exported embeddings).
 WIDTHS = {"audio": 12, "visual": 20, "motion": 8}

@@ -10,11 +10,11 @@ import torch
 from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 
+from avvp.finetune.cli import main as finetune_main
+from avvp.finetune.evaluate import evaluate_run
+from avvp.grounding.build import GroundingConfig, build
+from avvp.pretrain.cli import main as pretrain_main
 from avvp.store import store_info
-from finetune.cli import main as finetune_main
-from finetune.evaluate import evaluate_run
-from grounding.build import GroundingConfig, build
-from pretrain.cli import main as pretrain_main
 
 pytestmark = pytest.mark.usefixtures("one_thread_fresh_accelerate_state")
 

@@ -1,7 +1,7 @@
 """The Base family equals the paper release's forward pass; its recipes; `avvp-finetune import-release`.
 
 The oracle below is written from the release's formulas (Lamba et al., `nets/net_audiovisual*.py`) with its
-key names, independently of finetune.models: plain attention is `nn.MultiheadAttention`'s packed in-projection,
+key names, independently of avvp.finetune.models: plain attention is `nn.MultiheadAttention`'s packed in-projection,
 GCAA gates projected global contexts into q and k, and the release's GCAA layers add `[0]` of the (T, B, D)
 output (snippet 0's vector) to every snippet. The visual stream is given to the oracle as 80 frames (projected,
 then averaged per second, as the release does) and to our model as the 10 per-second means.
@@ -15,11 +15,11 @@ import torch.nn.functional as F
 from conftest import assert_one_line_error, run_cli
 
 from avvp.errors import ConfigError
-from finetune.cli import main as finetune_main
-from finetune.config import RECIPES, FinetuneConfig, make_config
-from finetune.evaluate import load_run
-from finetune.import_release_weights import RELEASE_ROWS, convert_release
-from finetune.models import REGISTRY, build_parser
+from avvp.finetune.cli import main as finetune_main
+from avvp.finetune.config import RECIPES, FinetuneConfig, make_config
+from avvp.finetune.evaluate import load_run
+from avvp.finetune.import_release_weights import RELEASE_ROWS, convert_release
+from avvp.finetune.models import REGISTRY, build_parser
 
 D, FF = 512, 512
 WIDTHS = {"audio": 128, "visual": 2048, "motion": 512}

@@ -14,16 +14,16 @@ from safetensors.torch import load_file
 from avvp.annotations import load_split, read_predictions
 from avvp.classes import CLASSES
 from avvp.errors import ConfigError
+from avvp.finetune.config import make_config
+from avvp.finetune.evaluate import evaluate_run, load_run
+from avvp.finetune.models import PAPER_ROWS, FinetuneModel, build_parser, has_discriminator
+from avvp.finetune.train import _param_groups, train
 from avvp.metrics import LEVELS, SCORE_NAMES
 from avvp.store import RAW_WIDTHS, read_store, write_store
-from finetune.config import make_config
-from finetune.evaluate import evaluate_run, load_run
-from finetune.models import PAPER_ROWS, FinetuneModel, build_parser, has_discriminator
-from finetune.train import _param_groups, train
 
 
 def finetune_cli(*args: str) -> tuple[int, str, str]:
-    from finetune.cli import main
+    from avvp.finetune.cli import main
 
     return run_cli(main, *args)
 
@@ -105,7 +105,7 @@ def test_resume_equals_uninterrupted(paper_runs, tiny_llp, tmp_path):
 
 
 def test_avvp_parse_writes_events_csv_and_timelines(paper_runs, tiny_llp, tmp_path):
-    from avvp_cli.app import main
+    from avvp.commands.app import main
 
     out, _ = paper_runs["han"]
     videos = load_split(tiny_llp, "test").video_ids[:3]
@@ -253,7 +253,7 @@ def test_bf16_on_cpu_trains_and_rescores_in_bf16(paper_runs, tiny_llp, tmp_path)
     # its own process: Accelerate fixes the mixed precision once per process, and this one already ran at "no"
     out = tmp_path / "bf16"
     result = subprocess.run(
-        [sys.executable, "-m", "finetune.cli", "--model", "base-adv-skip-gcaa", "--features", tiny_llp / "llp.h5",
+        [sys.executable, "-m", "avvp.finetune.cli", "--model", "base-adv-skip-gcaa", "--features", tiny_llp / "llp.h5",
          "--annotations", tiny_llp, "--out", out, "--preset", "tiny", "--mixed-precision", "bf16", "--quiet"],
         capture_output=True, text=True,
     )  # fmt: skip
@@ -271,7 +271,9 @@ def test_bf16_on_cpu_trains_and_rescores_in_bf16(paper_runs, tiny_llp, tmp_path)
     assert all(t.dtype == torch.float32 for t in weights if t.is_floating_point())
     rescored = json.loads(
         subprocess.run(
-            [sys.executable, "-m", "finetune.cli", "evaluate", "--run", out, "--json"], capture_output=True, text=True
+            [sys.executable, "-m", "avvp.finetune.cli", "evaluate", "--run", out, "--json"],
+            capture_output=True,
+            text=True,
         ).stdout
     )
     assert all(rescored[level] == pytest.approx(metrics["test"][level]) for level in LEVELS)

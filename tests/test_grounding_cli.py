@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from avvp.avg_labels import read_avg_labels
+from avvp.grounding.cli import main
 from avvp.store import write_store
-from grounding.cli import main
 
 SNIPPETS = 10
 
@@ -68,7 +68,7 @@ def test_build_stats_calibrate_on_llp_sim(tiny_llp, tmp_path, monkeypatch, capsy
 
 def test_balanced_thresholds_are_the_default(tiny_llp, tmp_path, monkeypatch, capsys):
     """Calibrated so that the stated share of pairs is grounded after the components are joined."""
-    from grounding.stats import label_stats
+    from avvp.grounding.stats import label_stats
 
     features = tiny_llp / "pretrain.h5"
     for share in (0.5, 0.3):

@@ -5,9 +5,8 @@ import pytest
 
 from avvp.avg_labels import read_avg_labels
 from avvp.errors import ConfigError
-from avvp.store import write_store
-from grounding.build import GroundingConfig, build
-from grounding.graph import (
+from avvp.grounding.build import GroundingConfig, build
+from avvp.grounding.graph import (
     ENGINES,
     EdgeRule,
     adjacency,
@@ -18,6 +17,7 @@ from grounding.graph import (
     label_components,
     silent_snippets,
 )
+from avvp.store import write_store
 
 SNIPPETS = 10
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from avvp.grounding.stats import shared_event_agreement
 from avvp.store import read_store
 from avvp.synth import latent_pretrain_events
-from grounding.stats import shared_event_agreement
 
 
 def test_shared_event_agreement_hand_worked():
@@ -32,7 +32,7 @@ def test_shared_event_agreement_hand_worked():
 
 def test_replayed_events_are_those_of_the_store(tiny_llp):
     """Snippets sharing a replayed visual event look alike in the store; others do not (AUC well above chance)."""
-    from pretrain.evaluation import roc_auc
+    from avvp.pretrain.evaluation import roc_auc
 
     audio_events, visual_events = latent_pretrain_events("tiny", seed=0)
     visual = read_store(tiny_llp / "pretrain.h5", streams=("visual",))["visual"].astype(np.float64)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from avvp.errors import ConfigError
+from avvp.grounding.graph import EdgeRule
+from avvp.grounding.thresholds import calibrate, neighbour_similarities, quantile_threshold
 from avvp.store import write_store
-from grounding.graph import EdgeRule
-from grounding.thresholds import calibrate, neighbour_similarities, quantile_threshold
 
 SNIPPETS = 10
 

@@ -1,9 +1,9 @@
-"""The hostile-input harness: every command of the command lines, run on the inputs of `benchmarks.hostile.CASES`.
+"""The hostile-input harness: every command of the command lines, run on the inputs of `avvp.benchmarks.hostile.CASES`.
 
 Each case holds the invariants of the output and input layers (benchmarks/hostile.py says which): one error
 line naming the file, field or option, or exit 0; nothing outside the case's folder touched; nothing staged
 left; memory under a cap. A command without cases fails `test_every_command_has_cases`: add its cases to
-`COMMAND_CASES` in benchmarks/hostile.py. The long version: `python -m benchmarks.hostile --cases 2000`.
+`COMMAND_CASES` in benchmarks/hostile.py. The long version: `python -m avvp.benchmarks.hostile --cases 2000`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from conftest import run_cli, trained_tiny_run
 
-from benchmarks.hostile import CASES, COMMAND_CASES, Sandbox, commands, describe, run_case
+from avvp.benchmarks.hostile import CASES, COMMAND_CASES, Sandbox, commands, describe, run_case
 
 
 def test_every_command_has_cases():
@@ -34,7 +34,7 @@ def test_a_hostile_input_holds_the_invariants(case, tiny_llp, tmp_path, request)
 def test_the_memory_cap_holds_inside_a_case():
     import numpy as np
 
-    from benchmarks.hostile import memory_cap
+    from avvp.benchmarks.hostile import memory_cap
 
     with memory_cap(256 << 20), pytest.raises(MemoryError):
         np.ones(1 << 30, dtype=np.uint8)  # 1 GiB past a 256 MiB cap
@@ -43,7 +43,7 @@ def test_the_memory_cap_holds_inside_a_case():
 
 def test_the_harness_sees_a_traceback_a_touched_sentinel_and_a_staged_file(tiny_llp, tmp_path):
     """A command that breaks every invariant at once is reported for each (the harness can fail)."""
-    from benchmarks.hostile import Case
+    from avvp.benchmarks.hostile import Case
 
     def vandal(main, *args):
         (sandbox.sentinel / "victim.txt").write_text("overwritten")
@@ -65,7 +65,7 @@ import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
 limit = int(sys.argv.pop(1))
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-from avvp_cli import entry
+from avvp.commands import entry
 getattr(entry, sys.argv.pop(1))()
 """
 
@@ -108,7 +108,7 @@ def hook(event, args):  # Ctrl-C the moment the command opens its output's lock
         fired.append(True)
         os.kill(os.getpid(), signal.SIGINT)
 sys.addaudithook(hook)
-from avvp_cli import entry
+from avvp.commands import entry
 getattr(entry, sys.argv.pop(1))()
 """
 
@@ -140,7 +140,7 @@ def export_release(tiny_llp, tmp_path):
 
 def test_export_han_checks_free_space_before_writing(tiny_llp, tmp_path, monkeypatch):
     import avvp.output
-    from avvp_cli.app import main
+    from avvp.commands.app import main
 
     monkeypatch.setattr(avvp.output, "free_space", lambda path: 10_000)
     result = run_cli(main, "data", "export-han", tiny_llp / "llp.h5", "--out", tmp_path / "release")

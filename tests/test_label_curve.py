@@ -1,8 +1,8 @@
-"""benchmarks.label_curve: step-matched schedules, seed-paired differences, the table and the plot."""
+"""avvp.benchmarks.label_curve: step-matched schedules, seed-paired differences, the table and the plot."""
 
 import pytest
 
-from benchmarks.label_curve import differences, format_curve, matched_schedule, plot_curve, summary
+from avvp.benchmarks.label_curve import differences, format_curve, matched_schedule, plot_curve, summary
 
 
 def test_every_fraction_gets_the_full_runs_optimizer_steps():

@@ -1,4 +1,6 @@
-"""The core imports no stage: no module under avvp/ imports grounding, pretrain, finetune or benchmarks."""
+"""The core imports no stage: no module under avvp/ imports avvp.grounding, avvp.pretrain, avvp.finetune,
+avvp.benchmarks or avvp.commands (folders grounding/, pretrain/, finetune/, benchmarks/, avvp_cli/); nothing
+imports a stage by a top-level name; every output and HDF5 input goes through the two layers."""
 
 from __future__ import annotations
 
@@ -8,8 +10,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = {"grounding", "pretrain", "finetune", "benchmarks", "avvp_cli"}
+FOLDERS = {"avvp": "avvp", "grounding": "avvp.grounding", "pretrain": "avvp.pretrain", "finetune": "avvp.finetune",
+           "benchmarks": "avvp.benchmarks", "avvp_cli": "avvp.commands"}  # fmt: skip
+"""Folder of the repository -> the package it is installed as (pyproject.toml's package-dir)."""
+STAGES = {package for folder, package in FOLDERS.items() if folder != "avvp"}
 """The stage packages, and the umbrella command line that imports them."""
+OLD_NAMES = {folder for folder in FOLDERS if folder != "avvp"}
+"""Top-level names the stages had before they moved under `avvp`: nothing imports them any more."""
+
+
+def is_stage(module: str) -> bool:
+    return any(module == stage or module.startswith(stage + ".") for stage in STAGES)
 
 
 def imported_modules(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:
@@ -17,7 +28,8 @@ def imported_modules(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:
     too), `from . import` resolved against the file's package, and importlib.import_module / __import__ of a
     literal name."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    package = ".".join(path.relative_to(root).with_suffix("").parts[:-1])
+    folders = path.relative_to(root).with_suffix("").parts[:-1]
+    package = ".".join((FOLDERS.get(folders[0], folders[0]), *folders[1:])) if folders else ""
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -34,7 +46,7 @@ def imported_modules(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:
 
 def stage_imports(path: Path) -> list[str]:
     return [f"{path.relative_to(ROOT)}:{line} imports {module}" for line, module in imported_modules(path)
-            if module.split(".")[0] in STAGES]  # fmt: skip
+            if is_stage(module)]  # fmt: skip
 
 
 def test_no_core_module_imports_a_stage():
@@ -43,12 +55,28 @@ def test_no_core_module_imports_a_stage():
     assert [problem for path in core for problem in stage_imports(path)] == []
 
 
+def test_nothing_imports_a_stage_by_a_top_level_name():
+    """`import finetune` would find another distribution's `finetune` (PyPI has one): every import says avvp.*."""
+    code = [path for folder in (*FOLDERS, "tests", "scripts") for path in sorted((ROOT / folder).rglob("*.py"))]
+    assert len(code) > 100
+    old = [f"{path.relative_to(ROOT)}:{line} imports {module}" for path in code
+           for line, module in imported_modules(path) if module.split(".")[0] in OLD_NAMES]  # fmt: skip
+    assert old == []
+
+
+def test_a_relative_import_in_a_stage_folder_names_its_installed_package(tmp_path):
+    (tmp_path / "finetune" / "models").mkdir(parents=True)
+    (tmp_path / "finetune" / "models" / "head.py").write_text("from . import parts\nfrom ..data import x\n")
+    found = [module for _, module in imported_modules(tmp_path / "finetune" / "models" / "head.py", tmp_path)]
+    assert found == ["avvp.finetune.models", "avvp.finetune.data"]
+
+
 @pytest.mark.parametrize(
     "source, expected",
     [
-        ("import finetune.parse\n", ["finetune.parse"]),
-        ("def f():\n    from benchmarks.tables import main\n", ["benchmarks.tables"]),
-        ("import importlib\nimportlib.import_module('pretrain.train')\n", ["importlib", "pretrain.train"]),
+        ("import avvp.finetune.parse\n", ["avvp.finetune.parse"]),
+        ("def f():\n    from avvp.benchmarks.tables import main\n", ["avvp.benchmarks.tables"]),
+        ("import importlib\nimportlib.import_module('avvp.pretrain.train')\n", ["importlib", "avvp.pretrain.train"]),
         ("from . import store\nfrom .io import check_writable\n", ["avvp", "avvp.io"]),
     ],
 )
@@ -149,4 +177,4 @@ def test_the_layering_scan_sees_each_primitive(tmp_path, source, expected):
 def test_the_two_layers_import_no_command():
     for layer in LAYERS:
         modules = [module for _, module in imported_modules(ROOT / layer)]
-        assert [m for m in modules if m.split(".")[0] in STAGES or m in ("avvp.runs", "avvp.store", "avvp.io")] == []
+        assert [m for m in modules if is_stage(m) or m in ("avvp.runs", "avvp.store", "avvp.io")] == []

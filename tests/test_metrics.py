@@ -7,6 +7,7 @@ import pytest
 
 from avvp.annotations import DenseLabels, load_split
 from avvp.baselines import reference_predictions
+from avvp.benchmarks import oracles
 from avvp.classes import CLASS_INDEX, NUM_CLASSES, NUM_SNIPPETS
 from avvp.metrics import (
     SCORE_NAMES,
@@ -17,7 +18,6 @@ from avvp.metrics import (
     segment_counts,
     video_scores,
 )
-from benchmarks import oracles
 
 SPEECH, DOG = CLASS_INDEX["Speech"], CLASS_INDEX["Dog"]
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from avvp.errors import AvvpError
+from avvp.grounding.cli import main as groundtruth_main
 from avvp.io import atomic_dir, atomic_path, check_picture, check_writable
 from avvp.store import write_store
-from grounding.cli import main as groundtruth_main
 
 
 def run_groundtruth(monkeypatch, capsys, *args) -> tuple[int, str, str]:

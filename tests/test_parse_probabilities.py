@@ -9,9 +9,9 @@ from conftest import assert_one_line_error, trained_tiny_run
 
 from avvp.annotations import load_split
 from avvp.classes import CLASSES
+from avvp.finetune.evaluate import load_run
+from avvp.finetune.models import STREAMS
 from avvp.store import read_store
-from finetune.evaluate import load_run
-from finetune.models import STREAMS
 
 
 @pytest.fixture(scope="module")

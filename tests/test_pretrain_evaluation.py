@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from pretrain.evaluation import grounding_figures, pair_values, roc_auc
+from avvp.pretrain.evaluation import grounding_figures, pair_values, roc_auc
 
 
 def test_roc_auc_hand_worked():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from avvp.errors import ConfigError
-from pretrain.losses import (
+from avvp.pretrain.losses import (
     VARIANTS,
     accuracy_from_counts,
     avg_loss,
@@ -201,7 +201,7 @@ def test_grounding_accuracy_hand_worked():
 
 
 def test_margins_are_checked():
-    from pretrain.losses import RELEASE_MARGIN, check_margins
+    from avvp.pretrain.losses import RELEASE_MARGIN, check_margins
 
     check_margins(RELEASE_MARGIN, RELEASE_MARGIN)  # p = n: the release's setting
     check_margins(0.8, 0.3)
@@ -213,7 +213,7 @@ def test_margins_are_checked():
 
 
 def test_info_nce_matches_a_direct_computation():
-    from pretrain.losses import info_nce_loss
+    from avvp.pretrain.losses import info_nce_loss
 
     generator = torch.Generator().manual_seed(3)
     audio, visual = torch.randn(3, 4, 5, generator=generator), torch.randn(3, 4, 5, generator=generator)
@@ -244,7 +244,7 @@ def test_info_nce_matches_a_direct_computation():
 
 
 def test_release_sampling_one_anchor_and_alternating_pairs():
-    from pretrain.losses import release_variant
+    from avvp.pretrain.losses import release_variant
 
     # Anchor snippet 1 only, p = n = .7, uni: a-a (1,0) grounded s=.6 -> .1, (1,2) other s=.8 -> .1; v-v (1,0)
     # grounded s=.8 -> 0, (1,2) s=0 -> 0. Four counted pairs.

@@ -9,10 +9,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from avvp.errors import AvvpError
-from pretrain import AVEncoderConfig, AVEncoderModel, load_encoder, save_encoder
-from pretrain.config import PRESETS, PretrainConfig
-from pretrain.data import PretrainCorpus, feature_statistics
-from pretrain.modeling import weights_checksum
+from avvp.pretrain import AVEncoderConfig, AVEncoderModel, load_encoder, save_encoder
+from avvp.pretrain.config import PRESETS, PretrainConfig
+from avvp.pretrain.data import PretrainCorpus, feature_statistics
+from avvp.pretrain.modeling import weights_checksum
 
 WIDTHS = {"audio": 12, "visual": 20, "motion": 8}
 

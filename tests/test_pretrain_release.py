@@ -22,11 +22,11 @@ from accelerate.state import AcceleratorState
 from conftest import assert_one_line_error, run_cli
 from safetensors.torch import load_file
 
+from avvp.finetune.cli import main as finetune_main
+from avvp.finetune.import_release_weights import release_avg_model
+from avvp.pretrain import load_encoder, release_encoder
+from avvp.pretrain.cli import main as pretrain_main
 from avvp.store import read_store, write_store
-from finetune.cli import main as finetune_main
-from finetune.import_release_weights import release_avg_model
-from pretrain import load_encoder, release_encoder
-from pretrain.cli import main as pretrain_main
 
 RGB, AUDIO, R2P1D = 2048, 128, 512
 EMBEDDINGS = {"rgb_embeddings": ("img", RGB), "audio_embeddings": ("audio", AUDIO), "r2p1d_embeddings": ("img", R2P1D)}
@@ -195,7 +195,7 @@ def test_release_encoder_computes_the_release_uniter(part):
 
 @pytest.mark.parametrize("architecture", ["toolkit", "release"])
 def test_both_architectures_train_every_parameter_and_can_hide_motion(architecture):
-    from pretrain.modeling import AVEncoderConfig, AVEncoderModel
+    from avvp.pretrain.modeling import AVEncoderConfig, AVEncoderModel
 
     torch.manual_seed(0)
     config = AVEncoderConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
@@ -299,7 +299,7 @@ def test_bad_release_checkpoints_are_one_line_errors(tmp_path):
 @pytest.fixture(scope="module")
 def release_pretraining(tiny_llp, tmp_path_factory):
     """Grounding labels of LLP-sim tiny's corpus and a copy of it with other motion features."""
-    from grounding.build import GroundingConfig, build
+    from avvp.grounding.build import GroundingConfig, build
 
     folder = tmp_path_factory.mktemp("release_pretraining")
     labels = folder / "avg.h5"
@@ -386,7 +386,7 @@ def test_release_avg_needs_an_encoder(tiny_llp, tmp_path):
 
 
 def test_the_release_architecture_rows_run_beside_their_control(tiny_llp, tmp_path):
-    from benchmarks.tables import ROW_NAMES, run_tables
+    from avvp.benchmarks.tables import ROW_NAMES, run_tables
 
     name = "Pretrain E2E (multi, release architecture)"
     row, control = ROW_NAMES[name], ROW_NAMES[name + " - untrained control"]

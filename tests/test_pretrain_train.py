@@ -11,10 +11,10 @@ import torch
 from accelerate.state import AcceleratorState
 
 from avvp.avg_labels import write_avg_labels
+from avvp.pretrain import load_encoder
+from avvp.pretrain.cli import main
+from avvp.pretrain.modeling import weights_checksum
 from avvp.store import read_store, write_store
-from pretrain import load_encoder
-from pretrain.cli import main
-from pretrain.modeling import weights_checksum
 
 WIDTHS = {"audio": 16, "visual": 24, "motion": 8}
 BIN = Path(sys.executable).parent
@@ -148,7 +148,7 @@ def test_resume_continues_exactly(corpus, tmp_path, monkeypatch):
     run_cli(*tiny_args(features, labels, tmp_path / "whole", *args))
     AcceleratorState._reset_state(reset_partial_state=True)
 
-    import pretrain.train as train_module
+    import avvp.pretrain.train as train_module
 
     real_losses, calls = train_module.pretrain_losses, []
 
@@ -290,7 +290,7 @@ def test_resume_from_a_damaged_run_is_a_one_line_error(corpus, tmp_path, capsys)
 def test_init_writes_the_step_zero_encoder_of_a_run(corpus, tmp_path, monkeypatch, capsys):
     """`init` equals the weights a run with the same settings trains from; export takes it, --resume refuses it."""
     features, labels = corpus
-    import pretrain.train as train_module
+    import avvp.pretrain.train as train_module
 
     started_from = []
 
@@ -343,7 +343,7 @@ def test_a_run_stopped_after_its_last_step_but_before_that_epoch_ended_resumes_t
     run_cli(*tiny_args(features, labels, tmp_path / "whole", *args))
     AcceleratorState._reset_state(reset_partial_state=True)
 
-    import pretrain.train as train_module
+    import avvp.pretrain.train as train_module
 
     real_end_epoch = train_module._end_epoch
 
@@ -367,7 +367,7 @@ def test_a_run_stopped_after_its_last_step_but_before_that_epoch_ended_resumes_t
 
 def test_the_untrained_control_is_the_same_encoder_for_every_variant(corpus, tmp_path):
     """The variant picks the loss, not the starting weights: one control per seed serves uni, cross and multi
-    (`benchmarks.tables` writes it once, with the default variant)."""
+    (`avvp.benchmarks.tables` writes it once, with the default variant)."""
     features, _ = corpus
     weights = {}
     for variant in ("uni", "cross", "multi"):

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from avvp.annotations import SPLIT_FILES, load_split
+from avvp.benchmarks.tables import ROW_NAMES, StageCache, finetune_stage, run_tables
 from avvp.errors import AvvpError
+from avvp.finetune.cli import main as finetune_main
 from avvp.store import read_store, write_store
-from benchmarks.tables import ROW_NAMES, StageCache, finetune_stage, run_tables
-from finetune.cli import main as finetune_main
 from tests.conftest import assert_one_line_error, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -191,7 +191,7 @@ def test_jobs_give_each_stage_its_share_of_cores_and_its_own_gpu(tmp_path, monke
     import sys
     from functools import partial
 
-    import benchmarks.tables as tables
+    import avvp.benchmarks.tables as tables
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(tables, "available_cores", lambda: 8)

@@ -9,10 +9,10 @@ import torch
 
 from avvp.classes import NUM_CLASSES
 from avvp.errors import AvvpError, ConfigError
+from avvp.finetune.data import SplitData
+from avvp.finetune.models import FinetuneModel, build_parser
+from avvp.finetune.refine import choose_partners, class_error, decide, refine_split, swap_evidence
 from avvp.modality_labels import EVIDENCE, label_quality, read_modality_labels, train_truth
-from finetune.data import SplitData
-from finetune.models import FinetuneModel, build_parser
-from finetune.refine import choose_partners, class_error, decide, refine_split, swap_evidence
 
 WIDTHS = {"audio": 8, "visual": 12, "motion": 6}
 
@@ -170,7 +170,7 @@ def finetune_cli(monkeypatch, capsys):
     """`avvp-finetune ARGS` in this process: (exit status, stdout, stderr)."""
     import sys
 
-    from finetune.cli import main
+    from avvp.finetune.cli import main
 
     def run(*args) -> tuple[int, str, str]:
         capsys.readouterr()
@@ -197,8 +197,8 @@ def one_line_error(result: tuple[int, str, str], *fragments: str) -> str:
 @pytest.fixture(scope="module")
 def first_run(tiny_llp, tmp_path_factory):
     """HAN trained on LLP-sim tiny: the first model of MA."""
-    from finetune.config import make_config
-    from finetune.train import train
+    from avvp.finetune.config import make_config
+    from avvp.finetune.train import train
 
     out = tmp_path_factory.mktemp("ma") / "han"
     cfg = make_config("han", "tiny", features=str(tiny_llp / "llp.h5"), annotations=str(tiny_llp), out=str(out))
@@ -245,8 +245,8 @@ def test_without_training_truth_the_report_shows_the_changes(first_run, tiny_llp
 
 
 def test_labels_change_only_the_modality_terms():
-    from finetune.losses import parser_loss
-    from finetune.models import ParserOutput
+    from avvp.finetune.losses import parser_loss
+    from avvp.finetune.models import ParserOutput
 
     generator = torch.Generator().manual_seed(0)
     batch = 6
@@ -349,7 +349,7 @@ def test_a_store_of_other_widths_is_refused(first_run, tiny_llp, tmp_path, finet
 
 
 def test_ma_rows_of_the_tables_refine_the_first_run_of_each_seed(tiny_llp, tmp_path):
-    from benchmarks.tables import ROW_NAMES, run_tables, select_rows
+    from avvp.benchmarks.tables import ROW_NAMES, run_tables, select_rows
 
     assert [row.name for row in select_rows(["HAN+MA"])] == ["HAN+MA"]
     assert ROW_NAMES["Base+Adv+Skip+GCAA+MA (paper recipe)"].refine_from == "Base+Adv+Skip+GCAA (paper recipe)"

@@ -13,12 +13,12 @@ import pytest
 import torch
 from conftest import run_cli
 
+from avvp.benchmarks.fault_injection import pretrain_data
 from avvp.errors import AvvpError
+from avvp.finetune.config import make_config
+from avvp.finetune.train import train
 from avvp.output import OutputLock
 from avvp.runs import CHECKPOINTS, checkpoint_dirs, load_checkpoint, save_checkpoint
-from benchmarks.fault_injection import pretrain_data
-from finetune.config import make_config
-from finetune.train import train
 
 
 def one_line_error(result: tuple[int, str, str], *fragments) -> str:
@@ -31,7 +31,7 @@ def one_line_error(result: tuple[int, str, str], *fragments) -> str:
 
 
 def finetune_main():
-    from finetune.cli import main
+    from avvp.finetune.cli import main
 
     main()
 
@@ -39,7 +39,7 @@ def finetune_main():
 def pretrain_main():
     from accelerate.state import AcceleratorState
 
-    from pretrain.cli import main
+    from avvp.pretrain.cli import main
 
     try:
         main()
@@ -48,13 +48,13 @@ def pretrain_main():
 
 
 def avvp_main():
-    from avvp_cli.app import main
+    from avvp.commands.app import main
 
     main()
 
 
 def groundtruth_main():
-    from grounding.cli import main
+    from avvp.grounding.cli import main
 
     main()
 
@@ -473,7 +473,7 @@ class Interrupt:  # Ctrl-C the moment `module` is first imported
             os.kill(os.getpid(), signal.SIGINT)
 sys.meta_path.insert(0, Interrupt())
 sys.argv[0] = "avvp-finetune"
-from avvp_cli.entry import finetune
+from avvp.commands.entry import finetune
 finetune()
 """
 

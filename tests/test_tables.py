@@ -8,10 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avvp.errors import ConfigError
-from avvp.metrics import SCORE_NAMES
-from avvp.store import read_store, write_store
-from benchmarks.tables import (
+from avvp.benchmarks.tables import (
     BASE_FAMILY,
     PAPER,
     ROW_NAMES,
@@ -23,6 +20,9 @@ from benchmarks.tables import (
     select_rows,
     split_row_names,
 )
+from avvp.errors import ConfigError
+from avvp.metrics import SCORE_NAMES
+from avvp.store import read_store, write_store
 from tests.conftest import SHARED_LLP
 
 
@@ -189,7 +189,7 @@ def test_a_base_family_row_runs_under_each_recipe(tiny_llp, tmp_path):
 
 
 def test_every_pretrained_row_has_its_control_and_the_difference():
-    from benchmarks.tables import CONTROL_SUFFIX, minus_control
+    from avvp.benchmarks.tables import CONTROL_SUFFIX, minus_control
 
     pretrained = [row for row in ROWS if row.source in ("frozen", "e2e") and not row.control]
     for row in pretrained:

@@ -9,11 +9,11 @@ import pytest
 import avvp.video_ids
 from avvp.annotations import load_split
 from avvp.errors import StoreError
+from avvp.finetune.config import make_config
+from avvp.finetune.evaluate import evaluate_run
+from avvp.finetune.train import train
 from avvp.store import read_store, write_store
 from avvp.video_ids import match_videos, store_ids_for, youtube_id
-from finetune.config import make_config
-from finetune.evaluate import evaluate_run
-from finetune.train import train
 
 FILENAMES = ["-3ghZB8awDC_30_40", "BjCEufrlXm4_20_30", "7nSYwyaP4QE_50_60"]
 

@@ -13,9 +13,9 @@ from itertools import product
 import torch
 from torch import nn
 
-from finetune.models.base import Base
-from finetune.models.han import HAN
-from finetune.models.mmil import STREAMS, MMILParser, ParserOutput
+from avvp.finetune.models.base import Base
+from avvp.finetune.models.han import HAN
+from avvp.finetune.models.mmil import STREAMS, MMILParser, ParserOutput
 
 
 def _base_name(adv: bool, skip: bool, gcaa: bool) -> str:

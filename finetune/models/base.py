@@ -13,7 +13,7 @@ The forward pass of the paper release's nets (`nets/net_audiovisual_basic.py`, `
     MMIL head on x; `adv`: the modality discriminator on ReLU(x) behind a gradient reversal layer.
 
 `gcaa` makes every attention (self and cross) global-context-aware; `gcaa_first_snippet` reproduces the
-release's `[0]` of its GCAA outputs (see `finetune.models.attention`).
+release's `[0]` of its GCAA outputs (see `avvp.finetune.models.attention`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from finetune.models.attention import AttentionLayer
-from finetune.models.discriminator import ModalityDiscriminator
-from finetune.models.mmil import InputProjection, MMILHead, ParserOutput
+from avvp.finetune.models.attention import AttentionLayer
+from avvp.finetune.models.discriminator import ModalityDiscriminator
+from avvp.finetune.models.mmil import InputProjection, MMILHead, ParserOutput
 
 MODALITIES = ("audio", "visual")
 

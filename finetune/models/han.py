@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from finetune.models.attention import Attention
-from finetune.models.mmil import InputProjection, MMILHead, ParserOutput
+from avvp.finetune.models.attention import Attention
+from avvp.finetune.models.mmil import InputProjection, MMILHead, ParserOutput
 
 
 class HybridAttentionLayer(nn.Module):
