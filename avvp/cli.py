@@ -1,7 +1,7 @@
 """The core's commands of the `avvp` command line: `evaluate` and the `data` group.
 
-`avvp.commands` (folder avvp_cli/) assembles them with the commands that run a stage (`avvp parse`, `avvp bench`); nothing here imports
-a stage.
+`avvp.commands` (folder avvp_cli/) assembles them with the commands that run a stage (`avvp parse`, `avvp bench`);
+nothing here imports a stage.
 """
 
 from __future__ import annotations
