@@ -22,6 +22,7 @@ import torch
 from accelerate import Accelerator
 
 from avvp.classes import NUM_SNIPPETS
+from avvp.console import run_app
 from avvp.store import RAW_WIDTHS
 from avvp.synth import EventModel, llp_stats
 from benchmarks.bench_finetune import throughput
@@ -108,4 +109,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from avvp.annotations import load_split
+from avvp.console import run_app
 from avvp.errors import AvvpError, ConfigError
 from avvp.io import atomic_path
 from benchmarks.tables import (
@@ -333,4 +334,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)
