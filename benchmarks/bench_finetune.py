@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from avvp.annotations import WeakLabels, write_weak_labels
 from avvp.classes import NUM_CLASSES, NUM_SNIPPETS
+from avvp.console import run_app
 from avvp.finetune.config import RECIPES
 from avvp.finetune.data import SplitData, load_split_data, make_loader
 from avvp.finetune.losses import parser_loss
@@ -274,4 +275,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

@@ -31,6 +31,7 @@ import torch
 
 from avvp.avg_labels import write_avg_labels
 from avvp.classes import NUM_SNIPPETS
+from avvp.console import run_app
 from avvp.pretrain.config import PRESETS
 from avvp.store import RAW_WIDTHS, write_store
 
@@ -161,4 +162,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_app(lambda: sys.exit(main()))

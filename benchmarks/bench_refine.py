@@ -23,6 +23,7 @@ from accelerate import Accelerator
 
 from avvp.benchmarks.bench_finetune import throughput
 from avvp.classes import NUM_SNIPPETS
+from avvp.console import run_app
 from avvp.finetune.data import SplitData
 from avvp.finetune.models import FinetuneModel, build_parser
 from avvp.finetune.refine import BATCH_SIZE, refine_split
@@ -108,4 +109,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

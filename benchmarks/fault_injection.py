@@ -326,4 +326,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from avvp.console import run_app
+
+    run_app(lambda: sys.exit(main()))

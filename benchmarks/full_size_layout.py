@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from avvp.annotations import DATASET_FILE, EVAL_FILES, SPLIT_FILES, read_dataset_videos
+from avvp.console import run_app
 from avvp.errors import AvvpError
 from avvp.video_ids import youtube_id
 
@@ -85,4 +86,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

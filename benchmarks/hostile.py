@@ -1304,4 +1304,6 @@ def _run_all(root: Path, cases: list[Case], args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from avvp.console import run_app
+
+    run_app(lambda: sys.exit(main()))

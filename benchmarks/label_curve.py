@@ -49,6 +49,7 @@ from avvp.benchmarks.tables import (
     run_tasks,
     stage_slug,
 )
+from avvp.console import run_app
 from avvp.errors import AvvpError, ConfigError
 from avvp.io import atomic_path
 
@@ -334,4 +335,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

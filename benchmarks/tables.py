@@ -59,6 +59,7 @@ import numpy as np
 from avvp.annotations import EVAL_FILES, SPLIT_FILES, Split, load_split, read_predictions
 from avvp.baselines import REFERENCE_NOTES, reference_predictions
 from avvp.classes import CLASSES
+from avvp.console import run_app
 from avvp.errors import AvvpError, ConfigError
 from avvp.io import atomic_path
 from avvp.metrics import LEVELS, SCORE_NAMES, SCORE_TITLES, evaluate, per_class_f1
@@ -1002,4 +1003,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)
