@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import typer
 from avvp.config_cli import config_command, config_values, missing_flags
 from avvp.console import run_app, typer_app
 from avvp.errors import ConfigError
+from avvp.runs import RunFlags
 from finetune.config import PRESET_FIELDS, FinetuneConfig
 from finetune.models import REGISTRY
 from finetune.refine import BATCH_SIZE as REFINE_BATCH_SIZE
@@ -23,15 +25,11 @@ app = typer_app(
 
 @app.callback(invoke_without_command=True)
 @config_command(FinetuneConfig, preset_fields=PRESET_FIELDS)
+@config_command(RunFlags)
 def finetune(
     ctx: typer.Context,
     e2e: bool = typer.Option(False, "--e2e", help="Train the pretrained --encoder jointly with the parser."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in --out."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
-    keep_checkpoints: bool = typer.Option(
-        False, "--keep-checkpoints", help="Keep RUN/checkpoints/ once the run has finished (only --resume reads them)."
-    ),
     **settings,
 ) -> None:
     """Train a parser with weak labels, select it on validation Type@AV, score the test split once.
@@ -44,6 +42,7 @@ def finetune(
     from finetune.config import make_config
     from finetune.train import train
 
+    flags = RunFlags.pop_from(settings)
     values = config_values(FinetuneConfig, settings)
     missing = missing_flags(values, ("features", "annotations", "out"))
     if missing:
@@ -74,14 +73,7 @@ def finetune(
         _, origin = pretraining_optimizer(encoder, frontend.encoder)
         cfg = replace(cfg, optimizer_origin=origin)
         print(f"optimizer: {origin}")
-    run = train(
-        cfg,
-        resume=resume,
-        overwrite=overwrite,
-        frontend=frontend,
-        show_progress=not quiet,
-        keep_checkpoints=keep_checkpoints,
-    )
+    run = train(cfg, **dataclasses.asdict(flags), frontend=frontend, show_progress=not quiet)
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     origin = f" on the encoder {encoder} (end to end)" if cfg.frontend else ""
     origin += f" with the refined labels {cfg.labels}" if cfg.labels else ""
