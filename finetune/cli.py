@@ -47,35 +47,35 @@ def finetune(
     missing = missing_flags(values, ("features", "annotations", "out"))
     if missing:
         raise ConfigError(f"missing {', '.join(missing)}; see avvp-finetune --help")
-    # --e2e is what the command does with --encoder (load it as a trainable frontend), not a setting of the run.
-    encoder = values.get("frontend")
-    if e2e and not encoder:
+    # --e2e is what the command does with --encoder (train it jointly with the parser), not a setting of the run.
+    encoder_dir = values.get("frontend")
+    if e2e and not encoder_dir:
         raise ConfigError("--e2e needs --encoder DIR (a pretrained encoder from avvp-pretrain)")
-    if encoder and not e2e:
+    if encoder_dir and not e2e:
         raise ConfigError(
             "--encoder is used with --e2e; for a frozen encoder, export its embeddings (avvp-pretrain export) "
             "and pass the exported store as --features"
         )
-    frontend = None
+    encoder = None
     if e2e:
-        from finetune.frontend import load_frontend
+        from finetune.encoder import load_e2e_encoder
 
-        frontend, values["frontend_config"] = load_frontend(encoder, values["features"])
-        values["frontend"] = str(Path(encoder).resolve())
+        encoder, values["frontend_config"] = load_e2e_encoder(encoder_dir, values["features"])
+        values["frontend"] = str(Path(encoder_dir).resolve())
     cfg = make_config(**values)
-    if frontend is not None and REGISTRY[cfg.model].get("encoded_motion"):
-        frontend.read_encoded_motion()
-    if frontend is not None and cfg.continue_pretraining_optimizer:
+    if encoder is not None and REGISTRY[cfg.model].get("encoded_motion"):
+        encoder.read_encoded_motion()
+    if encoder is not None and cfg.continue_pretraining_optimizer:
         from dataclasses import replace
 
-        from finetune.frontend import pretraining_optimizer
+        from finetune.encoder import pretraining_optimizer
 
-        _, origin = pretraining_optimizer(encoder, frontend.encoder)
+        _, origin = pretraining_optimizer(encoder_dir, encoder.encoder)
         cfg = replace(cfg, optimizer_origin=origin)
         print(f"optimizer: {origin}")
-    run = train(cfg, **dataclasses.asdict(flags), frontend=frontend, show_progress=not quiet)
+    run = train(cfg, **dataclasses.asdict(flags), encoder=encoder, show_progress=not quiet)
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
-    origin = f" on the encoder {encoder} (end to end)" if cfg.frontend else ""
+    origin = f" on the encoder {encoder_dir} (end to end)" if cfg.frontend else ""
     origin += f" with the refined labels {cfg.labels}" if cfg.labels else ""
     print(f"{cfg.model}{origin}:")
     print(f"best epoch {metrics['best_epoch']} by {metrics['selection']}")

@@ -36,8 +36,8 @@ from avvp.precision import resolve_mixed_precision
 from avvp.runs import OpenRun, RunFlags, open_run, save_checkpoint, write_json, writing
 from finetune.config import FinetuneConfig
 from finetune.data import SplitData, check_streams, load_split_data, make_loader, train_subset, with_modality_labels
+from finetune.encoder import continue_optimizer, pretraining_optimizer
 from finetune.evaluate import EVAL_BATCH_SIZE, predict, score
-from finetune.frontend import continue_optimizer, pretraining_optimizer
 from finetune.losses import LossTerms, parser_loss
 from finetune.models import STREAMS, FinetuneModel, build_model
 from finetune.models.discriminator import reversal_strength
@@ -67,9 +67,9 @@ class TrainingState:
 def _param_groups(model: FinetuneModel, cfg: FinetuneConfig) -> list[dict]:
     groups = [{"params": [p for p in model.parser.parameters() if p.requires_grad], "lr": cfg.lr}]
     if model.frontend is not None:
-        frontend = [p for p in model.frontend.parameters() if p.requires_grad]
-        if frontend:
-            groups.append({"params": frontend, "lr": cfg.frontend_lr or cfg.lr / 10})
+        encoder = [p for p in model.frontend.parameters() if p.requires_grad]  # the encoder (finetune.encoder)
+        if encoder:
+            groups.append({"params": encoder, "lr": cfg.frontend_lr or cfg.lr / 10})
     return groups
 
 
@@ -123,20 +123,21 @@ def train(
     *,
     resume: bool = False,
     overwrite: bool = False,
-    frontend: nn.Module | None = None,
+    encoder: nn.Module | None = None,
     stop_after_epoch: int | None = None,
     show_progress: bool = True,
     keep_checkpoints: bool = False,
 ) -> Path:
     """Train a parser as configured and write its run directory; returns the directory.
 
-    `frontend`: an optional module in front of the parser (see `FinetuneModel`), trained with `frontend_lr`;
-    it must have an `output_widths` dict (the parser's input widths); record its origin in `cfg.frontend`.
+    `encoder`: an optional module in front of the parser (the pretrained encoder with --e2e, `finetune.encoder`;
+    see `FinetuneModel`), trained with `frontend_lr` (--encoder-lr); it must have an `output_widths` dict (the
+    parser's input widths); record its origin in `cfg.frontend` (--encoder).
     `stop_after_epoch`: stop as if interrupted once that epoch's state is saved (for testing `resume`).
     `resume`, `overwrite`, `keep_checkpoints`: the run flags (`avvp.runs.RunFlags`).
     """
-    if (frontend is None) != (not cfg.frontend):
-        raise ConfigError("pass a frontend module exactly when cfg.frontend records where it came from")
+    if (encoder is None) != (not cfg.frontend):
+        raise ConfigError("pass an encoder module exactly when cfg.frontend records where it came from")
     with open_run(
         cfg.out,
         CONFIG_FILE,
@@ -150,7 +151,7 @@ def train(
         if opened.finished:
             return opened.out
         out = opened.out
-        run = _set_up(cfg, opened, frontend)
+        run = _set_up(cfg, opened, encoder)
         main = run.accelerator.is_main_process
         steps = len(run.loaders["train"])
         with progress(disable=not (show_progress and main)) as bar:
@@ -175,7 +176,7 @@ def train(
     return out
 
 
-def _set_up(cfg: FinetuneConfig, opened: OpenRun, frontend: nn.Module | None) -> FinetuneRun:
+def _set_up(cfg: FinetuneConfig, opened: OpenRun, encoder: nn.Module | None) -> FinetuneRun:
     """The data, accelerator, model, optimizer, schedule and loaders; a fresh run folder, or the resumed state."""
     out, resume = opened.out, opened.flags.resume
     check_streams(cfg.features, STREAMS, cfg.model)
@@ -187,7 +188,7 @@ def _set_up(cfg: FinetuneConfig, opened: OpenRun, frontend: nn.Module | None) ->
         )
     if cfg.train_fraction < 1:
         splits["train"] = train_subset(splits["train"], cfg.train_fraction, cfg.seed)
-    widths = dict(frontend.output_widths) if frontend is not None else splits["train"].widths
+    widths = dict(encoder.output_widths) if encoder is not None else splits["train"].widths
     if resume and (saved := FinetuneConfig.load(out / CONFIG_FILE).input_widths) != widths:
         raise ConfigError(f"{cfg.features}: input widths {widths} differ from those of the run to resume, {saved}")
     cfg = replace(cfg, input_widths=widths, left_out={name: len(data.left_out) for name, data in splits.items()})
@@ -199,11 +200,11 @@ def _set_up(cfg: FinetuneConfig, opened: OpenRun, frontend: nn.Module | None) ->
     if accelerator.device.type != "cpu":  # the whole split on the accelerator: batches are cut there, no copies
         splits = {name: data.to(accelerator.device) for name, data in splits.items()}
 
-    model = build_model(cfg, frontend)
+    model = build_model(cfg, encoder)
     optimizer = torch.optim.Adam(_param_groups(model, cfg))
-    if cfg.continue_pretraining_optimizer and frontend is not None and not resume:  # the release's one optimizer
-        moments, _ = pretraining_optimizer(cfg.frontend, frontend.encoder)
-        continue_optimizer(optimizer, frontend.encoder, moments)
+    if cfg.continue_pretraining_optimizer and encoder is not None and not resume:  # the release's one optimizer
+        moments, _ = pretraining_optimizer(cfg.frontend, encoder.encoder)
+        continue_optimizer(optimizer, encoder.encoder, moments)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
     opened.start(accelerator, asdict(cfg))
     loaders = {"train": make_loader(splits["train"], cfg.batch_size, shuffle=True, seed=cfg.seed)}
