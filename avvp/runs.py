@@ -10,7 +10,7 @@ callers imported from here before it existed are re-exported.
   (every manifest entry, the RNG, scheduler and loop state; any failure falls back to the one before, with a
   note); a run folder holding Accelerate's pickled state is refused.
 - **Run folders.** `open_run`, the one way both trainers open theirs: the lock, `check_run_dir` (resume /
-  overwrite / inputs inside the run), then `OpenRun.start` (a fresh folder, `start_run_dir`) or
+  overwrite / inputs inside the run, `RunChecks`), then `OpenRun.start` (a fresh folder, `start_run_dir`) or
   `OpenRun.restore` (the newest checkpoint, or a note that there is none yet) and `OpenRun.close` (the
   checkpoints of a finished run go). `RunFlags` holds `--resume`, `--overwrite` and `--keep-checkpoints` for both
   commands; `resume_differences` (the settings a resume must repeat) and `load_config` (a dataclass from JSON,
@@ -82,42 +82,48 @@ def _entries(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp"))]
 
 
-def check_run_dir(
-    out: str | os.PathLike,
-    config_name: str,
-    resume: bool,
-    overwrite: bool,
-    inputs: dict[str, str] | None = None,
-    settings: dict | None = None,
-    load_saved: typing.Callable[[Path], dict] | None = None,
-    path_fields: tuple[str, ...] = (),
-    ignore: tuple[str, ...] = (),
-) -> Path:
+@dataclasses.dataclass(frozen=True)
+class RunChecks:
+    """What a trainer's run folder is checked against besides the run flags (`check_run_dir`)."""
+
+    inputs: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Option name -> path of each input of the run: the run folder may not hold one."""
+    settings: dict | None = None
+    """This command's settings, which --resume must repeat (read back with `load_saved`)."""
+    load_saved: typing.Callable[[Path], dict] | None = None
+    """Reads the settings saved in the run's config file."""
+    path_fields: tuple[str, ...] = ()
+    """Settings naming files: compared as resolved paths."""
+    ignore: tuple[str, ...] = ()
+    """Settings the run fills in itself: not compared."""
+
+
+def check_run_dir(out: str | os.PathLike, config_name: str, flags: RunFlags, checks: RunChecks = RunChecks()) -> Path:
     """Check a run folder against --resume / --overwrite before any work; creates nothing.
 
     A new run needs an absent or empty `out` (or --overwrite, which replaces only a run: a folder holding
-    `config_name`); --resume needs `config_name` and a checkpoint layout it can read, and (given `settings` and
-    `load_saved`, which reads `config_name`) the saved settings (`check_resume`); `out` may not hold an input
-    (`inputs`: option name -> path).
+    `config_name`); --resume needs `config_name` and a checkpoint layout it can read, and (given the `checks`'
+    settings and `load_saved`) the saved settings (`check_resume`); `out` may not hold an input.
     """
     if not out:
         raise ConfigError("no run directory given (--out)")
     out = Path(out)
     check_writable(out, overwrite=True, directory=True)  # a file on the way to it; existing runs below
-    if resume:
+    if flags.resume:
         if not (out / config_name).is_file():
             raise AvvpError(f"{out}: nothing to resume (no {config_name}); start the run without --resume")
         refuse_pickled_state(out)
-        if settings is not None and load_saved is not None:
-            check_resume(out / config_name, load_saved(out / config_name), settings, path_fields, ignore)
+        if checks.settings is not None and checks.load_saved is not None:
+            saved = checks.load_saved(out / config_name)
+            check_resume(out / config_name, saved, checks.settings, checks.path_fields, checks.ignore)
     elif out.exists() and (not out.is_dir() or _entries(out)):
-        if not overwrite:
+        if not flags.overwrite:
             raise AvvpError(f"{out}: already exists; pass --overwrite to replace it or --resume to continue it")
         if not out.is_dir():
             raise AvvpError(f"{out}: exists and is not a directory")
         if not (out / config_name).is_file():
             raise AvvpError(f"{out}: not a run (no {config_name}); --overwrite will not delete it")
-    for name, source in (inputs or {}).items():
+    for name, source in checks.inputs.items():
         if source and (Path(source).resolve() == out.resolve() or out.resolve() in Path(source).resolve().parents):
             raise AvvpError(f"{out}: holds the input --{name} {source}; choose another run directory")
     return out
@@ -200,25 +206,14 @@ class OpenRun:
 
 
 @contextlib.contextmanager
-def open_run(
-    out: str | os.PathLike,
-    config_name: str,
-    flags: RunFlags,
-    inputs: dict[str, str] | None = None,
-    settings: dict | None = None,
-    load_saved: typing.Callable[[Path], dict] | None = None,
-    path_fields: tuple[str, ...] = (),
-    ignore: tuple[str, ...] = (),
-) -> Iterator[OpenRun]:
+def open_run(out: str | os.PathLike, config_name: str, flags: RunFlags, checks: RunChecks) -> Iterator[OpenRun]:
     """Open a trainer's run folder for the command's life: one writer (`hold_output`, every process), the folder
-    checked before any work (`check_run_dir`, whose arguments these are), a note where --resume finds a finished
-    run (`OpenRun.finished`). The run then `start`s or `restore`s, and `close`s once finished."""
+    checked before any work (`check_run_dir`), a note where --resume finds a finished run (`OpenRun.finished`).
+    The run then `start`s or `restore`s, and `close`s once finished."""
     if not out:
         raise ConfigError("no run directory given (--out)")
     with hold_output(out, process_state()):
-        folder = check_run_dir(
-            out, config_name, flags.resume, flags.overwrite, inputs, settings, load_saved, path_fields, ignore
-        )
+        folder = check_run_dir(out, config_name, flags, checks)
         opened = OpenRun(folder, config_name, flags)
         if flags.resume and finished_and_pruned(folder):
             print(

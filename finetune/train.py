@@ -33,7 +33,7 @@ from avvp.errors import ConfigError
 from avvp.io import atomic_path
 from avvp.metrics import SCORE_TITLES
 from avvp.precision import resolve_mixed_precision
-from avvp.runs import OpenRun, RunFlags, open_run, save_checkpoint, write_json, writing
+from avvp.runs import OpenRun, RunChecks, RunFlags, open_run, save_checkpoint, write_json, writing
 from finetune.config import FinetuneConfig
 from finetune.data import SplitData, check_streams, load_split_data, make_loader, train_subset, with_modality_labels
 from finetune.encoder import continue_optimizer, pretraining_optimizer
@@ -138,16 +138,14 @@ def train(
     """
     if (encoder is None) != (not cfg.frontend):
         raise ConfigError("pass an encoder module exactly when cfg.frontend records where it came from")
-    with open_run(
-        cfg.out,
-        CONFIG_FILE,
-        RunFlags(resume, overwrite, keep_checkpoints),
+    checks = RunChecks(
         inputs={"features": cfg.features, "annotations": cfg.annotations},
         settings=asdict(cfg),
         load_saved=lambda path: asdict(FinetuneConfig.load(path)),
         path_fields=PATH_FIELDS,
         ignore=RUN_CONTROL_FIELDS,
-    ) as opened:
+    )
+    with open_run(cfg.out, CONFIG_FILE, RunFlags(resume, overwrite, keep_checkpoints), checks) as opened:
         if opened.finished:
             return opened.out
         out = opened.out

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from avvp.output import MARKER, atomic_dir
-from avvp.runs import check_run_dir
+from avvp.runs import RunFlags, check_run_dir
 from pretrain.config import PretrainConfig
 from pretrain.data import load_corpus, split_rows
 from pretrain.modeling import save_encoder, weights_checksum
@@ -26,7 +26,7 @@ def write_control(cfg: PretrainConfig, overwrite: bool = False) -> Path:
     cfg = replace(cfg, untrained=True)
     corpus = load_corpus(cfg.features, None)
     train_rows, _ = split_rows(len(corpus), cfg.val_fraction, cfg.seed)
-    out = check_run_dir(cfg.out, CONFIG_FILE, False, overwrite, **run_checks(cfg))
+    out = check_run_dir(cfg.out, CONFIG_FILE, RunFlags(overwrite=overwrite), run_checks(cfg))
     model = initial_encoder(cfg, corpus, train_rows)
     # check_run_dir let an existing `out` through only for --overwrite of a pretraining run; atomic_dir replaces
     # it once everything is written, so an interrupted init leaves no half-written encoder behind.

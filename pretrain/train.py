@@ -34,6 +34,7 @@ from avvp.precision import resolve_mixed_precision
 from avvp.runs import (
     CheckpointError,
     OpenRun,
+    RunChecks,
     RunFlags,
     checkpoint_dirs,
     open_run,
@@ -117,7 +118,7 @@ def initial_encoder(cfg: PretrainConfig, corpus: PretrainCorpus, train_rows: np.
     return model
 
 
-def run_checks(cfg: PretrainConfig) -> dict:
+def run_checks(cfg: PretrainConfig) -> RunChecks:
     """What `avvp.runs.check_run_dir` (through `open_run`) checks a pretraining run folder against: its inputs,
     and for --resume the saved settings (an untrained control is no run to resume)."""
 
@@ -130,7 +131,7 @@ def run_checks(cfg: PretrainConfig) -> dict:
             )
         return saved.to_dict()
 
-    return dict(
+    return RunChecks(
         inputs={"features": cfg.features, "labels": cfg.labels},  # no labels: the untrained control
         settings=cfg.to_dict(),
         load_saved=saved_settings,
@@ -266,7 +267,7 @@ def train(
     flags = RunFlags(resume, overwrite, keep_checkpoints)
     corpus = load_corpus(cfg.features, cfg.labels)
     train_rows, val_rows = split_rows(len(corpus), cfg.val_fraction, cfg.seed)
-    with open_run(cfg.out, CONFIG_FILE, flags, **run_checks(cfg)) as opened:  # every process checks, before any writes
+    with open_run(cfg.out, CONFIG_FILE, flags, run_checks(cfg)) as opened:  # every process checks, before any writes
         if opened.finished:
             return opened.out
         out = opened.out
