@@ -67,9 +67,9 @@ class TrainingState:
 def _param_groups(model: FinetuneModel, cfg: FinetuneConfig) -> list[dict]:
     groups = [{"params": [p for p in model.parser.parameters() if p.requires_grad], "lr": cfg.lr}]
     if model.frontend is not None:
-        encoder = [p for p in model.frontend.parameters() if p.requires_grad]  # the encoder (finetune.encoder)
-        if encoder:
-            groups.append({"params": encoder, "lr": cfg.frontend_lr or cfg.lr / 10})
+        encoder_params = [p for p in model.frontend.parameters() if p.requires_grad]
+        if encoder_params:
+            groups.append({"params": encoder_params, "lr": cfg.frontend_lr or cfg.lr / 10})
     return groups
 
 
