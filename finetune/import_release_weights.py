@@ -19,7 +19,7 @@ attention but not skip from no skip: `--model` says which row the net is. The im
 recipe (so the discriminator is built on every row and the GCAA rows keep the release's `[0]`).
 
 `release-avg` is the release's end-to-end model, `avg` of model/model.py, saved as `final.pt` by
-main_avvp_{uni,cross,multi}.py: its `uniter.*` becomes the run's frontend (our encoder of the `release`
+main_avvp_{uni,cross,multi}.py: its `uniter.*` becomes the run's encoder (ours of the `release`
 architecture, `pretrain.release_encoder`) and its head `fc_a`, `fc_v`, `fc_st`, `fc_fusion`, `fc_prob`,
 `fc_frame_att`, `fc_av_att` the `release-avg` parser reading the encoded audio, visual and motion tokens. A
 `pretrained.pt` has the same keys but a head never trained (`pretrain.head_untrained`): refused.
@@ -35,7 +35,7 @@ import torch
 from avvp.errors import ConfigError
 from avvp.output import MARKER, check_replaceable_dir
 from finetune.config import FinetuneConfig, make_config, unknown_model_message
-from finetune.frontend import EncoderFrontend
+from finetune.encoder import E2EEncoder
 from finetune.models import REGISTRY, FinetuneModel, build_model
 from finetune.weights import (
     check_weights,
@@ -230,14 +230,14 @@ def release_avg_model(
         input_widths={"audio": hidden, "visual": hidden, "motion": hidden},
         continue_pretraining_optimizer=False,
     )
-    model = build_model(cfg, EncoderFrontend(encoder, encoded_motion=True))
+    model = build_model(cfg, E2EEncoder(encoder, encoded_motion=True))
     check_weights(model, weights, f"{source} does not fit a release-avg of its own sizes")
     model.load_state_dict(weights)
     return cfg, model.eval(), weights
 
 
 def import_release_avg(checkpoint: str | os.PathLike, out: str | os.PathLike, heads: int, overwrite: bool) -> Path:
-    """A `release-avg` run directory (its frontend the release's UNITER) from the release's `final.pt`."""
+    """A `release-avg` run directory (its encoder the release's UNITER) from the release's `final.pt`."""
     checkpoint = Path(checkpoint)
     cfg, model, weights = release_avg_model(read_reference(checkpoint), heads, str(checkpoint), str(out))
     return save_imported_run(model, cfg, weights, f"{checkpoint} does not fit a release-avg", overwrite)

@@ -1,4 +1,4 @@
-"""The loss terms: L = L_wsl + lambda_g L_g - lambda_ad L_ad (DESIGN.md), each a small function.
+"""The loss terms: L = L_wsl + lambda_g L_g - lambda_ad L_ad (docs/design.md, "Models"), each a small function.
 
 Sign convention of the adversarial term. The modality discriminator sits behind a gradient reversal layer
 (GRL) of strength alpha. The loop back-propagates
@@ -7,7 +7,7 @@ Sign convention of the adversarial term. The modality discriminator sits behind 
 
 so the discriminator's parameters get +lambda_ad dL_ad (it *minimises* its BCE), while every parameter
 before the GRL gets the gradient of L_wsl + lambda_g L_g - alpha lambda_ad L_ad: the encoder *maximises* the
-discriminator's BCE, which is DESIGN.md's "- lambda_ad L_ad" (alpha rising 0 -> 1 over training). The
+discriminator's BCE, which is the "- lambda_ad L_ad" of docs/design.md (alpha rising 0 -> 1 over training). The
 logged `loss` is that encoder objective, L_wsl + lambda_g L_g - lambda_ad L_ad.
 """
 

@@ -61,11 +61,12 @@ SCHEDULES = ("linear", "constant")
 PAIR_SAMPLINGS = ("all", "release")
 
 PATH_FIELDS = ("features", "labels", "out")
+RUN_FLAG_FIELDS = ("resume", "overwrite", "keep_checkpoints")
+"""Fields of the files written before the run flags left the config (`avvp.runs.RunFlags`): read and ignored."""
 PRESET_FIELDS = frozenset(name for table in (*PRESETS.values(), *RECIPES.values()) for name in table)
 """The settings a preset or a recipe sets: on the command line they default to the preset's or recipe's value."""
 INIT_FIELDS = ("features", "out", "labels", "variant", "preset", "recipe", "architecture", "hidden_size",
-               "num_layers", "num_heads", "intermediate_size", "dropout", "val_fraction", "seed",
-               "overwrite")  # fmt: skip
+               "num_layers", "num_heads", "intermediate_size", "dropout", "val_fraction", "seed")  # fmt: skip
 """The settings of `avvp-pretrain init`: those that shape the untrained encoder, and those it records."""
 
 
@@ -148,13 +149,6 @@ class PretrainConfig:
     untrained: bool = field(default=False, metadata=cli(exclude=True))
     """True for a control written by `avvp-pretrain init`: the step-0 encoder of a run with these settings,
     never trained (it can be finetuned and exported like any encoder, but not resumed)."""
-    resume: bool = False
-    """Continue the run in `out` from its latest checkpoint (the settings must be the same)."""
-    overwrite: bool = False
-    """Replace an existing run directory."""
-    keep_checkpoints: bool = False
-    """Keep checkpoints/ once the run has finished (by default it goes: only --resume reads it; under the release
-    recipe the last one stays, for the end-to-end phase that continues its optimizer state)."""
 
     def __post_init__(self):
         check_variant(self.variant)
@@ -196,8 +190,6 @@ class PretrainConfig:
         if self.seed < 0:
             raise ConfigError(f"--seed {self.seed}: must be at least 0")
         check_sizes("the pretraining config", asdict(self), ConfigError)  # sizes and seed bounded
-        if self.resume and self.overwrite:
-            raise ConfigError("--resume and --overwrite exclude each other")
         if self.intermediate_size is None:
             self.intermediate_size = 4 * self.hidden_size
 
@@ -222,4 +214,4 @@ class PretrainConfig:
         """Read a saved pretrain_config.json (`avvp.runs.load_config`: each field checked, errors name the file)."""
         from avvp.runs import load_config
 
-        return load_config(cls, path, "the pretrain_config.json of a pretraining run")
+        return load_config(cls, path, "the pretrain_config.json of a pretraining run", dropped=RUN_FLAG_FIELDS)

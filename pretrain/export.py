@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avvp.classes import NUM_SNIPPETS
+from avvp.classes import NUM_SNIPPETS, STREAMS
 from avvp.console import progress
 from avvp.errors import StoreError
 from avvp.runs import check_free_space, output_lock, writing
 from avvp.store import StoreWriter, float_dtype, iter_store
-from pretrain.modeling import STREAMS, check_store_fits, load_encoder
+from pretrain.modeling import check_store_fits, load_encoder
 
 BATCH_SIZE = 256
 """Videos per forward pass (and per written chunk)."""

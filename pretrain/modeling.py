@@ -36,14 +36,13 @@ from transformers import BertConfig, BertModel, PreTrainedConfig, PreTrainedMode
 from transformers import initialization as init
 from transformers.utils import logging as hf_logging
 
-from avvp.classes import NUM_SNIPPETS
+from avvp.classes import NUM_SNIPPETS, STREAMS
 from avvp.errors import AvvpError, StoreError
 from avvp.inputs import check_input_file, check_sizes
 from avvp.store import RAW_WIDTHS, store_info
 from pretrain.config import ARCHITECTURES
 
-STREAMS = ("audio", "visual", "motion")
-"""The input streams in token-type order: token type k is STREAMS[k]."""
+# The input streams are avvp.classes.STREAMS in token-type order: token type k is STREAMS[k].
 RELEASE_STREAMS = ("visual", "audio", "motion")
 """The release's token order (RGB, audio, R(2+1)D)."""
 RELEASE_TOKEN_TYPES = {"visual": 0, "audio": 1, "motion": 1}

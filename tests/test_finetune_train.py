@@ -241,7 +241,7 @@ def test_frontend_slot_trains_with_its_own_learning_rate(tiny_llp, tmp_path):
     )  # fmt: skip
     groups = _param_groups(FinetuneModel(build_parser("base", frontend.output_widths), frontend), cfg)
     assert [g["lr"] for g in groups] == [cfg.lr, cfg.lr / 10]
-    train(cfg, frontend=frontend, show_progress=False)
+    train(cfg, encoder=frontend, show_progress=False)
     weights = load_file(tmp_path / "e2e" / "model.safetensors")
     assert all(not torch.equal(weights[f"frontend.{k}"], v) for k, v in initial.items())
     assert json.loads((tmp_path / "e2e" / "config.json").read_text())["input_widths"] == frontend.output_widths

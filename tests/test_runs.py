@@ -491,3 +491,27 @@ def test_ctrl_c_during_start_up_or_the_command_is_no_traceback(module, tmp_path)
     if module != "numpy":
         assert result.stderr == "interrupted\n"
     assert not (tmp_path / "r").exists()
+
+
+def test_run_flags_are_one_set_for_both_trainers(tmp_path):
+    """--resume and --overwrite exclude each other in both commands, before any work; a pretrain_config.json written
+    while the run flags were PretrainConfig fields still loads (they are read and ignored)."""
+    from dataclasses import asdict
+
+    from pretrain.config import PretrainConfig
+
+    for main, inputs in (
+        (finetune_main, ["--annotations", tmp_path]),
+        (pretrain_main, ["--labels", tmp_path / "l"]),
+    ):
+        args = ["--features", tmp_path / "f.h5", *inputs, "--out", tmp_path / "run", "--resume", "--overwrite"]
+        one_line_error(run_cli(main, *args), "--resume and --overwrite exclude each other")
+    assert not (tmp_path / "run").exists()
+    saved = tmp_path / "pretrain_config.json"
+    saved.write_text(
+        json.dumps({**asdict(PretrainConfig()), "resume": False, "overwrite": True, "keep_checkpoints": False})
+    )
+    assert PretrainConfig.load(saved) == PretrainConfig()
+    saved.write_text(json.dumps({**asdict(PretrainConfig()), "resumes": False}))
+    with pytest.raises(AvvpError, match="unknown fields resumes"):
+        PretrainConfig.load(saved)

@@ -13,9 +13,10 @@ from itertools import product
 import torch
 from torch import nn
 
+from avvp.classes import STREAMS
 from finetune.models.base import Base
 from finetune.models.han import HAN
-from finetune.models.mmil import STREAMS, MMILParser, ParserOutput
+from finetune.models.parts import MMILParser, ParserOutput
 
 
 def _base_name(adv: bool, skip: bool, gcaa: bool) -> str:

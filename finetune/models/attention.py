@@ -3,7 +3,7 @@
 Plain attention is `nn.MultiheadAttention` of the HAN and paper releases, with its initialisation (the packed
 q/k/v projection xavier-uniform, zero biases), split into q/k/v projections so that its weights load directly.
 
-GCAA is what the paper release's `GlobalContextAwareAttention` computes, whatever its citation: DESIGN.md names
+GCAA is what the paper release's `GlobalContextAwareAttention` computes, whatever its citation: docs/design.md names
 it after Xuan et al. (AAAI 2020); the formula the release implements is the gated global context of
 context-aware self-attention (Yang et al., AAAI 2019). We implement the release's formula, since a row named
 after the paper must compute what its code computes. The global context of a sequence (the mean of its layer

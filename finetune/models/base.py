@@ -23,7 +23,7 @@ from torch import nn
 
 from finetune.models.attention import AttentionLayer
 from finetune.models.discriminator import ModalityDiscriminator
-from finetune.models.mmil import InputProjection, MMILHead, ParserOutput
+from finetune.models.parts import InputProjection, MMILHead, ParserOutput
 
 MODALITIES = ("audio", "visual")
 

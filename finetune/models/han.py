@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from finetune.models.attention import Attention
-from finetune.models.mmil import InputProjection, MMILHead, ParserOutput
+from finetune.models.parts import InputProjection, MMILHead, ParserOutput
 
 
 class HybridAttentionLayer(nn.Module):

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-STREAMS = ("audio", "visual", "motion")
-"""Feature-store streams a parser reads."""
+from avvp.classes import NUM_CLASSES
 
 
 @dataclass
@@ -54,7 +53,7 @@ class InputProjection(nn.Module):
 class MMILHead(nn.Module):
     """Attentive multimodal multiple-instance pooling (HAN): snippet probabilities, temporal and modality attention."""
 
-    def __init__(self, d_model: int, num_classes: int = 25):
+    def __init__(self, d_model: int, num_classes: int = NUM_CLASSES):
         super().__init__()
         self.prob = nn.Linear(d_model, num_classes)
         self.temporal_att = nn.Linear(d_model, num_classes)
