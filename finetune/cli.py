@@ -11,6 +11,7 @@ import typer
 from avvp.config_cli import config_command, config_values, missing_flags
 from avvp.console import run_app, typer_app
 from avvp.errors import ConfigError
+from avvp.presets import PRECEDENCE
 from finetune.config import PRESET_FIELDS, FinetuneConfig
 from finetune.models import REGISTRY
 from finetune.refine import BATCH_SIZE as REFINE_BATCH_SIZE
@@ -21,7 +22,11 @@ app = typer_app(
 )
 
 
-@app.callback(invoke_without_command=True)
+@app.callback(
+    invoke_without_command=True,
+    help="Train a parser with weak labels, select it on validation Type@AV, score the test split once.\n\n"
+    f"The options after --keep-checkpoints are FinetuneConfig's fields; a run's config.json holds them. {PRECEDENCE}",
+)
 @config_command(FinetuneConfig, preset_fields=PRESET_FIELDS)
 def finetune(
     ctx: typer.Context,
@@ -36,12 +41,12 @@ def finetune(
 ) -> None:
     """Train a parser with weak labels, select it on validation Type@AV, score the test split once.
 
-    The options after --keep-checkpoints are FinetuneConfig's fields; a run's config.json holds them.
+    The options after --keep-checkpoints are FinetuneConfig's fields; a run's config.json holds them. The help
+    adds how they resolve (`avvp.presets.PRECEDENCE`).
     """
     if ctx.invoked_subcommand is not None:
         return
     from avvp.metrics import format_table
-    from finetune.config import make_config
     from finetune.train import train
 
     values = config_values(FinetuneConfig, settings)
@@ -63,7 +68,7 @@ def finetune(
 
         frontend, values["frontend_config"] = load_frontend(encoder, values["features"])
         values["frontend"] = str(Path(encoder).resolve())
-    cfg = make_config(**values)
+    cfg = FinetuneConfig.from_preset(**values)
     if frontend is not None and REGISTRY[cfg.model].get("encoded_motion"):
         frontend.read_encoded_motion()
     if frontend is not None and cfg.continue_pretraining_optimizer:

@@ -10,6 +10,7 @@ import typer
 from avvp.config_cli import config_command, config_values, missing_flags
 from avvp.console import run_app, typer_app
 from avvp.errors import ConfigError
+from avvp.presets import PRECEDENCE
 from pretrain.config import INIT_FIELDS, PATH_FIELDS, PRESET_FIELDS, PretrainConfig
 from pretrain.export import BATCH_SIZE as EXPORT_BATCH_SIZE
 
@@ -22,10 +23,14 @@ app = typer_app(
 PRESET_NOTE = "the --preset's or --recipe's"
 
 
-@app.callback(invoke_without_command=True)
+@app.callback(
+    invoke_without_command=True,
+    help=f"Pretrain the encoder (the default command; `init` and `export` are the others). {PRECEDENCE}",
+)
 @config_command(PretrainConfig, preset_fields=PRESET_FIELDS, preset_note=PRESET_NOTE)
 def pretrain(ctx: typer.Context, **settings) -> None:
-    """Pretrain the encoder (the default command; `init` and `export` are the others)."""
+    """Pretrain the encoder (the default command; `init` and `export` are the others); the help adds how the
+    settings resolve (`avvp.presets.PRECEDENCE`)."""
     if ctx.invoked_subcommand is not None:
         return
     from pretrain.train import train
