@@ -235,6 +235,13 @@ class FinetuneConfig:
             raise ConfigError(f"input_widths {self.input_widths} lack the stream(s) {', '.join(missing)}")
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.frontend_config:  # a run saved before the encoder's sizes took the run's names reads as one now
+            from pretrain import AVEncoderConfig
+
+            try:
+                self.frontend_config = AVEncoderConfig.with_current_names(self.frontend_config)
+            except ValueError as error:
+                raise ConfigError(f"frontend_config: {error}") from None
         if REGISTRY[self.model].get("encoded_motion") and not self.frontend:
             raise ConfigError(
                 f"--model {self.model} reads the encoded motion tokens of an encoder: train it with --e2e --encoder DIR"

@@ -88,13 +88,20 @@ class AVEncoderConfig(PreTrainedConfig):
     architecture: str = RUN_DEFAULTS.architecture
 
     def __post_init__(self, **kwargs):
-        old = {name: kwargs.pop(name) for name in RENAMED if name in kwargs}  # an encoder saved before the rename
+        kwargs = self.with_current_names(kwargs)  # the fields come as fields; only an old name comes here
+        for name in set(RENAMED.values()) & set(kwargs):
+            setattr(self, name, kwargs.pop(name))
+        super().__post_init__(**kwargs)
+
+    @staticmethod
+    def with_current_names(saved: dict) -> dict:
+        """The keys of a saved config under today's names (RENAMED); ValueError when its two dropouts differ."""
+        old = {name: saved[name] for name in RENAMED if name in saved}
         dropouts = {old[name] for name in ("hidden_dropout_prob", "attention_probs_dropout_prob") if name in old}
         if len(dropouts) > 1:
             raise ValueError(f"hidden_dropout_prob and attention_probs_dropout_prob differ ({sorted(dropouts)})")
-        for name, value in old.items():
-            setattr(self, RENAMED[name], value)
-        super().__post_init__(**kwargs)
+        return {**{key: value for key, value in saved.items() if key not in RENAMED},
+                **{RENAMED[name]: value for name, value in old.items()}}  # fmt: skip
 
     def validate_architecture(self):
         """The architecture is one of ARCHITECTURES (called by `strict` on construction)."""

@@ -175,3 +175,12 @@ def test_both_helps_state_the_precedence(app):
     assert result.exit_code == 0
     shown = " ".join(result.output.replace("│", " ").split())
     assert " ".join(PRECEDENCE.split()) in shown
+
+
+def test_a_finetuning_run_saved_with_berts_encoder_names_reads_as_one_saved_now(tmp_path):
+    """An end-to-end run's frontend_config under the old names compares equal to today's (so --resume accepts it)."""
+    now = {"model_type": "avvp_av_encoder", "hidden_size": 32, "num_layers": 2, "num_heads": 4, "dropout": 0.2}
+    old = {"model_type": "avvp_av_encoder", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+           "hidden_dropout_prob": 0.2, "attention_probs_dropout_prob": 0.2}  # fmt: skip
+    saved = FinetuneConfig(model="mmil", frontend="enc", frontend_config=old)
+    assert saved.frontend_config == FinetuneConfig(model="mmil", frontend="enc", frontend_config=now).frontend_config
