@@ -18,15 +18,12 @@ from finetune.refine import BATCH_SIZE as REFINE_BATCH_SIZE
 from finetune.refine import THRESHOLD as REFINE_THRESHOLD
 
 app = typer_app(
-    "Train and evaluate the AVVP event parsers (HAN, Base, +GCAA, +Adv+Skip, +Adv+Skip+GCAA) on weak labels."
+    "Train and evaluate the AVVP event parsers (HAN, Base, +GCAA, +Adv+Skip, +Adv+Skip+GCAA) on weak labels. "
+    + PRECEDENCE
 )
 
 
-@app.callback(
-    invoke_without_command=True,
-    help="Train a parser with weak labels, select it on validation Type@AV, score the test split once.\n\n"
-    f"The options after --keep-checkpoints are FinetuneConfig's fields; a run's config.json holds them. {PRECEDENCE}",
-)
+@app.callback(invoke_without_command=True)
 @config_command(FinetuneConfig, preset_fields=PRESET_FIELDS)
 def finetune(
     ctx: typer.Context,
@@ -41,8 +38,7 @@ def finetune(
 ) -> None:
     """Train a parser with weak labels, select it on validation Type@AV, score the test split once.
 
-    The options after --keep-checkpoints are FinetuneConfig's fields; a run's config.json holds them. The help
-    adds how they resolve (`avvp.presets.PRECEDENCE`).
+    The options after --keep-checkpoints are FinetuneConfig's fields; a run's config.json holds them.
     """
     if ctx.invoked_subcommand is not None:
         return

@@ -18,19 +18,15 @@ app = typer_app(
     "Pretrain the UNITER-style audio-visual encoder with the AVG loss (the default command), or export its "
     "snippet embeddings (`export`). One device: avvp-pretrain --features ... --labels ... --out ...; several: "
     "accelerate launch --num_processes N $(which avvp-pretrain) ...; several CPU processes: "
-    "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N $(which avvp-pretrain) ..."
+    "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N $(which avvp-pretrain) ... " + PRECEDENCE
 )
 PRESET_NOTE = "the --preset's or --recipe's"
 
 
-@app.callback(
-    invoke_without_command=True,
-    help=f"Pretrain the encoder (the default command; `init` and `export` are the others). {PRECEDENCE}",
-)
+@app.callback(invoke_without_command=True)
 @config_command(PretrainConfig, preset_fields=PRESET_FIELDS, preset_note=PRESET_NOTE)
 def pretrain(ctx: typer.Context, **settings) -> None:
-    """Pretrain the encoder (the default command; `init` and `export` are the others); the help adds how the
-    settings resolve (`avvp.presets.PRECEDENCE`)."""
+    """Pretrain the encoder (the default command; `init` and `export` are the others)."""
     if ctx.invoked_subcommand is not None:
         return
     from pretrain.train import train
