@@ -130,11 +130,13 @@ def in_child(work: Callable[[], object], kill_at: int | None = None) -> ChildRes
 
 
 def finetune_job(data: Path, out: Path, resume: bool = False) -> Callable[[], object]:
-    from finetune.config import make_config
+    from finetune.config import FinetuneConfig
     from finetune.train import train
 
     def work():
-        cfg = make_config("base-adv-skip", "tiny", features=str(data / "llp.h5"), annotations=str(data), out=str(out))
+        cfg = FinetuneConfig.from_preset(
+            "tiny", model="base-adv-skip", features=str(data / "llp.h5"), annotations=str(data), out=str(out)
+        )
         train(cfg, resume=resume, overwrite=not resume, show_progress=False)
 
     return work

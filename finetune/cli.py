@@ -12,6 +12,7 @@ import typer
 from avvp.config_cli import config_command, config_values, missing_flags
 from avvp.console import run_app, typer_app
 from avvp.errors import ConfigError
+from avvp.presets import PRECEDENCE
 from avvp.runs import RunFlags
 from finetune.config import PRESET_FIELDS, FinetuneConfig
 from finetune.models import REGISTRY
@@ -19,7 +20,8 @@ from finetune.refine import BATCH_SIZE as REFINE_BATCH_SIZE
 from finetune.refine import THRESHOLD as REFINE_THRESHOLD
 
 app = typer_app(
-    "Train and evaluate the AVVP event parsers (HAN, Base, +GCAA, +Adv+Skip, +Adv+Skip+GCAA) on weak labels."
+    "Train and evaluate the AVVP event parsers (HAN, Base, +GCAA, +Adv+Skip, +Adv+Skip+GCAA) on weak labels. "
+    + PRECEDENCE
 )
 
 
@@ -39,7 +41,6 @@ def finetune(
     if ctx.invoked_subcommand is not None:
         return
     from avvp.metrics import format_table
-    from finetune.config import make_config
     from finetune.train import train
 
     flags = RunFlags.pop_from(settings)
@@ -62,7 +63,7 @@ def finetune(
 
         encoder, values["frontend_config"] = load_e2e_encoder(encoder_dir, values["features"])
         values["frontend"] = str(Path(encoder_dir).resolve())
-    cfg = make_config(**values)
+    cfg = FinetuneConfig.from_preset(**values)
     if encoder is not None and REGISTRY[cfg.model].get("encoded_motion"):
         encoder.read_encoded_motion()
     if encoder is not None and cfg.continue_pretraining_optimizer:

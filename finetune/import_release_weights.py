@@ -34,7 +34,7 @@ import torch
 
 from avvp.errors import ConfigError
 from avvp.output import MARKER, check_replaceable_dir
-from finetune.config import FinetuneConfig, make_config, unknown_model_message
+from finetune.config import FinetuneConfig, unknown_model_message
 from finetune.encoder import E2EEncoder
 from finetune.models import REGISTRY, FinetuneModel, build_model
 from finetune.weights import (
@@ -183,10 +183,10 @@ def import_release(
     checkpoint = Path(checkpoint)
     state = read_reference(checkpoint)
     weights = convert_release(state, model, source=str(checkpoint))
-    cfg = make_config(
-        model,
+    cfg = FinetuneConfig.from_preset(
         "paper",
         "release",
+        model=model,
         out=str(out),
         imported_from=str(checkpoint.resolve()),
         **imported_sizes(weights, "parser.cross_layer.ff.linear1.weight"),
@@ -218,10 +218,10 @@ def release_avg_model(
     )  # fmt: skip
     hidden = encoder.config.hidden_size
     origin = str(Path(source).resolve())
-    cfg = make_config(
-        "release-avg",
+    cfg = FinetuneConfig.from_preset(
         "paper",
         "release",
+        model="release-avg",
         out=out,
         imported_from=origin,
         frontend=origin,

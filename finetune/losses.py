@@ -47,8 +47,8 @@ def guided_loss(
     audio_prob: torch.Tensor,
     visual_prob: torch.Tensor,
     labels: torch.Tensor,
-    audio_smoothing: float = 0.0,
-    visual_smoothing: float = 0.1,
+    audio_smoothing: float,
+    visual_smoothing: float,
     modality_labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """L_g: BCE of each modality's video-level probabilities against label-smoothed weak labels, summed.
@@ -80,6 +80,21 @@ def adversarial_loss(modality_logits: torch.Tensor) -> tuple[torch.Tensor, torch
     return loss, accuracy
 
 
+@dataclass(frozen=True)
+class LossWeights:
+    """The loss settings of `parser_loss`: the slice of FinetuneConfig it reads (`FinetuneConfig.loss_weights()`;
+    the defaults live there)."""
+
+    lambda_guided: float
+    """Weight of the modality-guided loss L_g."""
+    lambda_adv: float
+    """Weight of the modality-discriminator loss L_ad (reversed for the encoder)."""
+    audio_smoothing: float
+    """Label smoothing (toward 0.5) of the audio targets of L_g."""
+    visual_smoothing: float
+    """Label smoothing (toward 0.5) of the visual targets of L_g."""
+
+
 @dataclass
 class LossTerms:
     """The terms of one batch; `backward` is what the loop differentiates (see the module docstring)."""
@@ -101,27 +116,29 @@ class LossTerms:
 def parser_loss(
     output: ParserOutput,
     labels: torch.Tensor,
-    lambda_guided: float = 0.6,
-    lambda_adv: float = 0.4,
-    audio_smoothing: float = 0.0,
-    visual_smoothing: float = 0.1,
+    weights: LossWeights,
     modality_labels: torch.Tensor | None = None,
 ) -> LossTerms:
     """All terms for a batch of parser outputs and weak labels (B, 25); `modality_labels` (B, 2, 25), refined
     audio and visual labels, change L_g only (see `guided_loss`): L_wsl keeps the weak labels."""
     wsl = weak_loss(output.video_prob, labels)
     guided = guided_loss(
-        output.audio_prob, output.visual_prob, labels, audio_smoothing, visual_smoothing, modality_labels
+        output.audio_prob,
+        output.visual_prob,
+        labels,
+        weights.audio_smoothing,
+        weights.visual_smoothing,
+        modality_labels,
     )
-    supervised = wsl + lambda_guided * guided
+    supervised = wsl + weights.lambda_guided * guided
     if output.modality_logits is None:
         return LossTerms(backward=supervised, wsl=wsl, guided=guided, loss=supervised)
     adv, disc_acc = adversarial_loss(output.modality_logits)
     return LossTerms(
-        backward=supervised + lambda_adv * adv,
+        backward=supervised + weights.lambda_adv * adv,
         wsl=wsl,
         guided=guided,
         adv=adv,
         disc_acc=disc_acc,
-        loss=supervised - lambda_adv * adv,
+        loss=supervised - weights.lambda_adv * adv,
     )

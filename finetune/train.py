@@ -221,19 +221,10 @@ def _set_up(cfg: FinetuneConfig, opened: OpenRun, encoder: nn.Module | None) -> 
     return run
 
 
-def _loss_weights(cfg: FinetuneConfig) -> dict:
-    return dict(
-        lambda_guided=cfg.lambda_guided,
-        lambda_adv=cfg.lambda_adv,
-        audio_smoothing=cfg.audio_smoothing,
-        visual_smoothing=cfg.visual_smoothing,
-    )
-
-
 def _train_step(run: FinetuneRun, batch: dict, strength: float) -> LossTerms:
     """Forward, the loss terms, backward and the optimizer step for one batch."""
     output = run.model({name: batch[name] for name in STREAMS}, adv_strength=strength)
-    terms = parser_loss(output, batch["labels"], modality_labels=batch.get("modality_labels"), **_loss_weights(run.cfg))
+    terms = parser_loss(output, batch["labels"], run.cfg.loss_weights(), batch.get("modality_labels"))
     run.optimizer.zero_grad(set_to_none=True)
     run.accelerator.backward(terms.backward)
     run.optimizer.step()

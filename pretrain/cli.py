@@ -11,6 +11,7 @@ import typer
 from avvp.config_cli import config_command, config_values, missing_flags
 from avvp.console import run_app, typer_app
 from avvp.errors import ConfigError
+from avvp.presets import PRECEDENCE
 from avvp.runs import RunFlags
 from pretrain.config import INIT_FIELDS, PATH_FIELDS, PRESET_FIELDS, PretrainConfig
 from pretrain.export import BATCH_SIZE as EXPORT_BATCH_SIZE
@@ -19,7 +20,7 @@ app = typer_app(
     "Pretrain the UNITER-style audio-visual encoder with the AVG loss (the default command), or export its "
     "snippet embeddings (`export`). One device: avvp-pretrain --features ... --labels ... --out ...; several: "
     "accelerate launch --num_processes N $(which avvp-pretrain) ...; several CPU processes: "
-    "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N $(which avvp-pretrain) ..."
+    "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N $(which avvp-pretrain) ... " + PRECEDENCE
 )
 PRESET_NOTE = "the --preset's or --recipe's"
 

@@ -10,6 +10,7 @@ from avvp.config_cli import cli
 from avvp.errors import ConfigError
 from avvp.inputs import check_sizes
 from avvp.precision import MIXED_PRECISION
+from avvp.presets import resolve_settings
 from pretrain.losses import OBJECTIVES, RELEASE_MARGIN, check_margins, check_variant
 
 PRESETS: dict[str, dict] = {
@@ -46,8 +47,9 @@ RECIPES: dict[str, dict] = {
         pair_sampling="release",
     ),
 }
-"""Objective and optimisation per recipe, over the preset (which sets the encoder size): `toolkit` (the defaults
-below) or `release` (the authors' choices, on the release's architecture with its motion tokens hidden)."""
+"""Objective and optimisation per recipe, over the preset (which sets the encoder size; the recipe wins where both
+set a field, `avvp.presets`): `toolkit` (the defaults below) or `release` (the authors' choices, on the release's
+architecture with its motion tokens hidden: batch 16 and 40 epochs at every preset)."""
 ARCHITECTURES = ("toolkit", "release")
 """The encoder architectures (pretrain.modeling): ours, and the paper release's UniterModel."""
 ARCHITECTURE_SIZES: dict[tuple[str, str], dict] = {
@@ -85,7 +87,8 @@ class PretrainConfig:
     preset: str = "demo"
     """Named size and schedule (PRESETS) the other fields started from."""
     recipe: str = "toolkit"
-    """Named objective and optimisation (RECIPES) applied over the preset: toolkit or release."""
+    """Named objective and optimisation (RECIPES) applied over the preset (it wins where both set a field):
+    toolkit or release."""
     architecture: str = "toolkit"
     """Encoder architecture (pretrain.modeling.ARCHITECTURES): `toolkit` (ours: standardised inputs, learned
     positions, three token types) or `release` (the paper release's UniterModel); recorded in config.json."""
@@ -195,15 +198,16 @@ class PretrainConfig:
 
     @classmethod
     def from_preset(cls, preset: str = "demo", recipe: str = "toolkit", **overrides) -> PretrainConfig:
-        """The preset's values, then the recipe's, then every override that is not None."""
+        """Resolve a config: the preset's values, then the recipe's over them, then every override that is not
+        None over both (`avvp.presets`); the release architecture at the paper size takes its own heads and
+        feed-forward width (ARCHITECTURE_SIZES) unless they are given."""
         if preset not in PRESETS:
             raise ConfigError(f"--preset {preset!r}: expected one of {', '.join(PRESETS)}")
         if recipe not in RECIPES:
             raise ConfigError(f"--recipe {recipe!r}: expected one of {', '.join(RECIPES)}")
-        given = {name: value for name, value in overrides.items() if value is not None}
-        values = {**PRESETS[preset], **RECIPES[recipe], **given}
-        values.update(ARCHITECTURE_SIZES.get((values.get("architecture", "toolkit"), preset), {}))
-        values.update({name: value for name, value in given.items() if name in ("num_heads", "intermediate_size")})
+        values = resolve_settings(PRESETS[preset], RECIPES[recipe], overrides)
+        architecture_sizes = ARCHITECTURE_SIZES.get((values.get("architecture", "toolkit"), preset), {})
+        values.update({name: value for name, value in architecture_sizes.items() if overrides.get(name) is None})
         return cls(preset=preset, recipe=recipe, **values)
 
     def to_dict(self) -> dict:

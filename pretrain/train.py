@@ -48,7 +48,14 @@ from pretrain.config import PATH_FIELDS, PretrainConfig
 from pretrain.data import CorpusRows, PretrainCorpus, feature_statistics, keep_batch, load_corpus, split_rows
 from pretrain.evaluation import encode_for_pretraining, evaluate
 from pretrain.losses import LossSettings, pretrain_losses, release_variant
-from pretrain.modeling import AVEncoderConfig, AVEncoderModel, load_encoder, save_encoder, weights_checksum
+from pretrain.modeling import (
+    ENCODER_FIELDS,
+    AVEncoderConfig,
+    AVEncoderModel,
+    load_encoder,
+    save_encoder,
+    weights_checksum,
+)
 
 CONFIG_FILE = "pretrain_config.json"
 SELECTED = "selected"
@@ -97,13 +104,7 @@ def encoder_config(cfg: PretrainConfig, widths: dict[str, int]) -> AVEncoderConf
         audio_size=widths["audio"],
         visual_size=widths["visual"],
         motion_size=widths["motion"],
-        hidden_size=cfg.hidden_size,
-        num_hidden_layers=cfg.num_layers,
-        num_attention_heads=cfg.num_heads,
-        intermediate_size=cfg.intermediate_size,
-        hidden_dropout_prob=cfg.dropout,
-        attention_probs_dropout_prob=cfg.dropout,
-        architecture=cfg.architecture,
+        **{name: getattr(cfg, name) for name in ENCODER_FIELDS},
     )
 
 

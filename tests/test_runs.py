@@ -17,7 +17,7 @@ from avvp.errors import AvvpError
 from avvp.output import OutputLock
 from avvp.runs import CHECKPOINTS, checkpoint_dirs, load_checkpoint, save_checkpoint
 from benchmarks.fault_injection import pretrain_data
-from finetune.config import make_config
+from finetune.config import FinetuneConfig
 from finetune.train import train
 
 
@@ -70,7 +70,9 @@ def snapshot(path: Path) -> dict:
 def stopped_run(tiny_llp, tmp_path_factory) -> Path:
     """A tiny finetuning run stopped after its first epoch: config.json and checkpoints/000001."""
     out = tmp_path_factory.mktemp("runs") / "stopped"
-    cfg = make_config("base", "tiny", features=str(tiny_llp / "llp.h5"), annotations=str(tiny_llp), out=str(out))
+    cfg = FinetuneConfig.from_preset(
+        "tiny", model="base", features=str(tiny_llp / "llp.h5"), annotations=str(tiny_llp), out=str(out)
+    )
     train(cfg, stop_after_epoch=1, show_progress=False)
     return out
 
