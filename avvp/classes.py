@@ -9,4 +9,7 @@ CLASSES: tuple[str, ...] = (
 NUM_CLASSES = len(CLASSES)
 NUM_SNIPPETS = 10
 """Snippets per video: LLP videos are 10 s long, cut into 1-second snippets."""
+STREAMS: tuple[str, ...] = ("audio", "visual", "motion")
+"""The feature streams of a video (VGGish, ResNet-152, R(2+1)D in the LLP release): what a parser reads, and the
+pretrained encoder's token types in this order."""
 CLASS_INDEX: dict[str, int] = {name: i for i, name in enumerate(CLASSES)}

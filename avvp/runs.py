@@ -9,13 +9,17 @@ callers imported from here before it existed are re-exported.
   leaves the previous checkpoint or the new one. `load_checkpoint` restores the newest that reads and checks
   (every manifest entry, the RNG, scheduler and loop state; any failure falls back to the one before, with a
   note); a run folder holding Accelerate's pickled state is refused.
-- **Run folders.** `check_run_dir` (resume / overwrite / inputs inside the run), `start_run_dir`,
-  `resume_differences` (the settings a resume must repeat) and `load_config` (a dataclass from JSON, checked
-  field by field), for both trainers.
+- **Run folders.** `open_run`, the one way both trainers open theirs: the lock, `check_run_dir` (resume /
+  overwrite / inputs inside the run, `RunChecks`), then `OpenRun.start` (a fresh folder, `start_run_dir`) or
+  `OpenRun.restore` (the newest checkpoint, or a note that there is none yet) and `OpenRun.close` (the
+  checkpoints of a finished run go). `RunFlags` holds `--resume`, `--overwrite` and `--keep-checkpoints` for both
+  commands; `resume_differences` (the settings a resume must repeat) and `load_config` (a dataclass from JSON,
+  checked field by field).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -24,6 +28,7 @@ import shutil
 import sys
 import types
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -77,42 +82,48 @@ def _entries(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp"))]
 
 
-def check_run_dir(
-    out: str | os.PathLike,
-    config_name: str,
-    resume: bool,
-    overwrite: bool,
-    inputs: dict[str, str] | None = None,
-    settings: dict | None = None,
-    load_saved: typing.Callable[[Path], dict] | None = None,
-    path_fields: tuple[str, ...] = (),
-    ignore: tuple[str, ...] = (),
-) -> Path:
+@dataclasses.dataclass(frozen=True)
+class RunChecks:
+    """What a trainer's run folder is checked against besides the run flags (`check_run_dir`)."""
+
+    inputs: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Option name -> path of each input of the run: the run folder may not hold one."""
+    settings: dict | None = None
+    """This command's settings, which --resume must repeat (read back with `load_saved`)."""
+    load_saved: typing.Callable[[Path], dict] | None = None
+    """Reads the settings saved in the run's config file."""
+    path_fields: tuple[str, ...] = ()
+    """Settings naming files: compared as resolved paths."""
+    ignore: tuple[str, ...] = ()
+    """Settings the run fills in itself: not compared."""
+
+
+def check_run_dir(out: str | os.PathLike, config_name: str, flags: RunFlags, checks: RunChecks = RunChecks()) -> Path:
     """Check a run folder against --resume / --overwrite before any work; creates nothing.
 
     A new run needs an absent or empty `out` (or --overwrite, which replaces only a run: a folder holding
-    `config_name`); --resume needs `config_name` and a checkpoint layout it can read, and (given `settings` and
-    `load_saved`, which reads `config_name`) the saved settings (`check_resume`); `out` may not hold an input
-    (`inputs`: option name -> path).
+    `config_name`); --resume needs `config_name` and a checkpoint layout it can read, and (given the `checks`'
+    settings and `load_saved`) the saved settings (`check_resume`); `out` may not hold an input.
     """
     if not out:
         raise ConfigError("no run directory given (--out)")
     out = Path(out)
     check_writable(out, overwrite=True, directory=True)  # a file on the way to it; existing runs below
-    if resume:
+    if flags.resume:
         if not (out / config_name).is_file():
             raise AvvpError(f"{out}: nothing to resume (no {config_name}); start the run without --resume")
         refuse_pickled_state(out)
-        if settings is not None and load_saved is not None:
-            check_resume(out / config_name, load_saved(out / config_name), settings, path_fields, ignore)
+        if checks.settings is not None and checks.load_saved is not None:
+            saved = checks.load_saved(out / config_name)
+            check_resume(out / config_name, saved, checks.settings, checks.path_fields, checks.ignore)
     elif out.exists() and (not out.is_dir() or _entries(out)):
-        if not overwrite:
+        if not flags.overwrite:
             raise AvvpError(f"{out}: already exists; pass --overwrite to replace it or --resume to continue it")
         if not out.is_dir():
             raise AvvpError(f"{out}: exists and is not a directory")
         if not (out / config_name).is_file():
             raise AvvpError(f"{out}: not a run (no {config_name}); --overwrite will not delete it")
-    for name, source in (inputs or {}).items():
+    for name, source in checks.inputs.items():
         if source and (Path(source).resolve() == out.resolve() or out.resolve() in Path(source).resolve().parents):
             raise AvvpError(f"{out}: holds the input --{name} {source}; choose another run directory")
     return out
@@ -130,6 +141,86 @@ def start_run_dir(out: Path, config_name: str, config: dict) -> None:
         except BaseException:
             shutil.rmtree(out, ignore_errors=True)
             raise
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFlags:
+    """How a trainer's command treats its run folder, the same for both stages: not settings of the run (never
+    saved in its config). Both commands' options `--resume`, `--overwrite` and `--keep-checkpoints`."""
+
+    resume: bool = False
+    """Continue the interrupted run in --out from its newest checkpoint (with the settings it was started with)."""
+    overwrite: bool = False
+    """Replace the run in --out."""
+    keep_checkpoints: bool = False
+    """Keep RUN/checkpoints/ once the run has finished (by default they go: only --resume reads them; a pretraining
+    run of the release recipe keeps its last, for the end-to-end phase that continues its optimizer state)."""
+
+    def __post_init__(self):
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume and --overwrite exclude each other")
+
+    @classmethod
+    def pop_from(cls, settings: dict) -> RunFlags:
+        """The flags among a command's option values (`avvp.config_cli.config_command`), removed from `settings`."""
+        return cls(**{f.name: settings.pop(f.name) for f in dataclasses.fields(cls) if f.name in settings})
+
+
+@dataclasses.dataclass
+class OpenRun:
+    """A run folder checked against the run flags and held by this command (`open_run`)."""
+
+    out: Path
+    config_name: str
+    """The run's config file: written first into a fresh folder, it marks the folder as a run."""
+    flags: RunFlags
+    finished: bool = False
+    """--resume of a run that finished and pruned its checkpoints: there is nothing to do."""
+
+    def start(self, accelerator, config: dict) -> None:
+        """A new run: the folder holding only its config (an earlier run there, replaced by --overwrite, goes only
+        now). Nothing under --resume. Every process waits for the main one."""
+        if accelerator.is_main_process and not self.flags.resume:
+            start_run_dir(self.out, self.config_name, config)
+        accelerator.wait_for_everyone()
+
+    def restore(
+        self, accelerator, model, optimizer, scheduler, progress_like: dict | None, first: str
+    ) -> Checkpoint | None:
+        """Under --resume, the newest readable checkpoint restored into the prepared objects (`load_checkpoint`);
+        None when not resuming, or (with a note saying the run starts from its `first` epoch or step) when the run
+        saved none yet."""
+        if not self.flags.resume:
+            return None
+        checkpoint = load_checkpoint(self.out, accelerator, model, optimizer, scheduler, progress_like)
+        if checkpoint is None and accelerator.is_main_process:
+            print(f"note: {self.out}: no checkpoint yet; starting the run from its first {first}", file=sys.stderr)
+        return checkpoint
+
+    def close(self, accelerator, keep_last: bool = False) -> None:
+        """A finished run: its checkpoints go (`prune_checkpoints`; all but the newest with `keep_last`), unless
+        --keep-checkpoints. Main process only."""
+        if accelerator.is_main_process and not self.flags.keep_checkpoints:
+            with writing(self.out):
+                prune_checkpoints(self.out, keep_last=keep_last)
+
+
+@contextlib.contextmanager
+def open_run(out: str | os.PathLike, config_name: str, flags: RunFlags, checks: RunChecks) -> Iterator[OpenRun]:
+    """Open a trainer's run folder for the command's life: one writer (`hold_output`, every process), the folder
+    checked before any work (`check_run_dir`), a note where --resume finds a finished run (`OpenRun.finished`).
+    The run then `start`s or `restore`s, and `close`s once finished."""
+    if not out:
+        raise ConfigError("no run directory given (--out)")
+    with hold_output(out, process_state()):
+        folder = check_run_dir(out, config_name, flags, checks)
+        opened = OpenRun(folder, config_name, flags)
+        if flags.resume and finished_and_pruned(folder):
+            print(
+                f"note: {folder}: finished already (checkpoints removed at its end); nothing to resume", file=sys.stderr
+            )
+            opened.finished = True
+        yield opened
 
 
 def resume_differences(
@@ -158,12 +249,18 @@ def check_resume(config_path: Path, saved: dict, wanted: dict, path_fields=(), i
 T = typing.TypeVar("T")
 
 
-def load_config(cls: type[T], path: str | os.PathLike, what: str, renamed: dict[str, str] | None = None) -> T:
+def load_config(
+    cls: type[T],
+    path: str | os.PathLike,
+    what: str,
+    renamed: dict[str, str] | None = None,
+    dropped: tuple[str, ...] = (),
+) -> T:
     """A config dataclass from its JSON file; a missing or malformed file, unknown fields and values of the
     wrong type are one-line ConfigErrors naming the file (`what`: e.g. "the config.json of a finetuning run").
 
     `renamed` maps a field's old name to its name now: a file written before the rename loads (an error names
-    the field as the file does).
+    the field as the file does). `dropped`: fields of older files that are no settings any more, ignored.
     """
     renamed = renamed or {}
     path = Path(path)
@@ -178,6 +275,7 @@ def load_config(cls: type[T], path: str | os.PathLike, what: str, renamed: dict[
         raise ConfigError(f"{path}: not valid JSON (nested too deep)") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object: {what}")
+    data = {name: value for name, value in data.items() if name not in dropped}
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(name for name in data if renamed.get(name, name) not in known)
     if unknown:

@@ -1,4 +1,4 @@
-"""LLP-sim: a synthetic stand-in for LLP with the same files and schema (DESIGN.md, "LLP-sim").
+"""LLP-sim: a synthetic stand-in for LLP with the same files and schema (docs/design.md, "LLP-sim").
 
 Event structure. Weak labels follow LLP's class frequencies and labels per video; each labelled class is
 heard only, seen only, both or neither in LLP's proportions for that class; the snippets it covers follow

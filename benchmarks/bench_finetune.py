@@ -1,7 +1,7 @@
 """Finetune speed: training throughput per parser, and the in-memory store path against per-video .npy files.
 
 1. Throughput: videos/s of training steps (forward, loss, backward, Adam) for each of the paper's rows, at the
-   demo width (d_model 128) and the paper width (512), batch 64; and again under the release recipe for the rows
+   demo width (hidden size 128) and the paper width (512), batch 64; and again under the release recipe for the rows
    whose net it changes (Base and Base+GCAA gain the modality discriminator there).
 2. Data path: one training epoch over the same features served two ways — the finetune loop's path (the split
    held in memory as tensors, batches by one fancy index) and a per-video `.npy` DataLoader in the LLP release
@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 from avvp.annotations import WeakLabels, write_weak_labels
 from avvp.classes import NUM_CLASSES, NUM_SNIPPETS
 from avvp.console import run_app
-from avvp.finetune.config import RECIPES
+from avvp.finetune.config import RECIPES, FinetuneConfig
 from avvp.finetune.data import SplitData, load_split_data, make_loader
 from avvp.finetune.losses import parser_loss
 from avvp.finetune.models import PAPER_ROWS, STREAMS, FinetuneModel, build_parser, has_discriminator
@@ -111,21 +111,20 @@ def throughput_rows() -> list[tuple[str, str, str]]:
 def train_step(
     model_name: str,
     widths: dict[str, int],
-    d_model: int,
+    hidden_size: int,
     device: torch.device,
     bf16: bool = False,
     recipe: str = "paper",
 ) -> Callable[[dict], None]:
     """One optimisation step of a freshly initialised parser on `device`, as a function of a (host) batch."""
     torch.manual_seed(0)
-    settings = RECIPES[recipe]
+    cfg = FinetuneConfig(hidden_size=hidden_size, intermediate_size=hidden_size, **RECIPES[recipe])
     parser = build_parser(
         model_name,
         widths,
-        d_model=d_model,
-        ff_dim=d_model,
-        gcaa_first_snippet=settings["gcaa_first_snippet"],
-        adv_on_every_row=settings["adv_on_every_row"],
+        cfg.parser_sizes(),
+        gcaa_first_snippet=cfg.gcaa_first_snippet,
+        adv_on_every_row=cfg.adv_on_every_row,
     )
     model = FinetuneModel(parser).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
@@ -134,9 +133,7 @@ def train_step(
         batch = to_device(batch, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             output = model({name: batch[name] for name in STREAMS}, adv_strength=0.5)
-        terms = parser_loss(
-            output, batch["labels"], lambda_guided=settings["lambda_guided"], lambda_adv=settings["lambda_adv"]
-        )
+        terms = parser_loss(output, batch["labels"], cfg.loss_weights())
         optimizer.zero_grad(set_to_none=True)
         terms.backward.backward()
         optimizer.step()
@@ -164,10 +161,10 @@ def epoch_seconds(loader: Iterable[dict], step: Callable[[dict], None], device: 
 
 
 def throughput(
-    data: SplitData, model_name: str, d_model: int, device: torch.device, bf16: bool, recipe: str = "paper"
+    data: SplitData, model_name: str, hidden_size: int, device: torch.device, bf16: bool, recipe: str = "paper"
 ) -> float:
     """Training videos/s over one epoch of `data` (after one warm-up batch)."""
-    step = train_step(model_name, data.widths, d_model, device, bf16, recipe)
+    step = train_step(model_name, data.widths, hidden_size, device, bf16, recipe)
     loader = make_loader(data, BATCH_SIZE, shuffle=True)
     step(next(iter(loader)))
     return len(data) / epoch_seconds(loader, step, device)
@@ -205,7 +202,7 @@ def run(
         load_seconds = time.perf_counter() - start
 
         lines.append("training throughput (videos/s):")
-        lines.append(f"  {'model':<30}{'d_model 128':>12}{'d_model 512':>12}")
+        lines.append(f"  {'model':<30}{'hidden 128':>12}{'hidden 512':>12}")
         small = SplitData("train", data.video_ids[:throughput_videos], *_head(resident, throughput_videos))
         paper = SplitData("train", data.video_ids[:paper_videos], *_head(resident, paper_videos))
         for label, model_name, recipe in throughput_rows():
@@ -229,7 +226,7 @@ def run(
         _, npy_pipeline = _compare(lines, "input pipeline only", store_loader, npy_loader, *pipeline, device)
         model_name = "base-adv-skip-gcaa"
         steps = [train_step(model_name, data.widths, 128, device, bf16) for _ in range(3)]
-        label = f"with the training step of {model_name}, d_model 128"
+        label = f"with the training step of {model_name}, hidden size 128"
         store_epoch, npy_epoch = _compare(lines, label, store_loader, npy_loader, *steps[:2], device)
         lines[-1] += (
             f"  [target >= {TARGET_RATIO:.0f}x: {'met' if npy_epoch >= TARGET_RATIO * store_epoch else 'NOT met'}]"

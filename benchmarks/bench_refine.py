@@ -24,6 +24,7 @@ from accelerate import Accelerator
 from avvp.benchmarks.bench_finetune import throughput
 from avvp.classes import NUM_SNIPPETS
 from avvp.console import run_app
+from avvp.finetune.config import FinetuneConfig
 from avvp.finetune.data import SplitData
 from avvp.finetune.models import FinetuneModel, build_parser
 from avvp.finetune.refine import BATCH_SIZE, refine_split
@@ -32,7 +33,8 @@ from avvp.synth import EventModel, llp_stats
 
 MODELS = ("han", "base-adv-skip-gcaa")
 """The parsers of the +MA rows."""
-D_MODEL = 512
+PAPER_SIZES = FinetuneConfig().parser_sizes()
+"""The paper's parser sizes (hidden 512, one head), as the +MA rows train them."""
 
 
 def paper_split(videos: int, seed: int = 0) -> SplitData:
@@ -65,7 +67,7 @@ def run(
     data = paper_split(videos)
     lines = [
         f"{where}; {videos} training videos{' (LLP-sim paper size)' if videos == 10_000 else ''}, "
-        f"d_model {D_MODEL}, refine batch {BATCH_SIZE} "
+        f"hidden size {PAPER_SIZES.hidden_size}, refine batch {BATCH_SIZE} "
         f"(forward passes of {3 * BATCH_SIZE}); a training run = {epochs} epochs at the measured training throughput",
         f"  {'model':<20}{'refine s':>10}{'videos/s':>10}{'train v/s':>11}{'run s':>9}{'recipe s':>10}"
         f"{'refine share':>14}",
@@ -74,7 +76,7 @@ def run(
     head = SplitData("train", data.video_ids[:train_videos], *_head(data, train_videos))
     for name in models:
         torch.manual_seed(0)
-        model = FinetuneModel(build_parser(name, data.widths, d_model=D_MODEL, ff_dim=D_MODEL))
+        model = FinetuneModel(build_parser(name, data.widths, PAPER_SIZES))
         warm_up = SplitData("train", data.video_ids[:64], *_head(data, 64))
         refine_split(model, warm_up, accelerator=accelerator)
         start = time.perf_counter()
@@ -82,7 +84,7 @@ def run(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         refine_seconds = time.perf_counter() - start
-        train_speed = throughput(head.to(device), name, D_MODEL, device, bf16=False)
+        train_speed = throughput(head.to(device), name, PAPER_SIZES.hidden_size, device, bf16=False)
         run_seconds = epochs * videos / train_speed
         recipe = 2 * run_seconds + refine_seconds
         lines.append(

@@ -10,7 +10,7 @@ killed before its config.json was written is started again) in a fresh child, an
 the uninterrupted run's: finetune's model.safetensors, metrics.json, pred_audio.csv and pred_visual.csv byte for
 byte, config.json apart from `out` (the run folder's own name); pretraining's model.safetensors, config.json (the
 encoder's) and log.jsonl byte for byte, pretrain_config.json apart from `out`, and metrics.json apart from the
-settings `out`, `resume` and `overwrite` it records and its two timings (train_seconds, videos_per_second). No
+setting `out` it records and its two timings (train_seconds, videos_per_second). No
 temporary file or folder may be left behind.
 
     python -m avvp.benchmarks.fault_injection [--kills 20] [--seed 0] [--trainer both|finetune|pretrain]
@@ -130,11 +130,13 @@ def in_child(work: Callable[[], object], kill_at: int | None = None) -> ChildRes
 
 
 def finetune_job(data: Path, out: Path, resume: bool = False) -> Callable[[], object]:
-    from avvp.finetune.config import make_config
+    from avvp.finetune.config import FinetuneConfig
     from avvp.finetune.train import train
 
     def work():
-        cfg = make_config("base-adv-skip", "tiny", features=str(data / "llp.h5"), annotations=str(data), out=str(out))
+        cfg = FinetuneConfig.from_preset(
+            "tiny", model="base-adv-skip", features=str(data / "llp.h5"), annotations=str(data), out=str(out)
+        )
         train(cfg, resume=resume, overwrite=not resume, show_progress=False)
 
     return work
@@ -156,10 +158,8 @@ def pretrain_job(data: Path, out: Path, resume: bool = False) -> Callable[[], ob
             save_every=3,
             log_every=2,
             seed=3,
-            resume=resume,
-            overwrite=not resume,
         )
-        train(cfg)
+        train(cfg, resume=resume, overwrite=not resume)
 
     return work
 
@@ -194,8 +194,8 @@ TRAINERS = {
 }
 
 
-INVOCATION = ("out", "resume", "overwrite")
-"""Settings that name the (other) run folder or say how the command was invoked, not what it computed."""
+INVOCATION = ("out",)
+"""Settings that name the (other) run folder, not what it computed."""
 
 
 def _without_out(settings: dict) -> dict:

@@ -1259,15 +1259,23 @@ def _run_all(root: Path, cases: list[Case], args) -> int:
     """The corpus and the trained run once, then the cases in child processes of `args.batch` cases each."""
     import subprocess
 
-    from avvp.finetune.config import make_config
+    from avvp.finetune.config import FinetuneConfig
     from avvp.finetune.train import train
     from avvp.synth import synthesize
 
     started = time.perf_counter()
     synthesize(root / "corpus", preset="tiny", seed=0)
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-        train(make_config("base", "tiny", features=str(root / "corpus" / "llp.h5"), annotations=str(root / "corpus"),
-                          out=str(root / "run"), epochs=1), show_progress=False)  # fmt: skip
+        corpus = root / "corpus"
+        cfg = FinetuneConfig.from_preset(
+            "tiny",
+            model="base",
+            features=str(corpus / "llp.h5"),
+            annotations=str(corpus),
+            out=str(root / "run"),
+            epochs=1,
+        )
+        train(cfg, show_progress=False)
     results = root / "results.jsonl"
     index = 0
     while index < len(cases):

@@ -92,9 +92,11 @@ def matched_schedule(train_videos: int, subset_videos: int, preset: str, epochs:
 
     The full-label schedule is avvp-finetune's for the preset (`epochs` replaces its epochs).
     """
-    from avvp.finetune.config import make_config
+    from avvp.finetune.config import FinetuneConfig
 
-    full = make_config(RAW_MODEL, preset, epochs=epochs)  # the mmil head of the e2e rows has the same recipe
+    full = FinetuneConfig.from_preset(
+        preset, model=RAW_MODEL, epochs=epochs
+    )  # the mmil head of the e2e rows has the same recipe
     ratio = math.ceil(train_videos / full.batch_size) / math.ceil(subset_videos / full.batch_size)
     return {"epochs": max(1, round(full.epochs * ratio)), "lr_step": max(1, round(full.lr_step * ratio))}
 

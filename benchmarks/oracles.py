@@ -1,6 +1,6 @@
 """The LLP evaluation written the slow, obvious way: per video, per class, plain Python loops.
 
-Written directly from DESIGN.md's "Evaluation protocol", independently of `avvp.metrics` (it imports
+Written directly from the "Evaluation protocol" of docs/design.md, independently of `avvp.metrics` (it imports
 nothing from it). It is the oracle the vectorised metrics are tested against and the slow path of
 `avvp.benchmarks.bench_metrics`. Inputs are anything with `.audio` and `.visual` (N, 25, 10) bool arrays,
 such as `avvp.annotations.DenseLabels`.

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,23 +16,22 @@ from avvp.finetune.config import PRESET_FIELDS, FinetuneConfig
 from avvp.finetune.models import REGISTRY
 from avvp.finetune.refine import BATCH_SIZE as REFINE_BATCH_SIZE
 from avvp.finetune.refine import THRESHOLD as REFINE_THRESHOLD
+from avvp.presets import PRECEDENCE
+from avvp.runs import RunFlags
 
 app = typer_app(
-    "Train and evaluate the AVVP event parsers (HAN, Base, +GCAA, +Adv+Skip, +Adv+Skip+GCAA) on weak labels."
+    "Train and evaluate the AVVP event parsers (HAN, Base, +GCAA, +Adv+Skip, +Adv+Skip+GCAA) on weak labels. "
+    + PRECEDENCE
 )
 
 
 @app.callback(invoke_without_command=True)
 @config_command(FinetuneConfig, preset_fields=PRESET_FIELDS)
+@config_command(RunFlags)
 def finetune(
     ctx: typer.Context,
     e2e: bool = typer.Option(False, "--e2e", help="Train the pretrained --encoder jointly with the parser."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in --out."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
-    keep_checkpoints: bool = typer.Option(
-        False, "--keep-checkpoints", help="Keep RUN/checkpoints/ once the run has finished (only --resume reads them)."
-    ),
     **settings,
 ) -> None:
     """Train a parser with weak labels, select it on validation Type@AV, score the test split once.
@@ -40,50 +40,43 @@ def finetune(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from avvp.finetune.config import make_config
     from avvp.finetune.train import train
     from avvp.metrics import format_table
 
+    flags = RunFlags.pop_from(settings)
     values = config_values(FinetuneConfig, settings)
     missing = missing_flags(values, ("features", "annotations", "out"))
     if missing:
         raise ConfigError(f"missing {', '.join(missing)}; see avvp-finetune --help")
-    # --e2e is what the command does with --encoder (load it as a trainable frontend), not a setting of the run.
-    encoder = values.get("frontend")
-    if e2e and not encoder:
+    # --e2e is what the command does with --encoder (train it jointly with the parser), not a setting of the run.
+    encoder_dir = values.get("frontend")
+    if e2e and not encoder_dir:
         raise ConfigError("--e2e needs --encoder DIR (a pretrained encoder from avvp-pretrain)")
-    if encoder and not e2e:
+    if encoder_dir and not e2e:
         raise ConfigError(
             "--encoder is used with --e2e; for a frozen encoder, export its embeddings (avvp-pretrain export) "
             "and pass the exported store as --features"
         )
-    frontend = None
+    encoder = None
     if e2e:
-        from avvp.finetune.frontend import load_frontend
+        from avvp.finetune.encoder import load_e2e_encoder
 
-        frontend, values["frontend_config"] = load_frontend(encoder, values["features"])
-        values["frontend"] = str(Path(encoder).resolve())
-    cfg = make_config(**values)
-    if frontend is not None and REGISTRY[cfg.model].get("encoded_motion"):
-        frontend.read_encoded_motion()
-    if frontend is not None and cfg.continue_pretraining_optimizer:
+        encoder, values["frontend_config"] = load_e2e_encoder(encoder_dir, values["features"])
+        values["frontend"] = str(Path(encoder_dir).resolve())
+    cfg = FinetuneConfig.from_preset(**values)
+    if encoder is not None and REGISTRY[cfg.model].get("encoded_motion"):
+        encoder.read_encoded_motion()
+    if encoder is not None and cfg.continue_pretraining_optimizer:
         from dataclasses import replace
 
-        from avvp.finetune.frontend import pretraining_optimizer
+        from avvp.finetune.encoder import pretraining_optimizer
 
-        _, origin = pretraining_optimizer(encoder, frontend.encoder)
+        _, origin = pretraining_optimizer(encoder_dir, encoder.encoder)
         cfg = replace(cfg, optimizer_origin=origin)
         print(f"optimizer: {origin}")
-    run = train(
-        cfg,
-        resume=resume,
-        overwrite=overwrite,
-        frontend=frontend,
-        show_progress=not quiet,
-        keep_checkpoints=keep_checkpoints,
-    )
+    run = train(cfg, **dataclasses.asdict(flags), encoder=encoder, show_progress=not quiet)
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
-    origin = f" on the encoder {encoder} (end to end)" if cfg.frontend else ""
+    origin = f" on the encoder {encoder_dir} (end to end)" if cfg.frontend else ""
     origin += f" with the refined labels {cfg.labels}" if cfg.labels else ""
     print(f"{cfg.model}{origin}:")
     print(f"best epoch {metrics['best_epoch']} by {metrics['selection']}")

@@ -1,8 +1,9 @@
 """The finetuning configuration: one dataclass, the training recipes and the presets that fill it.
 
-A config is resolved in three layers: the model's recipe (the paper's, or HAN's own for `han`), then the
-preset (`tiny`, `demo`, `paper`), then whatever the caller sets explicitly. The run directory stores the
-result as `config.json`, from which the model is rebuilt alone.
+A config is resolved by `FinetuneConfig.from_preset` with the precedence of both stages (`avvp.presets`): the
+defaults, then the preset (`tiny`, `demo`, `paper`: the model's width and the number of epochs), then the model's
+recipe (the paper's, the release's, or HAN's own for `han`), then whatever the caller sets explicitly. The run
+directory stores the result as `config.json`, from which the model is rebuilt alone.
 """
 
 from __future__ import annotations
@@ -14,39 +15,43 @@ from dataclasses import asdict, dataclass, field, fields
 
 from avvp.config_cli import cli
 from avvp.errors import ConfigError
-from avvp.finetune.models import REGISTRY, STREAMS
+from avvp.finetune.losses import LossWeights
+from avvp.finetune.models import REGISTRY, STREAMS, ParserSizes
 from avvp.inputs import check_sizes
 from avvp.precision import MIXED_PRECISION
+from avvp.presets import resolve_settings
 
 RECIPES: dict[str, dict] = {
     # The paper's text: lambda_g 0.6, lambda_ad 0.4, Adam 3e-4 halved every 5 epochs, 40 epochs, batch 64.
     "paper": dict(
-        epochs=40, batch_size=64, lr=3e-4, lr_step=5, lr_gamma=0.5, lambda_guided=0.6, lambda_adv=0.4,
+        lr=3e-4, lr_step=5, lr_gamma=0.5, lambda_guided=0.6, lambda_adv=0.4,
         gcaa_first_snippet=False, adv_on_every_row=False, reversal_epoch_offset=0, select_ties_later=False,
     ),
     # The paper release's scripts (main_avvp*.py): BCE + 0.3 (BCE_a + BCE_v) + 0.3 BCE_mod on every Base-family
     # net, Adam 6e-4 with StepLR(6, 0.5) per epoch, epochs counted from 1 in the reversal schedule, `>=`
-    # selection, and the `[0]` of its GCAA layers.
+    # selection, and the `[0]` of its GCAA layers; 40 epochs, batch 64.
     "release": dict(
-        epochs=40, batch_size=64, lr=6e-4, lr_step=6, lr_gamma=0.5, lambda_guided=0.3, lambda_adv=0.3,
+        lr=6e-4, lr_step=6, lr_gamma=0.5, lambda_guided=0.3, lambda_adv=0.3,
         gcaa_first_snippet=True, adv_on_every_row=True, reversal_epoch_offset=1, select_ties_later=True,
     ),
     # HAN's release: lr x0.1 every 10 epochs, batch 16, its three BCE terms weighed equally, `>=` selection.
     "han": dict(
-        epochs=40, batch_size=16, lr=3e-4, lr_step=10, lr_gamma=0.1, lambda_guided=1.0,
+        batch_size=16, lr=3e-4, lr_step=10, lr_gamma=0.1, lambda_guided=1.0,
         gcaa_first_snippet=False, adv_on_every_row=False, reversal_epoch_offset=0, select_ties_later=True,
     ),
 }  # fmt: skip
 """Training recipes. `han` always trains with HAN's; every other model with the paper's (default) or the
-release's (`--recipe release`)."""
+release's (`--recipe release`). All three train 40 epochs, the default, and leave the number of epochs to the
+preset (a recipe wins over a preset: `avvp.presets`); the paper's and the release's batch of 64 is the default
+too, which the demo preset narrows to 16, HAN's own batch."""
 RELEASE_E2E_RECIPE = dict(
-    epochs=40, batch_size=64, lr=1e-6, frontend_lr=1e-6, lr_step=40, lr_gamma=1.0, lambda_guided=1.0, lambda_adv=0.0,
+    lr=1e-6, frontend_lr=1e-6, lr_step=40, lr_gamma=1.0, lambda_guided=1.0, lambda_adv=0.0,
     audio_smoothing=0.0, visual_smoothing=0.1, gcaa_first_snippet=False, adv_on_every_row=False,
     reversal_epoch_offset=0, select_ties_later=True, continue_pretraining_optimizer=True,
 )  # fmt: skip
 """`--recipe release` for `release-avg` (main_avvp_{uni,cross,multi}.py end to end): one Adam at a constant 1e-6 for
 encoder and head, continuing the pretraining run's moments; BCE(video) + BCE(audio) + BCE(visual, targets smoothed
-0.1); batch 64, 40 epochs, `>=` selection, no discriminator."""
+0.1); batch 64 and 40 epochs (the defaults), `>=` selection, no discriminator."""
 RECIPE_HELP = {
     "paper": "the paper's text (lambda_g 0.6, lambda_ad 0.4, lr 3e-4 halved every 5 epochs, GCAA on every snippet)",
     "release": "the paper release's scripts (release-avg end to end: one Adam at 1e-6 continuing pretraining's "
@@ -60,7 +65,7 @@ PRESETS: dict[str, dict] = {
     "demo": dict(epochs=20, batch_size=16, hidden_size=128, intermediate_size=128),
     "paper": {},
 }
-"""Presets over the recipe: tiny (tests, seconds); demo (minutes on 2 CPU cores: the first 20 epochs of the
+"""Presets under the recipe: tiny (tests, seconds); demo (minutes on 2 CPU cores: the first 20 epochs of the
 recipe's schedule, a narrower model, and batch 16 so that LLP-sim demo's 1,400 train videos still give many
 optimizer steps per epoch); paper (the recipe and sizes as published)."""
 
@@ -84,12 +89,12 @@ DEFAULT_MODEL = "base-adv-skip-gcaa"
 DEFAULT_FRONTEND_MODEL = "mmil"
 """The parser on a trainable frontend (a pretrained encoder end to end): the MMIL head alone."""
 PRESET_FIELDS = {
-    **{name: "the --recipe's or --preset's" for table in (*RECIPES.values(), *PRESETS.values()) for name in table},
+    **{name: "the --preset's or --recipe's" for table in (*PRESETS.values(), *RECIPES.values()) for name in table},
     "model": f"{DEFAULT_FRONTEND_MODEL} with --e2e, release-avg on a release-architecture encoder",
     "recipe": "han for han",
 }
-"""The settings a recipe, a preset or the model sets: on the command line they default to None (not given), and
-`make_config` fills them in; the help says from what."""
+"""The settings a preset, a recipe or the model sets: on the command line they default to None (not given), and
+`FinetuneConfig.from_preset` fills them in; the help says from what."""
 
 
 def unknown_model_message(model: str) -> str:
@@ -110,7 +115,8 @@ class FinetuneConfig:
     out: str = field(default="", metadata=cli(path=True))
     """Run directory."""
     preset: str = "paper"
-    """Preset the schedule came from: tiny, demo or paper."""
+    """Preset the model width and the number of epochs came from: tiny, demo or paper (the recipe wins where
+    both set a field)."""
     epochs: int = 40
     """Training epochs."""
     batch_size: int = 64
@@ -153,7 +159,8 @@ class FinetuneConfig:
     imported_from: str = field(default="", metadata=cli(exclude=True))
     """The file the weights were converted from, for runs not trained here (import-han, import-release)."""
     recipe: str = "paper"
-    """The training recipe the schedule and the release switches below came from: paper, release or han."""
+    """The training recipe the schedule and the release switches below came from: paper, release or han (it wins
+    over the preset where both set a field)."""
     gcaa_first_snippet: bool = False
     """GCAA layers give every snippet snippet 0's attended vector, as the paper release's `[0]` of its (T, B, D)
     attention output does (a defect; on under the release recipe and for imported release checkpoints)."""
@@ -228,6 +235,13 @@ class FinetuneConfig:
             raise ConfigError(f"input_widths {self.input_widths} lack the stream(s) {', '.join(missing)}")
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.frontend_config:  # a run saved before the encoder's sizes took the run's names reads as one now
+            from avvp.pretrain import AVEncoderConfig
+
+            try:
+                self.frontend_config = AVEncoderConfig.with_current_names(self.frontend_config)
+            except ValueError as error:
+                raise ConfigError(f"frontend_config: {error}") from None
         if REGISTRY[self.model].get("encoded_motion") and not self.frontend:
             raise ConfigError(
                 f"--model {self.model} reads the encoded motion tokens of an encoder: train it with --e2e --encoder DIR"
@@ -236,6 +250,40 @@ class FinetuneConfig:
             raise ConfigError(
                 "--encoder-lr is the learning rate of the encoder with --e2e; without --e2e there is none"
             )
+
+    def parser_sizes(self) -> ParserSizes:
+        """The widths, heads and dropout the parser modules read."""
+        return ParserSizes(self.hidden_size, self.num_heads, self.intermediate_size, self.dropout)
+
+    def loss_weights(self) -> LossWeights:
+        """The weights and label smoothing `parser_loss` reads."""
+        return LossWeights(self.lambda_guided, self.lambda_adv, self.audio_smoothing, self.visual_smoothing)
+
+    @classmethod
+    def from_preset(cls, preset: str = "paper", recipe: str | None = None, **overrides) -> FinetuneConfig:
+        """Resolve a config: the preset's values, then the model's recipe over them, then `overrides` (None values
+        are ignored) over both (`avvp.presets`).
+
+        `model` (an override): default base-adv-skip-gcaa, or on a frontend mmil (release-avg on the release
+        architecture). `recipe`: paper (default) or release for every model but `han`, which always has HAN's.
+        """
+        model = overrides.pop("model", None)
+        if model is None and overrides.get("frontend"):
+            frontend_config = overrides.get("frontend_config") or {}
+            model = "release-avg" if frontend_config.get("architecture") == "release" else None
+        model = model or (DEFAULT_FRONTEND_MODEL if overrides.get("frontend") else DEFAULT_MODEL)
+        if model not in REGISTRY:
+            raise ConfigError(unknown_model_message(model))
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        recipe = recipe_name(model, recipe)
+        table = RELEASE_E2E_RECIPE if (model, recipe) == ("release-avg", "release") else RECIPES[recipe]
+        values = resolve_settings(PRESETS[preset], table, overrides)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
+        return cls(model=model, preset=preset, recipe=recipe, **values)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write as JSON (atomically)."""
@@ -250,30 +298,3 @@ class FinetuneConfig:
         from avvp.runs import load_config
 
         return load_config(cls, path, "the config.json of a finetuning run", renamed=RENAMED)
-
-
-def make_config(
-    model: str | None = None, preset: str = "paper", recipe: str | None = None, **overrides
-) -> FinetuneConfig:
-    """Resolve a config: the model's recipe, then the preset, then `overrides` (None values are ignored).
-
-    `model`: default base-adv-skip-gcaa, or on a frontend mmil (release-avg on the release architecture).
-    `recipe`: paper (default) or release for every
-    model but `han`, which always has HAN's recipe.
-    """
-    if model is None and overrides.get("frontend"):
-        model = "release-avg" if (overrides.get("frontend_config") or {}).get("architecture") == "release" else None
-    model = model or (DEFAULT_FRONTEND_MODEL if overrides.get("frontend") else DEFAULT_MODEL)
-    if model not in REGISTRY:
-        raise ConfigError(unknown_model_message(model))
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    recipe = recipe_name(model, recipe)
-    table = RELEASE_E2E_RECIPE if (model, recipe) == ("release-avg", "release") else RECIPES[recipe]
-    values = {**table, **PRESETS[preset]}
-    values.update({key: value for key, value in overrides.items() if value is not None})
-    known = {f.name for f in fields(FinetuneConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
-    return FinetuneConfig(model=model, preset=preset, recipe=recipe, **values)

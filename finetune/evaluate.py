@@ -18,7 +18,7 @@ from avvp.annotations import DenseLabels
 from avvp.errors import ConfigError
 from avvp.finetune.config import FinetuneConfig
 from avvp.finetune.data import SplitData, check_streams, load_split_data, make_loader
-from avvp.finetune.frontend import frontend_from_config
+from avvp.finetune.encoder import e2e_encoder_from_config
 from avvp.finetune.models import REGISTRY, STREAMS, FinetuneModel, build_model
 from avvp.finetune.weights import check_weights
 from avvp.metrics import evaluate, gate_predictions
@@ -92,12 +92,12 @@ def load_run(run: str | os.PathLike) -> tuple[FinetuneConfig, FinetuneModel]:
     cfg = FinetuneConfig.load(run / "config.json")
     if not cfg.input_widths:
         raise ConfigError(f"{run}/config.json: no input_widths; the run never started training")
-    frontend = None
+    encoder = None
     if cfg.frontend:
         if not cfg.frontend_config:
-            raise ConfigError(f"{run}/config.json: a frontend ({cfg.frontend}) but no frontend_config to rebuild it")
-        frontend = frontend_from_config(cfg.frontend_config, REGISTRY[cfg.model].get("encoded_motion", False))
-    model = build_model(cfg, frontend)
+            raise ConfigError(f"{run}/config.json: an encoder ({cfg.frontend}) but no frontend_config to rebuild it")
+        encoder = e2e_encoder_from_config(cfg.frontend_config, REGISTRY[cfg.model].get("encoded_motion", False))
+    model = build_model(cfg, encoder)
     path = run / "model.safetensors"
     if not path.is_file():
         raise ConfigError(f"{path}: no such file; the run has not finished (see --resume)")
@@ -158,7 +158,7 @@ def predict_data(
     model: FinetuneModel, cfg: FinetuneConfig, data: SplitData, features: str | os.PathLike = "the store"
 ) -> Predictions:
     """A loaded model's predictions for in-memory videos, on whatever device Accelerate picks."""
-    # With a frontend (--e2e) the store feeds the encoder; otherwise it feeds the parser directly.
+    # With an encoder (--e2e) the store feeds the encoder; otherwise it feeds the parser directly.
     expected = model.frontend.input_widths if model.frontend is not None else cfg.input_widths
     if data.widths != expected:
         raise ConfigError(f"{features}: stream widths {data.widths} differ from the run's {expected}")

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from avvp.errors import ConfigError
-from avvp.finetune.config import make_config
+from avvp.finetune.config import FinetuneConfig
 from avvp.finetune.models import build_model
 from avvp.finetune.weights import (
     finite_float_weights,
@@ -81,9 +81,9 @@ def import_han(checkpoint: str | os.PathLike, out: str | os.PathLike, overwrite:
     checkpoint = Path(checkpoint)
     state = read_reference(checkpoint)
     weights = convert_reference(state, source=str(checkpoint))
-    cfg = make_config(
-        "han",
+    cfg = FinetuneConfig.from_preset(
         "paper",
+        model="han",
         out=str(out),
         imported_from=str(checkpoint.resolve()),
         **imported_sizes(weights, "parser.layer.linear1.weight"),

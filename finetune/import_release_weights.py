@@ -19,7 +19,7 @@ attention but not skip from no skip: `--model` says which row the net is. The im
 recipe (so the discriminator is built on every row and the GCAA rows keep the release's `[0]`).
 
 `release-avg` is the release's end-to-end model, `avg` of model/model.py, saved as `final.pt` by
-main_avvp_{uni,cross,multi}.py: its `uniter.*` becomes the run's frontend (our encoder of the `release`
+main_avvp_{uni,cross,multi}.py: its `uniter.*` becomes the run's encoder (ours of the `release`
 architecture, `avvp.pretrain.release_encoder`) and its head `fc_a`, `fc_v`, `fc_st`, `fc_fusion`, `fc_prob`,
 `fc_frame_att`, `fc_av_att` the `release-avg` parser reading the encoded audio, visual and motion tokens. A
 `pretrained.pt` has the same keys but a head never trained (`avvp.pretrain.head_untrained`): refused.
@@ -33,8 +33,8 @@ from pathlib import Path
 import torch
 
 from avvp.errors import ConfigError
-from avvp.finetune.config import FinetuneConfig, make_config, unknown_model_message
-from avvp.finetune.frontend import EncoderFrontend
+from avvp.finetune.config import FinetuneConfig, unknown_model_message
+from avvp.finetune.encoder import E2EEncoder
 from avvp.finetune.models import REGISTRY, FinetuneModel, build_model
 from avvp.finetune.weights import (
     check_weights,
@@ -183,10 +183,10 @@ def import_release(
     checkpoint = Path(checkpoint)
     state = read_reference(checkpoint)
     weights = convert_release(state, model, source=str(checkpoint))
-    cfg = make_config(
-        model,
+    cfg = FinetuneConfig.from_preset(
         "paper",
         "release",
+        model=model,
         out=str(out),
         imported_from=str(checkpoint.resolve()),
         **imported_sizes(weights, "parser.cross_layer.ff.linear1.weight"),
@@ -218,10 +218,10 @@ def release_avg_model(
     )  # fmt: skip
     hidden = encoder.config.hidden_size
     origin = str(Path(source).resolve())
-    cfg = make_config(
-        "release-avg",
+    cfg = FinetuneConfig.from_preset(
         "paper",
         "release",
+        model="release-avg",
         out=out,
         imported_from=origin,
         frontend=origin,
@@ -230,14 +230,14 @@ def release_avg_model(
         input_widths={"audio": hidden, "visual": hidden, "motion": hidden},
         continue_pretraining_optimizer=False,
     )
-    model = build_model(cfg, EncoderFrontend(encoder, encoded_motion=True))
+    model = build_model(cfg, E2EEncoder(encoder, encoded_motion=True))
     check_weights(model, weights, f"{source} does not fit a release-avg of its own sizes")
     model.load_state_dict(weights)
     return cfg, model.eval(), weights
 
 
 def import_release_avg(checkpoint: str | os.PathLike, out: str | os.PathLike, heads: int, overwrite: bool) -> Path:
-    """A `release-avg` run directory (its frontend the release's UNITER) from the release's `final.pt`."""
+    """A `release-avg` run directory (its encoder the release's UNITER) from the release's `final.pt`."""
     checkpoint = Path(checkpoint)
     cfg, model, weights = release_avg_model(read_reference(checkpoint), heads, str(checkpoint), str(out))
     return save_imported_run(model, cfg, weights, f"{checkpoint} does not fit a release-avg", overwrite)

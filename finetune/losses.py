@@ -1,4 +1,4 @@
-"""The loss terms: L = L_wsl + lambda_g L_g - lambda_ad L_ad (DESIGN.md), each a small function.
+"""The loss terms: L = L_wsl + lambda_g L_g - lambda_ad L_ad (docs/design.md, "Models"), each a small function.
 
 Sign convention of the adversarial term. The modality discriminator sits behind a gradient reversal layer
 (GRL) of strength alpha. The loop back-propagates
@@ -7,7 +7,7 @@ Sign convention of the adversarial term. The modality discriminator sits behind 
 
 so the discriminator's parameters get +lambda_ad dL_ad (it *minimises* its BCE), while every parameter
 before the GRL gets the gradient of L_wsl + lambda_g L_g - alpha lambda_ad L_ad: the encoder *maximises* the
-discriminator's BCE, which is DESIGN.md's "- lambda_ad L_ad" (alpha rising 0 -> 1 over training). The
+discriminator's BCE, which is the "- lambda_ad L_ad" of docs/design.md (alpha rising 0 -> 1 over training). The
 logged `loss` is that encoder objective, L_wsl + lambda_g L_g - lambda_ad L_ad.
 """
 
@@ -47,8 +47,8 @@ def guided_loss(
     audio_prob: torch.Tensor,
     visual_prob: torch.Tensor,
     labels: torch.Tensor,
-    audio_smoothing: float = 0.0,
-    visual_smoothing: float = 0.1,
+    audio_smoothing: float,
+    visual_smoothing: float,
     modality_labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """L_g: BCE of each modality's video-level probabilities against label-smoothed weak labels, summed.
@@ -80,6 +80,21 @@ def adversarial_loss(modality_logits: torch.Tensor) -> tuple[torch.Tensor, torch
     return loss, accuracy
 
 
+@dataclass(frozen=True)
+class LossWeights:
+    """The loss settings of `parser_loss`: the slice of FinetuneConfig it reads (`FinetuneConfig.loss_weights()`;
+    the defaults live there)."""
+
+    lambda_guided: float
+    """Weight of the modality-guided loss L_g."""
+    lambda_adv: float
+    """Weight of the modality-discriminator loss L_ad (reversed for the encoder)."""
+    audio_smoothing: float
+    """Label smoothing (toward 0.5) of the audio targets of L_g."""
+    visual_smoothing: float
+    """Label smoothing (toward 0.5) of the visual targets of L_g."""
+
+
 @dataclass
 class LossTerms:
     """The terms of one batch; `backward` is what the loop differentiates (see the module docstring)."""
@@ -101,27 +116,29 @@ class LossTerms:
 def parser_loss(
     output: ParserOutput,
     labels: torch.Tensor,
-    lambda_guided: float = 0.6,
-    lambda_adv: float = 0.4,
-    audio_smoothing: float = 0.0,
-    visual_smoothing: float = 0.1,
+    weights: LossWeights,
     modality_labels: torch.Tensor | None = None,
 ) -> LossTerms:
     """All terms for a batch of parser outputs and weak labels (B, 25); `modality_labels` (B, 2, 25), refined
     audio and visual labels, change L_g only (see `guided_loss`): L_wsl keeps the weak labels."""
     wsl = weak_loss(output.video_prob, labels)
     guided = guided_loss(
-        output.audio_prob, output.visual_prob, labels, audio_smoothing, visual_smoothing, modality_labels
+        output.audio_prob,
+        output.visual_prob,
+        labels,
+        weights.audio_smoothing,
+        weights.visual_smoothing,
+        modality_labels,
     )
-    supervised = wsl + lambda_guided * guided
+    supervised = wsl + weights.lambda_guided * guided
     if output.modality_logits is None:
         return LossTerms(backward=supervised, wsl=wsl, guided=guided, loss=supervised)
     adv, disc_acc = adversarial_loss(output.modality_logits)
     return LossTerms(
-        backward=supervised + lambda_adv * adv,
+        backward=supervised + weights.lambda_adv * adv,
         wsl=wsl,
         guided=guided,
         adv=adv,
         disc_acc=disc_acc,
-        loss=supervised - lambda_adv * adv,
+        loss=supervised - weights.lambda_adv * adv,
     )

@@ -16,7 +16,6 @@ predictions, LLP eval format) and checkpoints/.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -40,26 +39,15 @@ from avvp.finetune.data import (
     train_subset,
     with_modality_labels,
 )
+from avvp.finetune.encoder import continue_optimizer, pretraining_optimizer
 from avvp.finetune.evaluate import EVAL_BATCH_SIZE, predict, score
-from avvp.finetune.frontend import continue_optimizer, pretraining_optimizer
 from avvp.finetune.losses import LossTerms, parser_loss
 from avvp.finetune.models import STREAMS, FinetuneModel, build_model
 from avvp.finetune.models.discriminator import reversal_strength
 from avvp.io import atomic_path
 from avvp.metrics import SCORE_TITLES
 from avvp.precision import resolve_mixed_precision
-from avvp.runs import (
-    check_run_dir,
-    finished_and_pruned,
-    hold_output,
-    load_checkpoint,
-    process_state,
-    prune_checkpoints,
-    save_checkpoint,
-    write_json,
-    writing,
-)
-from avvp.runs import start_run_dir as start_run_folder
+from avvp.runs import OpenRun, RunChecks, RunFlags, open_run, save_checkpoint, write_json, writing
 
 CONFIG_FILE = "config.json"
 BEST_WEIGHTS = "best_model"
@@ -86,9 +74,9 @@ class TrainingState:
 def _param_groups(model: FinetuneModel, cfg: FinetuneConfig) -> list[dict]:
     groups = [{"params": [p for p in model.parser.parameters() if p.requires_grad], "lr": cfg.lr}]
     if model.frontend is not None:
-        frontend = [p for p in model.frontend.parameters() if p.requires_grad]
-        if frontend:
-            groups.append({"params": frontend, "lr": cfg.frontend_lr or cfg.lr / 10})
+        encoder_params = [p for p in model.frontend.parameters() if p.requires_grad]
+        if encoder_params:
+            groups.append({"params": encoder_params, "lr": cfg.frontend_lr or cfg.lr / 10})
     return groups
 
 
@@ -142,38 +130,33 @@ def train(
     *,
     resume: bool = False,
     overwrite: bool = False,
-    frontend: nn.Module | None = None,
+    encoder: nn.Module | None = None,
     stop_after_epoch: int | None = None,
     show_progress: bool = True,
     keep_checkpoints: bool = False,
 ) -> Path:
     """Train a parser as configured and write its run directory; returns the directory.
 
-    `frontend`: an optional module in front of the parser (see `FinetuneModel`), trained with `frontend_lr`;
-    it must have an `output_widths` dict (the parser's input widths); record its origin in `cfg.frontend`.
+    `encoder`: an optional module in front of the parser (the pretrained encoder with --e2e, `avvp.finetune.encoder`;
+    see `FinetuneModel`), trained with `frontend_lr` (--encoder-lr); it must have an `output_widths` dict (the
+    parser's input widths); record its origin in `cfg.frontend` (--encoder).
     `stop_after_epoch`: stop as if interrupted once that epoch's state is saved (for testing `resume`).
-    `keep_checkpoints`: keep `checkpoints/` once the run has finished (by default it goes: see `prune_checkpoints`).
+    `resume`, `overwrite`, `keep_checkpoints`: the run flags (`avvp.runs.RunFlags`).
     """
-    if (frontend is None) != (not cfg.frontend):
-        raise ConfigError("pass a frontend module exactly when cfg.frontend records where it came from")
-    if not cfg.out:
-        raise ConfigError("no run directory given (--out)")
-    with hold_output(cfg.out, process_state()):  # one writer per run folder, for the command's life
-        out = check_run_dir(
-            cfg.out,
-            CONFIG_FILE,
-            resume,
-            overwrite,
-            inputs={"features": cfg.features, "annotations": cfg.annotations},
-            settings=asdict(cfg),
-            load_saved=lambda path: asdict(FinetuneConfig.load(path)),
-            path_fields=PATH_FIELDS,
-            ignore=RUN_CONTROL_FIELDS,
-        )
-        if resume and finished_and_pruned(out):
-            print(f"note: {out}: finished already (checkpoints removed at its end); nothing to resume", file=sys.stderr)
-            return out
-        run = _set_up(cfg, out, resume, frontend)
+    if (encoder is None) != (not cfg.frontend):
+        raise ConfigError("pass an encoder module exactly when cfg.frontend records where it came from")
+    checks = RunChecks(
+        inputs={"features": cfg.features, "annotations": cfg.annotations},
+        settings=asdict(cfg),
+        load_saved=lambda path: asdict(FinetuneConfig.load(path)),
+        path_fields=PATH_FIELDS,
+        ignore=RUN_CONTROL_FIELDS,
+    )
+    with open_run(cfg.out, CONFIG_FILE, RunFlags(resume, overwrite, keep_checkpoints), checks) as opened:
+        if opened.finished:
+            return opened.out
+        out = opened.out
+        run = _set_up(cfg, opened, encoder)
         main = run.accelerator.is_main_process
         steps = len(run.loaders["train"])
         with progress(disable=not (show_progress and main)) as bar:
@@ -194,14 +177,13 @@ def train(
                 if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.epochs:
                     return out
         _finish(run)
-        if main and not keep_checkpoints:
-            with writing(out):
-                prune_checkpoints(out)
+        opened.close(run.accelerator)
     return out
 
 
-def _set_up(cfg: FinetuneConfig, out: Path, resume: bool, frontend: nn.Module | None) -> FinetuneRun:
+def _set_up(cfg: FinetuneConfig, opened: OpenRun, encoder: nn.Module | None) -> FinetuneRun:
     """The data, accelerator, model, optimizer, schedule and loaders; a fresh run folder, or the resumed state."""
+    out, resume = opened.out, opened.flags.resume
     check_streams(cfg.features, STREAMS, cfg.model)
     names = ("train", "val", "test") if cfg.evaluation else ("train",)  # --no-eval: the weak labels alone
     splits = {name: load_split_data(cfg.features, cfg.annotations, name, STREAMS, cfg.missing) for name in names}
@@ -211,7 +193,7 @@ def _set_up(cfg: FinetuneConfig, out: Path, resume: bool, frontend: nn.Module | 
         )
     if cfg.train_fraction < 1:
         splits["train"] = train_subset(splits["train"], cfg.train_fraction, cfg.seed)
-    widths = dict(frontend.output_widths) if frontend is not None else splits["train"].widths
+    widths = dict(encoder.output_widths) if encoder is not None else splits["train"].widths
     if resume and (saved := FinetuneConfig.load(out / CONFIG_FILE).input_widths) != widths:
         raise ConfigError(f"{cfg.features}: input widths {widths} differ from those of the run to resume, {saved}")
     cfg = replace(cfg, input_widths=widths, left_out={name: len(data.left_out) for name, data in splits.items()})
@@ -223,15 +205,13 @@ def _set_up(cfg: FinetuneConfig, out: Path, resume: bool, frontend: nn.Module | 
     if accelerator.device.type != "cpu":  # the whole split on the accelerator: batches are cut there, no copies
         splits = {name: data.to(accelerator.device) for name, data in splits.items()}
 
-    model = build_model(cfg, frontend)
+    model = build_model(cfg, encoder)
     optimizer = torch.optim.Adam(_param_groups(model, cfg))
-    if cfg.continue_pretraining_optimizer and frontend is not None and not resume:  # the release's one optimizer
-        moments, _ = pretraining_optimizer(cfg.frontend, frontend.encoder)
-        continue_optimizer(optimizer, frontend.encoder, moments)
+    if cfg.continue_pretraining_optimizer and encoder is not None and not resume:  # the release's one optimizer
+        moments, _ = pretraining_optimizer(cfg.frontend, encoder.encoder)
+        continue_optimizer(optimizer, encoder.encoder, moments)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
-    if accelerator.is_main_process and not resume:  # only now: a run replaced by --overwrite goes when this one starts
-        start_run_folder(out, CONFIG_FILE, asdict(cfg))
-    accelerator.wait_for_everyone()
+    opened.start(accelerator, asdict(cfg))
     loaders = {"train": make_loader(splits["train"], cfg.batch_size, shuffle=True, seed=cfg.seed)}
     loaders.update({name: make_loader(splits[name], EVAL_BATCH_SIZE, shuffle=False) for name in names[1:]})
     model, optimizer, scheduler, *prepared = accelerator.prepare(model, optimizer, scheduler, *loaders.values())
@@ -240,31 +220,18 @@ def _set_up(cfg: FinetuneConfig, out: Path, resume: bool, frontend: nn.Module | 
     run = FinetuneRun(
         cfg, out, accelerator, model, optimizer, scheduler, loaders, splits, TrainingState(), best_weights
     )
-    if resume:
-        checkpoint = load_checkpoint(out, accelerator, model, optimizer, scheduler, asdict(TrainingState()))
-        if checkpoint is None:
-            if accelerator.is_main_process:
-                print(f"note: {out}: no checkpoint yet; starting the run from its first epoch", file=sys.stderr)
-        else:
-            run.state = TrainingState(**checkpoint.progress)
-            run.best_weights = checkpoint.tensors[BEST_WEIGHTS]
-            accelerator.print(f"resuming {out} after epoch {run.state.epoch}/{cfg.epochs}")
+    checkpoint = opened.restore(accelerator, model, optimizer, scheduler, asdict(TrainingState()), first="epoch")
+    if checkpoint is not None:
+        run.state = TrainingState(**checkpoint.progress)
+        run.best_weights = checkpoint.tensors[BEST_WEIGHTS]
+        accelerator.print(f"resuming {out} after epoch {run.state.epoch}/{cfg.epochs}")
     return run
-
-
-def _loss_weights(cfg: FinetuneConfig) -> dict:
-    return dict(
-        lambda_guided=cfg.lambda_guided,
-        lambda_adv=cfg.lambda_adv,
-        audio_smoothing=cfg.audio_smoothing,
-        visual_smoothing=cfg.visual_smoothing,
-    )
 
 
 def _train_step(run: FinetuneRun, batch: dict, strength: float) -> LossTerms:
     """Forward, the loss terms, backward and the optimizer step for one batch."""
     output = run.model({name: batch[name] for name in STREAMS}, adv_strength=strength)
-    terms = parser_loss(output, batch["labels"], modality_labels=batch.get("modality_labels"), **_loss_weights(run.cfg))
+    terms = parser_loss(output, batch["labels"], run.cfg.loss_weights(), batch.get("modality_labels"))
     run.optimizer.zero_grad(set_to_none=True)
     run.accelerator.backward(terms.backward)
     run.optimizer.step()

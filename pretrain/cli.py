@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
@@ -10,35 +11,43 @@ import typer
 from avvp.config_cli import config_command, config_values, missing_flags
 from avvp.console import run_app, typer_app
 from avvp.errors import ConfigError
+from avvp.presets import PRECEDENCE
 from avvp.pretrain.config import INIT_FIELDS, PATH_FIELDS, PRESET_FIELDS, PretrainConfig
 from avvp.pretrain.export import BATCH_SIZE as EXPORT_BATCH_SIZE
+from avvp.runs import RunFlags
 
 app = typer_app(
     "Pretrain the UNITER-style audio-visual encoder with the AVG loss (the default command), or export its "
     "snippet embeddings (`export`). One device: avvp-pretrain --features ... --labels ... --out ...; several: "
     "accelerate launch --num_processes N $(which avvp-pretrain) ...; several CPU processes: "
-    "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N $(which avvp-pretrain) ..."
+    "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N $(which avvp-pretrain) ... " + PRECEDENCE
 )
 PRESET_NOTE = "the --preset's or --recipe's"
 
 
 @app.callback(invoke_without_command=True)
 @config_command(PretrainConfig, preset_fields=PRESET_FIELDS, preset_note=PRESET_NOTE)
+@config_command(RunFlags)
 def pretrain(ctx: typer.Context, **settings) -> None:
-    """Pretrain the encoder (the default command; `init` and `export` are the others)."""
+    """Pretrain the encoder (the default command; `init` and `export` are the others).
+
+    The options after --keep-checkpoints are PretrainConfig's fields; a run's pretrain_config.json holds them.
+    """
     if ctx.invoked_subcommand is not None:
         return
     from avvp.pretrain.train import train
 
+    flags = RunFlags.pop_from(settings)
     values = config_values(PretrainConfig, settings)
     missing = missing_flags(values, PATH_FIELDS)
     if missing:
         raise ConfigError(f"missing {', '.join(missing)}; see avvp-pretrain --help")
-    train(PretrainConfig.from_preset(**values))
+    train(PretrainConfig.from_preset(**values), **dataclasses.asdict(flags))
 
 
 @app.command()
 @config_command(PretrainConfig, INIT_FIELDS, preset_fields=PRESET_FIELDS, preset_note=PRESET_NOTE)
+@config_command(RunFlags, ("overwrite",))
 def init(**settings) -> None:
     """Write the untrained control: the encoder a pretraining run with these settings starts from, step 0.
 
@@ -47,12 +56,13 @@ def init(**settings) -> None:
     """
     from avvp.pretrain.control import write_control
 
+    flags = RunFlags.pop_from(settings)
     values = config_values(PretrainConfig, settings)
     missing = missing_flags(values, ("features", "out"))
     if missing:
         raise ConfigError(f"missing {', '.join(missing)}; see avvp-pretrain init --help")
     cfg = PretrainConfig.from_preset(**values)
-    print(f"wrote {write_control(cfg)} (untrained control, step 0, seed {cfg.seed})")
+    print(f"wrote {write_control(cfg, overwrite=flags.overwrite)} (untrained control, step 0, seed {cfg.seed})")
 
 
 @app.command()

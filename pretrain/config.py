@@ -10,6 +10,7 @@ from avvp.config_cli import cli
 from avvp.errors import ConfigError
 from avvp.inputs import check_sizes
 from avvp.precision import MIXED_PRECISION
+from avvp.presets import resolve_settings
 from avvp.pretrain.losses import OBJECTIVES, RELEASE_MARGIN, check_margins, check_variant
 
 PRESETS: dict[str, dict] = {
@@ -46,8 +47,9 @@ RECIPES: dict[str, dict] = {
         pair_sampling="release",
     ),
 }
-"""Objective and optimisation per recipe, over the preset (which sets the encoder size): `toolkit` (the defaults
-below) or `release` (the authors' choices, on the release's architecture with its motion tokens hidden)."""
+"""Objective and optimisation per recipe, over the preset (which sets the encoder size; the recipe wins where both
+set a field, `avvp.presets`): `toolkit` (the defaults below) or `release` (the authors' choices, on the release's
+architecture with its motion tokens hidden: batch 16 and 40 epochs at every preset)."""
 ARCHITECTURES = ("toolkit", "release")
 """The encoder architectures (avvp.pretrain.modeling): ours, and the paper release's UniterModel."""
 ARCHITECTURE_SIZES: dict[tuple[str, str], dict] = {
@@ -61,11 +63,12 @@ SCHEDULES = ("linear", "constant")
 PAIR_SAMPLINGS = ("all", "release")
 
 PATH_FIELDS = ("features", "labels", "out")
+RUN_FLAG_FIELDS = ("resume", "overwrite", "keep_checkpoints")
+"""Fields of the files written before the run flags left the config (`avvp.runs.RunFlags`): read and ignored."""
 PRESET_FIELDS = frozenset(name for table in (*PRESETS.values(), *RECIPES.values()) for name in table)
 """The settings a preset or a recipe sets: on the command line they default to the preset's or recipe's value."""
 INIT_FIELDS = ("features", "out", "labels", "variant", "preset", "recipe", "architecture", "hidden_size",
-               "num_layers", "num_heads", "intermediate_size", "dropout", "val_fraction", "seed",
-               "overwrite")  # fmt: skip
+               "num_layers", "num_heads", "intermediate_size", "dropout", "val_fraction", "seed")  # fmt: skip
 """The settings of `avvp-pretrain init`: those that shape the untrained encoder, and those it records."""
 
 
@@ -84,7 +87,8 @@ class PretrainConfig:
     preset: str = "demo"
     """Named size and schedule (PRESETS) the other fields started from."""
     recipe: str = "toolkit"
-    """Named objective and optimisation (RECIPES) applied over the preset: toolkit or release."""
+    """Named objective and optimisation (RECIPES) applied over the preset (it wins where both set a field):
+    toolkit or release."""
     architecture: str = "toolkit"
     """Encoder architecture (avvp.pretrain.modeling.ARCHITECTURES): `toolkit` (ours: standardised inputs, learned
     positions, three token types) or `release` (the paper release's UniterModel); recorded in config.json."""
@@ -148,13 +152,6 @@ class PretrainConfig:
     untrained: bool = field(default=False, metadata=cli(exclude=True))
     """True for a control written by `avvp-pretrain init`: the step-0 encoder of a run with these settings,
     never trained (it can be finetuned and exported like any encoder, but not resumed)."""
-    resume: bool = False
-    """Continue the run in `out` from its latest checkpoint (the settings must be the same)."""
-    overwrite: bool = False
-    """Replace an existing run directory."""
-    keep_checkpoints: bool = False
-    """Keep checkpoints/ once the run has finished (by default it goes: only --resume reads it; under the release
-    recipe the last one stays, for the end-to-end phase that continues its optimizer state)."""
 
     def __post_init__(self):
         check_variant(self.variant)
@@ -196,22 +193,21 @@ class PretrainConfig:
         if self.seed < 0:
             raise ConfigError(f"--seed {self.seed}: must be at least 0")
         check_sizes("the pretraining config", asdict(self), ConfigError)  # sizes and seed bounded
-        if self.resume and self.overwrite:
-            raise ConfigError("--resume and --overwrite exclude each other")
         if self.intermediate_size is None:
             self.intermediate_size = 4 * self.hidden_size
 
     @classmethod
     def from_preset(cls, preset: str = "demo", recipe: str = "toolkit", **overrides) -> PretrainConfig:
-        """The preset's values, then the recipe's, then every override that is not None."""
+        """Resolve a config: the preset's values, then the recipe's over them, then every override that is not
+        None over both (`avvp.presets`); the release architecture at the paper size takes its own heads and
+        feed-forward width (ARCHITECTURE_SIZES) unless they are given."""
         if preset not in PRESETS:
             raise ConfigError(f"--preset {preset!r}: expected one of {', '.join(PRESETS)}")
         if recipe not in RECIPES:
             raise ConfigError(f"--recipe {recipe!r}: expected one of {', '.join(RECIPES)}")
-        given = {name: value for name, value in overrides.items() if value is not None}
-        values = {**PRESETS[preset], **RECIPES[recipe], **given}
-        values.update(ARCHITECTURE_SIZES.get((values.get("architecture", "toolkit"), preset), {}))
-        values.update({name: value for name, value in given.items() if name in ("num_heads", "intermediate_size")})
+        values = resolve_settings(PRESETS[preset], RECIPES[recipe], overrides)
+        architecture_sizes = ARCHITECTURE_SIZES.get((values.get("architecture", "toolkit"), preset), {})
+        values.update({name: value for name, value in architecture_sizes.items() if overrides.get(name) is None})
         return cls(preset=preset, recipe=recipe, **values)
 
     def to_dict(self) -> dict:
@@ -222,4 +218,4 @@ class PretrainConfig:
         """Read a saved pretrain_config.json (`avvp.runs.load_config`: each field checked, errors name the file)."""
         from avvp.runs import load_config
 
-        return load_config(cls, path, "the pretrain_config.json of a pretraining run")
+        return load_config(cls, path, "the pretrain_config.json of a pretraining run", dropped=RUN_FLAG_FIELDS)

@@ -15,15 +15,18 @@ from avvp.output import MARKER, atomic_dir
 from avvp.pretrain.config import PretrainConfig
 from avvp.pretrain.data import load_corpus, split_rows
 from avvp.pretrain.modeling import save_encoder, weights_checksum
-from avvp.pretrain.train import CONFIG_FILE, check_run_dir, initial_encoder, write_json
+from avvp.pretrain.train import CONFIG_FILE, initial_encoder, run_checks, write_json
+from avvp.runs import RunFlags, check_run_dir
 
 
-def write_control(cfg: PretrainConfig) -> Path:
-    """Write the step-0 encoder of the run `cfg` describes into cfg.out; returns the directory."""
-    cfg = replace(cfg, untrained=True, resume=False)
+def write_control(cfg: PretrainConfig, overwrite: bool = False) -> Path:
+    """Write the step-0 encoder of the run `cfg` describes into cfg.out; returns the directory.
+
+    `overwrite`: replace a pretraining run (or control) already in cfg.out."""
+    cfg = replace(cfg, untrained=True)
     corpus = load_corpus(cfg.features, None)
     train_rows, _ = split_rows(len(corpus), cfg.val_fraction, cfg.seed)
-    out = check_run_dir(cfg)
+    out = check_run_dir(cfg.out, CONFIG_FILE, RunFlags(overwrite=overwrite), run_checks(cfg))
     model = initial_encoder(cfg, corpus, train_rows)
     # check_run_dir let an existing `out` through only for --overwrite of a pretraining run; atomic_dir replaces
     # it once everything is written, so an interrupted init leaves no half-written encoder behind.

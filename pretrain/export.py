@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avvp.classes import NUM_SNIPPETS
+from avvp.classes import NUM_SNIPPETS, STREAMS
 from avvp.console import progress
 from avvp.errors import StoreError
-from avvp.pretrain.modeling import STREAMS, check_store_fits, load_encoder
+from avvp.pretrain.modeling import check_store_fits, load_encoder
 from avvp.runs import check_free_space, output_lock, writing
 from avvp.store import StoreWriter, float_dtype, iter_store
 

@@ -97,8 +97,8 @@ def release_encoder_config(uniter: dict[str, torch.Tensor], heads: int, source: 
         visual_size=widths["visual"],
         motion_size=widths["motion"],
         hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
+        num_layers=layers,
+        num_heads=heads,
         intermediate_size=intermediate,
     )
 

@@ -33,10 +33,15 @@ modality pairs.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+if typing.TYPE_CHECKING:
+    from avvp.pretrain.config import PretrainConfig
 
 from avvp.errors import ConfigError
 
@@ -219,25 +224,44 @@ def accuracy_from_counts(counts: torch.Tensor) -> dict[str, float]:
     }
 
 
+@dataclass(frozen=True)
+class LossSettings:
+    """The settings of the training loss terms, built once per run from its PretrainConfig (`from_config`)."""
+
+    objective: str
+    """`hinge` (the AVG loss, plus in-batch negatives when asked for) or `infonce`."""
+    pos_margin: float
+    """p: hinge margin of the grounded pairs."""
+    neg_margin: float
+    """n: hinge margin of the other pairs (and of the in-batch negatives)."""
+    in_batch_negatives: bool
+    """Hinge: the `in_batch_negative` term over the other videos of the (global) batch."""
+    temperature: float
+    """InfoNCE temperature tau."""
+
+    @classmethod
+    def from_config(cls, cfg: PretrainConfig) -> LossSettings:
+        return cls(cfg.objective, cfg.pos_margin, cfg.neg_margin, cfg.in_batch_negatives, cfg.temperature)
+
+
 def pretrain_losses(
     audio: torch.Tensor,
     visual: torch.Tensor,
     grounded: torch.Tensor,
     video_index: torch.Tensor,
     variant: str,
-    pos_margin: float,
-    neg_margin: float,
-    in_batch_negatives: bool = False,
+    settings: LossSettings,
     gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    objective: str = "hinge",
-    temperature: float = 0.1,
     anchor: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """The named loss terms of one batch; the loop sums them.
 
     `hinge`: `avg` (over every anchor snippet, or only `anchor`), and `in_batch_negative` when asked for;
     `infonce`: `infonce` alone (its negatives already include the other videos of the batch; no margins).
+    `variant` is an argument apart: the release's pair sampling changes it from epoch to epoch.
     """
+    objective, pos_margin, neg_margin = settings.objective, settings.pos_margin, settings.neg_margin
+    temperature, in_batch_negatives = settings.temperature, settings.in_batch_negatives
     if objective == "infonce":
         return {"infonce": info_nce_loss(audio, visual, grounded, video_index, variant, temperature, gather)}
     terms = {"avg": avg_loss(audio, visual, grounded, variant, pos_margin, neg_margin, anchor=anchor)}

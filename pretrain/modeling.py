@@ -36,39 +36,71 @@ from transformers import BertConfig, BertModel, PreTrainedConfig, PreTrainedMode
 from transformers import initialization as init
 from transformers.utils import logging as hf_logging
 
-from avvp.classes import NUM_SNIPPETS
+from avvp.classes import NUM_SNIPPETS, STREAMS
 from avvp.errors import AvvpError, StoreError
 from avvp.inputs import check_input_file, check_sizes
-from avvp.pretrain.config import ARCHITECTURES
+from avvp.pretrain.config import ARCHITECTURES, PretrainConfig
 from avvp.store import RAW_WIDTHS, store_info
 
-STREAMS = ("audio", "visual", "motion")
-"""The input streams in token-type order: token type k is STREAMS[k]."""
+# The input streams are avvp.classes.STREAMS in token-type order: token type k is STREAMS[k].
 RELEASE_STREAMS = ("visual", "audio", "motion")
 """The release's token order (RGB, audio, R(2+1)D)."""
 RELEASE_TOKEN_TYPES = {"visual": 0, "audio": 1, "motion": 1}
 """The release's two token types: RGB 0, audio and R(2+1)D 1."""
 
 
+RUN_DEFAULTS = PretrainConfig()
+"""The pretraining config's defaults: the encoder's sizes default to them, so they are written once."""
+RENAMED = {
+    "num_hidden_layers": "num_layers",
+    "num_attention_heads": "num_heads",
+    "hidden_dropout_prob": "dropout",
+    "attention_probs_dropout_prob": "dropout",
+}
+"""config.json keys of encoders saved before the encoder took the run's field names (BERT's) -> the names now; such
+an encoder loads unchanged."""
+ENCODER_FIELDS = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "dropout", "architecture")
+"""The settings of a pretraining run (PretrainConfig) that the encoder's config takes, by the same names."""
+
+
 @strict
 class AVEncoderConfig(PreTrainedConfig):
-    """Everything needed to rebuild the encoder; saved as config.json by `save_pretrained`."""
+    """Everything needed to rebuild the encoder; saved as config.json by `save_pretrained`.
+
+    The sizes have the names of the run's settings (PretrainConfig); `bert_config` is the one place they become
+    BERT's names.
+    """
 
     model_type = "avvp_av_encoder"
 
     audio_size: int = RAW_WIDTHS["audio"]
     visual_size: int = RAW_WIDTHS["visual"]
     motion_size: int = RAW_WIDTHS["motion"]
-    hidden_size: int = 256
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    intermediate_size: int = 1024
+    hidden_size: int = RUN_DEFAULTS.hidden_size
+    num_layers: int = RUN_DEFAULTS.num_layers
+    num_heads: int = RUN_DEFAULTS.num_heads
+    intermediate_size: int = RUN_DEFAULTS.intermediate_size
+    dropout: float | int = RUN_DEFAULTS.dropout
     hidden_act: str = "gelu"
-    hidden_dropout_prob: float | int = 0.1
-    attention_probs_dropout_prob: float | int = 0.1
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
-    architecture: str = "toolkit"
+    architecture: str = RUN_DEFAULTS.architecture
+
+    def __post_init__(self, **kwargs):
+        kwargs = self.with_current_names(kwargs)  # the fields come as fields; only an old name comes here
+        for name in set(RENAMED.values()) & set(kwargs):
+            setattr(self, name, kwargs.pop(name))
+        super().__post_init__(**kwargs)
+
+    @staticmethod
+    def with_current_names(saved: dict) -> dict:
+        """The keys of a saved config under today's names (RENAMED); ValueError when its two dropouts differ."""
+        old = {name: saved[name] for name in RENAMED if name in saved}
+        dropouts = {old[name] for name in ("hidden_dropout_prob", "attention_probs_dropout_prob") if name in old}
+        if len(dropouts) > 1:
+            raise ValueError(f"hidden_dropout_prob and attention_probs_dropout_prob differ ({sorted(dropouts)})")
+        return {**{key: value for key, value in saved.items() if key not in RENAMED},
+                **{RENAMED[name]: value for name, value in old.items()}}  # fmt: skip
 
     def validate_architecture(self):
         """The architecture is one of ARCHITECTURES (called by `strict` on construction)."""
@@ -80,17 +112,18 @@ class AVEncoderConfig(PreTrainedConfig):
         return {"audio": self.audio_size, "visual": self.visual_size, "motion": self.motion_size}
 
     def bert_config(self) -> BertConfig:
-        """The BERT encoder's config: three token types (modalities), ten positions (snippets), no vocabulary."""
+        """The BERT encoder's config, in BERT's names: three token types (modalities), ten positions (snippets), no
+        vocabulary, `dropout` on both the hidden states and the attention probabilities."""
         return BertConfig(
             vocab_size=1,  # inputs always come as inputs_embeds; the word embeddings are dropped
             pad_token_id=None,
             hidden_size=self.hidden_size,
-            num_hidden_layers=self.num_hidden_layers,
-            num_attention_heads=self.num_attention_heads,
+            num_hidden_layers=self.num_layers,
+            num_attention_heads=self.num_heads,
             intermediate_size=self.intermediate_size,
             hidden_act=self.hidden_act,
-            hidden_dropout_prob=self.hidden_dropout_prob,
-            attention_probs_dropout_prob=self.attention_probs_dropout_prob,
+            hidden_dropout_prob=self.dropout,
+            attention_probs_dropout_prob=self.dropout,
             max_position_embeddings=NUM_SNIPPETS,
             type_vocab_size=len(STREAMS),
             layer_norm_eps=self.layer_norm_eps,
@@ -175,7 +208,7 @@ class AVEncoderModel(PreTrainedModel):
                         config.stream_sizes()[name],
                         config.hidden_size,
                         config.layer_norm_eps,
-                        config.hidden_dropout_prob,
+                        config.dropout,
                     )
                     for name in RELEASE_STREAMS
                 }

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,24 +34,28 @@ from avvp.precision import resolve_mixed_precision
 from avvp.pretrain.config import PATH_FIELDS, PretrainConfig
 from avvp.pretrain.data import CorpusRows, PretrainCorpus, feature_statistics, keep_batch, load_corpus, split_rows
 from avvp.pretrain.evaluation import encode_for_pretraining, evaluate
-from avvp.pretrain.losses import pretrain_losses, release_variant
-from avvp.pretrain.modeling import AVEncoderConfig, AVEncoderModel, load_encoder, save_encoder, weights_checksum
+from avvp.pretrain.losses import LossSettings, pretrain_losses, release_variant
+from avvp.pretrain.modeling import (
+    ENCODER_FIELDS,
+    AVEncoderConfig,
+    AVEncoderModel,
+    load_encoder,
+    save_encoder,
+    weights_checksum,
+)
 from avvp.runs import (
     CheckpointError,
+    OpenRun,
+    RunChecks,
+    RunFlags,
     checkpoint_dirs,
-    finished_and_pruned,
-    hold_output,
-    load_checkpoint,
-    process_state,
-    prune_checkpoints,
+    open_run,
     read_checkpoint,
     save_checkpoint,
     staging_dir,
     write_json,
     writing,
 )
-from avvp.runs import check_run_dir as check_run_folder
-from avvp.runs import start_run_dir as start_run_folder
 
 CONFIG_FILE = "pretrain_config.json"
 SELECTED = "selected"
@@ -101,13 +104,7 @@ def encoder_config(cfg: PretrainConfig, widths: dict[str, int]) -> AVEncoderConf
         audio_size=widths["audio"],
         visual_size=widths["visual"],
         motion_size=widths["motion"],
-        hidden_size=cfg.hidden_size,
-        num_hidden_layers=cfg.num_layers,
-        num_attention_heads=cfg.num_heads,
-        intermediate_size=cfg.intermediate_size,
-        hidden_dropout_prob=cfg.dropout,
-        attention_probs_dropout_prob=cfg.dropout,
-        architecture=cfg.architecture,
+        **{name: getattr(cfg, name) for name in ENCODER_FIELDS},
     )
 
 
@@ -122,8 +119,9 @@ def initial_encoder(cfg: PretrainConfig, corpus: PretrainCorpus, train_rows: np.
     return model
 
 
-def check_run_dir(cfg: PretrainConfig) -> Path:
-    """Refuse to clobber a run; for --resume, check that the settings are the run's (`avvp.runs.check_run_dir`)."""
+def run_checks(cfg: PretrainConfig) -> RunChecks:
+    """What `avvp.runs.check_run_dir` (through `open_run`) checks a pretraining run folder against: its inputs,
+    and for --resume the saved settings (an untrained control is no run to resume)."""
 
     def saved_settings(path: Path) -> dict:
         saved = PretrainConfig.load(path)
@@ -134,17 +132,11 @@ def check_run_dir(cfg: PretrainConfig) -> Path:
             )
         return saved.to_dict()
 
-    inputs = {"features": cfg.features, "labels": cfg.labels}  # no labels: the untrained control
-    return check_run_folder(
-        cfg.out,
-        CONFIG_FILE,
-        cfg.resume,
-        cfg.overwrite,
-        inputs,
+    return RunChecks(
+        inputs={"features": cfg.features, "labels": cfg.labels},  # no labels: the untrained control
         settings=cfg.to_dict(),
         load_saved=saved_settings,
         path_fields=PATH_FIELDS,
-        ignore=("resume", "overwrite", "keep_checkpoints"),
     )
 
 
@@ -257,6 +249,8 @@ class PretrainRun:
     val_loader: DataLoader | None
     total_updates: int
     progress: TrainProgress
+    losses: LossSettings
+    """The loss terms' settings, from `cfg`."""
 
     def save(self) -> None:
         save_checkpoint(
@@ -264,16 +258,21 @@ class PretrainRun:
         )
 
 
-def train(cfg: PretrainConfig) -> Path:
-    """Pretrain the encoder on cfg.features with the AVG labels of cfg.labels; returns the run directory."""
+def train(
+    cfg: PretrainConfig, *, resume: bool = False, overwrite: bool = False, keep_checkpoints: bool = False
+) -> Path:
+    """Pretrain the encoder on cfg.features with the AVG labels of cfg.labels; returns the run directory.
+
+    `resume`, `overwrite`, `keep_checkpoints`: the run flags (`avvp.runs.RunFlags`).
+    """
+    flags = RunFlags(resume, overwrite, keep_checkpoints)
     corpus = load_corpus(cfg.features, cfg.labels)
     train_rows, val_rows = split_rows(len(corpus), cfg.val_fraction, cfg.seed)
-    with hold_output(cfg.out, process_state()):  # one writer per run folder, for the command's life
-        out = check_run_dir(cfg)  # every process checks before any writes
-        if cfg.resume and finished_and_pruned(out):
-            print(f"note: {out}: finished already (checkpoints removed at its end); nothing to resume", file=sys.stderr)
-            return out
-        run = _set_up(cfg, out, corpus, train_rows, val_rows)
+    with open_run(cfg.out, CONFIG_FILE, flags, run_checks(cfg)) as opened:  # every process checks, before any writes
+        if opened.finished:
+            return opened.out
+        out = opened.out
+        run = _set_up(cfg, opened, corpus, train_rows, val_rows)
         accelerator = run.accelerator
         with progress_bar(disable=not accelerator.is_main_process) as bar:
             task = bar.add_task(f"pretrain {cfg.variant}", total=run.total_updates, completed=run.progress.step)
@@ -291,24 +290,21 @@ def train(cfg: PretrainConfig) -> Path:
             finish_run_dir(cfg, out, encoder, run.progress, checksums, accelerator.num_processes)
             kept = run.progress.selected if cfg.select != "last" else (run.progress.epochs or [None])[-1]
             accelerator.print(held_out_summary(run.progress.untrained, kept))
-            # The release recipe's end-to-end phase continues the final optimizer state: its last checkpoint stays.
-            if not cfg.keep_checkpoints:
-                with writing(out):
-                    prune_checkpoints(out, keep_last=cfg.recipe == "release")
+        # The release recipe's end-to-end phase continues the final optimizer state: its last checkpoint stays.
+        opened.close(accelerator, keep_last=cfg.recipe == "release")
         accelerator.wait_for_everyone()
         settle_collectives(accelerator)  # before the process group goes (a teardown hang otherwise, at random)
         accelerator.end_training()
     return out
 
 
-def _set_up(cfg: PretrainConfig, out: Path, corpus, train_rows: np.ndarray, val_rows: np.ndarray) -> PretrainRun:
+def _set_up(cfg: PretrainConfig, opened: OpenRun, corpus, train_rows: np.ndarray, val_rows: np.ndarray) -> PretrainRun:
     """The accelerator, model, optimizer, loaders and schedule; a fresh run folder, or the resumed state."""
+    out = opened.out
     accelerator = make_accelerator(cfg, out)
     model = initial_encoder(cfg, corpus, train_rows)
     optimizer = torch.optim.AdamW(parameter_groups(model, cfg.weight_decay), lr=cfg.lr)
-    if accelerator.is_main_process and not cfg.resume:  # only now: a run replaced by --overwrite goes when this starts
-        start_run_folder(out, CONFIG_FILE, cfg.to_dict())
-    accelerator.wait_for_everyone()
+    opened.start(accelerator, cfg.to_dict())
     # Loaders draw from their own generators, so that starting an epoch (or resuming) leaves the global RNG,
     # which dropout uses, exactly where the checkpoint found it.
     train_loader = DataLoader(
@@ -343,10 +339,20 @@ def _set_up(cfg: PretrainConfig, out: Path, corpus, train_rows: np.ndarray, val_
         )
     scheduler = accelerator.prepare(scheduler)
     run = PretrainRun(
-        cfg, out, accelerator, model, optimizer, scheduler, train_loader, val_loader, total_updates, TrainProgress()
+        cfg,
+        out,
+        accelerator,
+        model,
+        optimizer,
+        scheduler,
+        train_loader,
+        val_loader,
+        total_updates,
+        TrainProgress(),
+        LossSettings.from_config(cfg),
     )
-    if cfg.resume:
-        _resume(run)
+    if opened.flags.resume:
+        _resume(run, opened)
     if val_loader is not None and run.progress.untrained is None:
         run.progress.untrained = evaluate(model, val_loader, cfg, accelerator)
         accelerator.print(_legend(cfg))
@@ -354,15 +360,11 @@ def _set_up(cfg: PretrainConfig, out: Path, corpus, train_rows: np.ndarray, val_
     return run
 
 
-def _resume(run: PretrainRun) -> None:
+def _resume(run: PretrainRun, opened: OpenRun) -> None:
     """Continue from the newest readable checkpoint; log.jsonl keeps only the lines up to it."""
-    checkpoint = load_checkpoint(
-        run.out, run.accelerator, run.model, run.optimizer, run.scheduler, run.progress.state_dict()
-    )
-    if checkpoint is None:
-        if run.accelerator.is_main_process:
-            print(f"note: {run.out}: no checkpoint yet; starting the run from its first step", file=sys.stderr)
-    else:
+    progress_like = run.progress.state_dict()
+    checkpoint = opened.restore(run.accelerator, run.model, run.optimizer, run.scheduler, progress_like, first="step")
+    if checkpoint is not None:
         run.progress.load_state_dict(checkpoint.progress)
         run.accelerator.print(f"resumed from {checkpoint.path} (epoch {run.progress.epoch}, step {run.progress.step})")
     if run.accelerator.is_main_process:
@@ -400,13 +402,9 @@ def _train_step(run: PretrainRun, batch: dict) -> None:
             batch["grounded"],
             batch["video_index"],
             variant,
-            cfg.pos_margin,
-            cfg.neg_margin,
-            cfg.in_batch_negatives,
-            lambda tensor: gather_keeping_local_grad(accelerator, tensor),
-            cfg.objective,
-            cfg.temperature,
-            anchor,
+            run.losses,
+            gather=lambda tensor: gather_keeping_local_grad(accelerator, tensor),
+            anchor=anchor,
         )
         loss = sum(terms.values())
         accelerator.backward(loss)

@@ -130,12 +130,14 @@ def assert_one_line_error(result: tuple[int, str, str], *fragments: str) -> None
 
 def trained_tiny_run(model: str, tiny_llp: Path, out: Path) -> Path:
     """A `model` parser trained one epoch on LLP-sim tiny into `out` (for the parse tests' module fixtures)."""
-    from avvp.finetune.config import make_config
+    from avvp.finetune.config import FinetuneConfig
     from avvp.finetune.train import train
 
     features, annotations = str(tiny_llp / "llp.h5"), str(tiny_llp)
-    train(make_config(model, "tiny", features=features, annotations=annotations, out=str(out), epochs=1),
-          show_progress=False)  # fmt: skip
+    cfg = FinetuneConfig.from_preset(
+        "tiny", model=model, features=features, annotations=annotations, out=str(out), epochs=1
+    )
+    train(cfg, show_progress=False)
     return out
 
 

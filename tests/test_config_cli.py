@@ -152,7 +152,7 @@ def cases() -> list[Case]:
                        "labels": ("r.h5", "r.h5"), "model": ("base", "base"), "preset": ("tiny", "tiny"),
                        "recipe": ("release", "release"), "mixed_precision": ("no", "no"), "missing": ("skip", "skip"),
                        "frontend": ("enc", str(Path("enc").resolve()))}  # fmt: skip
-    encoder = {"avvp.finetune.frontend.load_frontend": lambda encoder, features: (None, {"hidden_size": 8})}
+    encoder = {"avvp.finetune.encoder.load_e2e_encoder": lambda encoder, features: (None, {"hidden_size": 8})}
     return [
         Case("avvp-finetune", (), FinetuneConfig, "avvp.finetune.train.train",
              {"features": "f.h5", "annotations": "a", "out": "o"}, finetune_probes,

@@ -1,18 +1,21 @@
 """Parsers, attention, gradient reversal and loss terms of the finetune stage."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
+from avvp.finetune.config import FinetuneConfig
 from avvp.finetune.losses import adversarial_loss, guided_loss, parser_loss, weak_loss
-from avvp.finetune.models import REGISTRY, FinetuneModel, ParserOutput, build_parser, has_discriminator
+from avvp.finetune.models import REGISTRY, FinetuneModel, ParserOutput, ParserSizes, build_parser, has_discriminator
 from avvp.finetune.models.attention import Attention
 from avvp.finetune.models.discriminator import reversal_strength, reverse_gradient
 
 # Odd widths on purpose: parsers read their input widths from the store (e.g. exported embeddings).
 WIDTHS = {"audio": 12, "visual": 20, "motion": 8}
-SIZES = dict(d_model=16, heads=2, ff_dim=24, dropout=0.1)
+SIZES = ParserSizes(hidden_size=16, num_heads=2, intermediate_size=24, dropout=0.1)
+PAPER_WEIGHTS = FinetuneConfig().loss_weights()
 
 
 def _batch(batch_size: int = 3, seed: int = 0) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -31,7 +34,7 @@ def test_registry_names_the_paper_rows_and_every_switch_combination():
 @pytest.mark.parametrize("name", list(REGISTRY))
 def test_forward_backward_every_variant(name):
     torch.manual_seed(0)
-    model = FinetuneModel(build_parser(name, WIDTHS, **SIZES)).train()
+    model = FinetuneModel(build_parser(name, WIDTHS, SIZES)).train()
     features, labels = _batch()
     output = model(features, adv_strength=0.5)
     assert isinstance(output, ParserOutput)
@@ -43,7 +46,7 @@ def test_forward_backward_every_variant(name):
         assert output.modality_logits.shape == (3, 10, 2) and torch.isfinite(output.modality_logits).all()
     else:
         assert output.modality_logits is None
-    terms = parser_loss(output, labels)
+    terms = parser_loss(output, labels, PAPER_WEIGHTS)
     assert torch.isfinite(terms.backward)
     terms.backward.backward()
     no_grad = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
@@ -71,7 +74,7 @@ def test_reversal_schedule():
 def test_discriminator_path_reverses_encoder_gradients_only():
     """L_ad alone: the discriminator gets its plain gradient, the encoder -strength times the plain gradient."""
     torch.manual_seed(0)
-    model = build_parser("base-adv-skip", WIDTHS, **{**SIZES, "dropout": 0.0})
+    model = build_parser("base-adv-skip", WIDTHS, replace(SIZES, dropout=0.0))
     features, _ = _batch()
 
     def grads(strength: float) -> dict[str, torch.Tensor]:
@@ -89,11 +92,11 @@ def test_discriminator_path_reverses_encoder_gradients_only():
 @pytest.mark.parametrize("heads", [1, 4])
 def test_gcaa_with_gate_forced_to_zero_is_scaled_dot_product_attention(heads):
     torch.manual_seed(0)
-    d_model = 16
-    gcaa = Attention(d_model, heads, dropout=0.0, global_context=True).eval()
-    query, context = torch.randn(2, 10, d_model), torch.randn(2, 7, d_model)
+    hidden_size = 16
+    gcaa = Attention(hidden_size, heads, dropout=0.0, global_context=True).eval()
+    query, context = torch.randn(2, 10, hidden_size), torch.randn(2, 7, hidden_size)
     gcaa.fixed_gate = 0.0
-    reference = torch.nn.MultiheadAttention(d_model, heads, batch_first=True).eval()
+    reference = torch.nn.MultiheadAttention(hidden_size, heads, batch_first=True).eval()
     with torch.no_grad():
         reference.in_proj_weight.copy_(torch.cat([gcaa.q_proj.weight, gcaa.k_proj.weight, gcaa.v_proj.weight]))
         reference.in_proj_bias.copy_(torch.cat([gcaa.q_proj.bias, gcaa.k_proj.bias, gcaa.v_proj.bias]))
@@ -103,7 +106,7 @@ def test_gcaa_with_gate_forced_to_zero_is_scaled_dot_product_attention(heads):
         # By hand, one head: softmax(q k^T / sqrt(d)) v.
         if heads == 1:
             q, k, v = gcaa.q_proj(query), gcaa.k_proj(context), gcaa.v_proj(context)
-            by_hand = gcaa.out_proj(torch.softmax(q @ k.transpose(1, 2) / math.sqrt(d_model), -1) @ v)
+            by_hand = gcaa.out_proj(torch.softmax(q @ k.transpose(1, 2) / math.sqrt(hidden_size), -1) @ v)
             assert torch.allclose(gcaa(query, context), by_hand, atol=1e-5)
         gcaa.fixed_gate = None
         assert not torch.allclose(gcaa(query, context), expected, atol=1e-3)  # the learned gates do something
@@ -134,13 +137,15 @@ def test_loss_terms_on_a_hand_worked_case():
     visual = -(0.95 * ln08 + 0.05 * ln02)  # smoothed targets (0.95, 0.05), the same for both classes
     adv = (2 * ln2 + 2 * math.log(1 + math.exp(-2))) / 4  # audio target 0, visual 1; logits 0,0 then -2,+2
     assert weak_loss(output.video_prob, labels).item() == pytest.approx(wsl, abs=1e-6)
-    assert guided_loss(output.audio_prob, output.visual_prob, labels).item() == pytest.approx(audio + visual, abs=1e-6)
+    assert guided_loss(output.audio_prob, output.visual_prob, labels, 0.0, 0.1).item() == pytest.approx(
+        audio + visual, abs=1e-6
+    )
     loss, accuracy = adversarial_loss(output.modality_logits)
     assert loss.item() == pytest.approx(adv, abs=1e-6)
     assert accuracy.item() == pytest.approx(0.75)  # logit 0 says audio: right for audio, wrong for visual
-    terms = parser_loss(output, labels, lambda_guided=0.6, lambda_adv=0.4)
+    terms = parser_loss(output, labels, PAPER_WEIGHTS)
     assert terms.backward.item() == pytest.approx(wsl + 0.6 * (audio + visual) + 0.4 * adv, abs=1e-6)
     assert terms.loss.item() == pytest.approx(wsl + 0.6 * (audio + visual) - 0.4 * adv, abs=1e-6)
     assert set(terms.logged()) == {"loss", "wsl", "guided", "adv", "disc_acc"}
-    no_adv = parser_loss(ParserOutput(**{**output.__dict__, "modality_logits": None}), labels)
+    no_adv = parser_loss(ParserOutput(**{**output.__dict__, "modality_logits": None}), labels, PAPER_WEIGHTS)
     assert set(no_adv.logged()) == {"loss", "wsl", "guided"}

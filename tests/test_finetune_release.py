@@ -16,13 +16,16 @@ from conftest import assert_one_line_error, run_cli
 
 from avvp.errors import ConfigError
 from avvp.finetune.cli import main as finetune_main
-from avvp.finetune.config import RECIPES, FinetuneConfig, make_config
+from avvp.finetune.config import RECIPES, FinetuneConfig
 from avvp.finetune.evaluate import load_run
 from avvp.finetune.import_release_weights import RELEASE_ROWS, convert_release
-from avvp.finetune.models import REGISTRY, build_parser
+from avvp.finetune.models import REGISTRY, ParserSizes, build_parser
 
 D, FF = 512, 512
 WIDTHS = {"audio": 128, "visual": 2048, "motion": 512}
+
+SIZES_16 = ParserSizes(hidden_size=16, num_heads=1, intermediate_size=16, dropout=0.1)
+"""A small parser of the default heads and dropout."""
 
 
 def run_finetune(*args) -> tuple[int, str, str]:
@@ -173,12 +176,12 @@ def test_imported_release_net_gives_the_release_forward_pass(model, tmp_path):
 
 def test_first_snippet_switch_changes_only_gcaa_rows():
     features = {name: torch.randn(2, 10, width) for name, width in {"audio": 12, "visual": 20, "motion": 8}.items()}
-    sizes = dict(d_model=16, heads=2, ff_dim=24, dropout=0.0)
+    sizes = ParserSizes(hidden_size=16, num_heads=2, intermediate_size=24, dropout=0.0)
     for name in ("base", "base-adv-skip", "base-gcaa", "base-adv-skip-gcaa"):
         outputs = []
         for first in (False, True):
             torch.manual_seed(0)
-            parser = build_parser(name, {"audio": 12, "visual": 20, "motion": 8}, **sizes, gcaa_first_snippet=first)
+            parser = build_parser(name, {"audio": 12, "visual": 20, "motion": 8}, sizes, gcaa_first_snippet=first)
             with torch.no_grad():
                 outputs.append(parser.eval()(features).snippet_prob)
         same = torch.equal(*outputs)
@@ -187,13 +190,13 @@ def test_first_snippet_switch_changes_only_gcaa_rows():
 
 def test_discriminator_on_every_row_only_under_the_release_switch():
     widths = {"audio": 12, "visual": 20, "motion": 8}
-    plain = build_parser("base-gcaa", widths, d_model=16, ff_dim=16)
-    release = build_parser("base-gcaa", widths, d_model=16, ff_dim=16, adv_on_every_row=True)
+    plain = build_parser("base-gcaa", widths, SIZES_16)
+    release = build_parser("base-gcaa", widths, SIZES_16, adv_on_every_row=True)
     assert plain.discriminator is None and release.discriminator is not None
     out = release.train()({name: torch.randn(4, 10, w) for name, w in widths.items()}, adv_strength=0.3)
     assert out.modality_logits.shape == (4, 10, 2)
     assert (
-        build_parser("han", widths, d_model=16, ff_dim=16, adv_on_every_row=True)(
+        build_parser("han", widths, SIZES_16, adv_on_every_row=True)(
             {name: torch.randn(2, 10, w) for name, w in widths.items()}
         ).modality_logits
         is None
@@ -201,12 +204,12 @@ def test_discriminator_on_every_row_only_under_the_release_switch():
 
 
 def test_recipes_set_their_values_and_config_json_records_them(tmp_path):
-    release = make_config("base-gcaa", "paper", "release", out=str(tmp_path / "r"))
+    release = FinetuneConfig.from_preset("paper", "release", model="base-gcaa", out=str(tmp_path / "r"))
     assert (release.recipe, release.lr, release.lr_step, release.lr_gamma) == ("release", 6e-4, 6, 0.5)
     assert (release.lambda_guided, release.lambda_adv, release.epochs, release.batch_size) == (0.3, 0.3, 40, 64)
     assert release.gcaa_first_snippet and release.adv_on_every_row and release.select_ties_later
     assert release.reversal_epoch_offset == 1
-    paper = make_config("base-gcaa")
+    paper = FinetuneConfig.from_preset(model="base-gcaa")
     assert (paper.recipe, paper.lr, paper.lr_step, paper.lambda_guided, paper.lambda_adv) == (
         "paper",
         3e-4,
@@ -215,11 +218,11 @@ def test_recipes_set_their_values_and_config_json_records_them(tmp_path):
         0.4,
     )
     assert not (paper.gcaa_first_snippet or paper.adv_on_every_row or paper.select_ties_later)
-    han = make_config("han")
+    han = FinetuneConfig.from_preset(model="han")
     assert (han.recipe, han.batch_size, han.lr_step, han.lr_gamma, han.select_ties_later) == ("han", 16, 10, 0.1, True)
     release.save(tmp_path / "config.json")
     assert FinetuneConfig.load(tmp_path / "config.json") == release
-    demo = make_config("base", "demo", "release")
+    demo = FinetuneConfig.from_preset("demo", "release", model="base")
     assert (demo.lr, demo.epochs, demo.batch_size) == (RECIPES["release"]["lr"], 20, 16)  # the preset's schedule
 
 

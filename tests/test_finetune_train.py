@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from avvp.annotations import load_split, read_predictions
 from avvp.classes import CLASSES
 from avvp.errors import ConfigError
-from avvp.finetune.config import make_config
+from avvp.finetune.config import FinetuneConfig
 from avvp.finetune.evaluate import evaluate_run, load_run
 from avvp.finetune.models import PAPER_ROWS, FinetuneModel, build_parser, has_discriminator
 from avvp.finetune.train import _param_groups, train
@@ -53,7 +53,7 @@ def test_paper_row_trains_end_to_end(paper_runs, tiny_llp, model):
         assert (out / name).exists(), name
     assert not (out / "checkpoints").exists()  # a finished run keeps what evaluate/parse/export read
     metrics = json.loads((out / "metrics.json").read_text())
-    cfg = make_config(model, "tiny")
+    cfg = FinetuneConfig.from_preset("tiny", model=model)
     assert len(metrics["epochs"]) == cfg.epochs and metrics["best_epoch"] in range(1, cfg.epochs + 1)
     for scores in (metrics["test"], metrics["val"], *(epoch["val"] for epoch in metrics["epochs"])):
         assert set(scores) == set(LEVELS) and all(set(scores[level]) == set(SCORE_NAMES) for level in LEVELS)
@@ -81,8 +81,12 @@ def test_evaluate_rescores_the_saved_run(paper_runs):
 
 def test_resume_equals_uninterrupted(paper_runs, tiny_llp, tmp_path):
     uninterrupted, _ = paper_runs["base-adv-skip"]
-    cfg = make_config(
-        "base-adv-skip", "tiny", features=str(tiny_llp / "llp.h5"), annotations=str(tiny_llp), out=str(tmp_path / "r")
+    cfg = FinetuneConfig.from_preset(
+        "tiny",
+        model="base-adv-skip",
+        features=str(tiny_llp / "llp.h5"),
+        annotations=str(tiny_llp),
+        out=str(tmp_path / "r"),
     )
     train(cfg, stop_after_epoch=1, show_progress=False)
     assert (tmp_path / "r" / "checkpoints").is_dir() and not (tmp_path / "r" / "metrics.json").exists()
@@ -235,13 +239,15 @@ def test_frontend_slot_trains_with_its_own_learning_rate(tiny_llp, tmp_path):
     torch.manual_seed(0)
     frontend = LinearFrontend()
     initial = {k: v.clone() for k, v in frontend.state_dict().items()}
-    cfg = make_config(
-        "base", "tiny", features=str(tiny_llp / "llp.h5"), annotations=str(tiny_llp), out=str(tmp_path / "e2e"),
+    cfg = FinetuneConfig.from_preset(
+        "tiny", model="base", features=str(tiny_llp / "llp.h5"), annotations=str(tiny_llp), out=str(tmp_path / "e2e"),
         frontend="test:LinearFrontend",
     )  # fmt: skip
-    groups = _param_groups(FinetuneModel(build_parser("base", frontend.output_widths), frontend), cfg)
+    groups = _param_groups(
+        FinetuneModel(build_parser("base", frontend.output_widths, cfg.parser_sizes()), frontend), cfg
+    )
     assert [g["lr"] for g in groups] == [cfg.lr, cfg.lr / 10]
-    train(cfg, frontend=frontend, show_progress=False)
+    train(cfg, encoder=frontend, show_progress=False)
     weights = load_file(tmp_path / "e2e" / "model.safetensors")
     assert all(not torch.equal(weights[f"frontend.{k}"], v) for k, v in initial.items())
     assert json.loads((tmp_path / "e2e" / "config.json").read_text())["input_widths"] == frontend.output_widths
@@ -351,7 +357,9 @@ def test_empty_split_and_out_under_a_file_are_refused_before_anything_is_written
 def test_resume_with_a_damaged_state_or_another_spelling_of_the_paths(tiny_llp, tmp_path, monkeypatch):
     monkeypatch.chdir(tiny_llp.parent)
     relative = ["--features", f"{tiny_llp.name}/llp.h5", "--annotations", tiny_llp.name]
-    cfg = make_config("base", "tiny", features=relative[1], annotations=relative[3], out=str(tmp_path / "r"))
+    cfg = FinetuneConfig.from_preset(
+        "tiny", model="base", features=relative[1], annotations=relative[3], out=str(tmp_path / "r")
+    )
     train(cfg, stop_after_epoch=1, show_progress=False)
     absolute = ["--features", tiny_llp / "llp.h5", "--annotations", tiny_llp]
     args = ["--model", "base", "--out", tmp_path / "r", "--preset", "tiny", "--resume", "--quiet"]

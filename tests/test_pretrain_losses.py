@@ -1,6 +1,7 @@
 """AVG losses: hand-worked 3-snippet cases, the pair sets of each variant, in-batch negatives, accuracy."""
 
 import itertools
+from dataclasses import replace
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ import torch
 from avvp.errors import ConfigError
 from avvp.pretrain.losses import (
     VARIANTS,
+    LossSettings,
     accuracy_from_counts,
     avg_loss,
     grounding_counts,
@@ -175,12 +177,12 @@ def test_in_batch_negatives_gathered_across_processes_match_one_process():
 
 
 def test_pretrain_losses_named_terms():
-    terms = pretrain_losses(
-        IB_AUDIO, IB_VISUAL, torch.ones(2, 2, 2, dtype=torch.bool), torch.arange(2), "uni", 0.7, 0.5
-    )
+    grounded = torch.ones(2, 2, 2, dtype=torch.bool)
+    hinge = LossSettings("hinge", 0.7, 0.5, in_batch_negatives=False, temperature=0.1)
+    terms = pretrain_losses(IB_AUDIO, IB_VISUAL, grounded, torch.arange(2), "uni", hinge)
     assert set(terms) == {"avg"}
     terms = pretrain_losses(
-        IB_AUDIO, IB_VISUAL, torch.ones(2, 2, 2, dtype=torch.bool), torch.arange(2), "uni", 0.7, 0.5, True
+        IB_AUDIO, IB_VISUAL, grounded, torch.arange(2), "uni", replace(hinge, in_batch_negatives=True)
     )
     assert set(terms) == {"avg", "in_batch_negative"}
     assert terms["in_batch_negative"].item() == pytest.approx(3.0 / 16)
@@ -239,7 +241,8 @@ def test_info_nce_matches_a_direct_computation():
                 count += 1
         loss = info_nce_loss(audio, visual, grounded, index, variant, tau)
         assert loss.item() == pytest.approx(total / count, rel=1e-5)
-    terms = pretrain_losses(audio, visual, grounded, index, "multi", 0.7, 0.7, objective="infonce", temperature=tau)
+    settings = LossSettings("infonce", 0.7, 0.7, in_batch_negatives=False, temperature=tau)
+    terms = pretrain_losses(audio, visual, grounded, index, "multi", settings)
     assert set(terms) == {"infonce"}
 
 

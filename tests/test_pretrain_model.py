@@ -19,7 +19,7 @@ WIDTHS = {"audio": 12, "visual": 20, "motion": 8}
 
 def tiny_config(**overrides) -> AVEncoderConfig:
     settings = dict(
-        audio_size=12, visual_size=20, motion_size=8, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        audio_size=12, visual_size=20, motion_size=8, hidden_size=16, num_layers=2, num_heads=2,
         intermediate_size=32,
     )  # fmt: skip
     return AVEncoderConfig(**{**settings, **overrides})
@@ -134,7 +134,7 @@ def test_load_encoder_errors(tmp_path, saved_encoder):
 
     wrong_shapes = _broken(tmp_path, saved, "wrong_shapes")
     config = json.loads((wrong_shapes / "config.json").read_text())
-    config["hidden_size"], config["num_attention_heads"] = 8, 2
+    config["hidden_size"], config["num_heads"] = 8, 2
     (wrong_shapes / "config.json").write_text(json.dumps(config))
     cases.append(
         (r"weights do not match config.json \(.* is \(16,\) in model.safetensors, \(8,\) by config", wrong_shapes)

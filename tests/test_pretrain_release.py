@@ -188,7 +188,7 @@ def check_encoder(encoder, state, rgb, audio, r2p1d, heads):
 def test_release_encoder_computes_the_release_uniter(part):
     state = release_state(64, 2, 96, head="untrained" if part == "avg" else None)
     encoder = release_encoder(state, heads=4, source="test")
-    assert encoder.config.architecture == "release" and encoder.config.num_hidden_layers == 2
+    assert encoder.config.architecture == "release" and encoder.config.num_layers == 2
     full = state if part == "avg" else {f"uniter.{key}": value for key, value in state.items()}
     check_encoder(encoder, full, *random_features(), heads=4)
 
@@ -198,7 +198,7 @@ def test_both_architectures_train_every_parameter_and_can_hide_motion(architectu
     from avvp.pretrain.modeling import AVEncoderConfig, AVEncoderModel
 
     torch.manual_seed(0)
-    config = AVEncoderConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+    config = AVEncoderConfig(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=48,
                              architecture=architecture)  # fmt: skip
     encoder = AVEncoderModel(config)
     rgb, audio, r2p1d = random_features(batch=2)

@@ -10,7 +10,7 @@ import torch
 from avvp.classes import NUM_CLASSES
 from avvp.errors import AvvpError, ConfigError
 from avvp.finetune.data import SplitData
-from avvp.finetune.models import FinetuneModel, build_parser
+from avvp.finetune.models import FinetuneModel, ParserSizes, build_parser
 from avvp.finetune.refine import choose_partners, class_error, decide, refine_split, swap_evidence
 from avvp.modality_labels import EVIDENCE, label_quality, read_modality_labels, train_truth
 
@@ -107,7 +107,9 @@ def test_decision_rule_on_a_hand_worked_case():
 @pytest.mark.parametrize("name", ["han", "base-adv-skip-gcaa"])
 def test_batched_swaps_equal_one_forward_pass_per_condition(name):
     torch.manual_seed(0)
-    model = FinetuneModel(build_parser(name, WIDTHS, d_model=16, ff_dim=16)).eval()
+    model = FinetuneModel(
+        build_parser(name, WIDTHS, ParserSizes(hidden_size=16, num_heads=1, intermediate_size=16, dropout=0.1))
+    ).eval()
     data = random_split(13)
     partners = choose_partners(data.labels.numpy() > 0, seed=0)
     from accelerate import Accelerator
@@ -197,11 +199,13 @@ def one_line_error(result: tuple[int, str, str], *fragments: str) -> str:
 @pytest.fixture(scope="module")
 def first_run(tiny_llp, tmp_path_factory):
     """HAN trained on LLP-sim tiny: the first model of MA."""
-    from avvp.finetune.config import make_config
+    from avvp.finetune.config import FinetuneConfig
     from avvp.finetune.train import train
 
     out = tmp_path_factory.mktemp("ma") / "han"
-    cfg = make_config("han", "tiny", features=str(tiny_llp / "llp.h5"), annotations=str(tiny_llp), out=str(out))
+    cfg = FinetuneConfig.from_preset(
+        "tiny", model="han", features=str(tiny_llp / "llp.h5"), annotations=str(tiny_llp), out=str(out)
+    )
     return train(cfg, show_progress=False)
 
 
@@ -245,6 +249,7 @@ def test_without_training_truth_the_report_shows_the_changes(first_run, tiny_llp
 
 
 def test_labels_change_only_the_modality_terms():
+    from avvp.finetune.config import FinetuneConfig
     from avvp.finetune.losses import parser_loss
     from avvp.finetune.models import ParserOutput
 
@@ -259,12 +264,13 @@ def test_labels_change_only_the_modality_terms():
     )
     weak = torch.zeros(batch, NUM_CLASSES)
     weak[:, :3] = 1
-    plain = parser_loss(output, weak)
-    assert parser_loss(output, weak, modality_labels=torch.stack([weak, weak], 1)).guided == plain.guided
+    weights = FinetuneConfig().loss_weights()
+    plain = parser_loss(output, weak, weights)
+    assert parser_loss(output, weak, weights, modality_labels=torch.stack([weak, weak], 1)).guided == plain.guided
     refined = torch.stack([weak, weak], 1)
     refined[0, 0, 1] = 0  # video 0's class 1 only seen, video 1's class 2 only heard
     refined[1, 1, 2] = 0
-    terms = parser_loss(output, weak, modality_labels=refined)
+    terms = parser_loss(output, weak, weights, modality_labels=refined)
     assert terms.wsl == plain.wsl and terms.adv == plain.adv and terms.guided != plain.guided
     # L_g by hand: the taken labels are targets of exactly 0, the others smoothed as before (visual 0.95 / 0.05)
     audio_target = weak.clone()

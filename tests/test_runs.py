@@ -15,7 +15,7 @@ from conftest import run_cli
 
 from avvp.benchmarks.fault_injection import pretrain_data
 from avvp.errors import AvvpError
-from avvp.finetune.config import make_config
+from avvp.finetune.config import FinetuneConfig
 from avvp.finetune.train import train
 from avvp.output import OutputLock
 from avvp.runs import CHECKPOINTS, checkpoint_dirs, load_checkpoint, save_checkpoint
@@ -70,7 +70,9 @@ def snapshot(path: Path) -> dict:
 def stopped_run(tiny_llp, tmp_path_factory) -> Path:
     """A tiny finetuning run stopped after its first epoch: config.json and checkpoints/000001."""
     out = tmp_path_factory.mktemp("runs") / "stopped"
-    cfg = make_config("base", "tiny", features=str(tiny_llp / "llp.h5"), annotations=str(tiny_llp), out=str(out))
+    cfg = FinetuneConfig.from_preset(
+        "tiny", model="base", features=str(tiny_llp / "llp.h5"), annotations=str(tiny_llp), out=str(out)
+    )
     train(cfg, stop_after_epoch=1, show_progress=False)
     return out
 
@@ -491,3 +493,27 @@ def test_ctrl_c_during_start_up_or_the_command_is_no_traceback(module, tmp_path)
     if module != "numpy":
         assert result.stderr == "interrupted\n"
     assert not (tmp_path / "r").exists()
+
+
+def test_run_flags_are_one_set_for_both_trainers(tmp_path):
+    """--resume and --overwrite exclude each other in both commands, before any work; a pretrain_config.json written
+    while the run flags were PretrainConfig fields still loads (they are read and ignored)."""
+    from dataclasses import asdict
+
+    from avvp.pretrain.config import PretrainConfig
+
+    for main, inputs in (
+        (finetune_main, ["--annotations", tmp_path]),
+        (pretrain_main, ["--labels", tmp_path / "l"]),
+    ):
+        args = ["--features", tmp_path / "f.h5", *inputs, "--out", tmp_path / "run", "--resume", "--overwrite"]
+        one_line_error(run_cli(main, *args), "--resume and --overwrite exclude each other")
+    assert not (tmp_path / "run").exists()
+    saved = tmp_path / "pretrain_config.json"
+    saved.write_text(
+        json.dumps({**asdict(PretrainConfig()), "resume": False, "overwrite": True, "keep_checkpoints": False})
+    )
+    assert PretrainConfig.load(saved) == PretrainConfig()
+    saved.write_text(json.dumps({**asdict(PretrainConfig()), "resumes": False}))
+    with pytest.raises(AvvpError, match="unknown fields resumes"):
+        PretrainConfig.load(saved)

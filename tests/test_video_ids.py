@@ -9,7 +9,7 @@ import pytest
 import avvp.video_ids
 from avvp.annotations import load_split
 from avvp.errors import StoreError
-from avvp.finetune.config import make_config
+from avvp.finetune.config import FinetuneConfig
 from avvp.finetune.evaluate import evaluate_run
 from avvp.finetune.train import train
 from avvp.store import read_store, write_store
@@ -75,7 +75,7 @@ def runs(tiny_llp, prefix_store, tmp_path_factory):
     result = {}
     for name, features in (("filename", tiny_llp / "llp.h5"), ("youtube-id", prefix_store)):
         paths = dict(features=str(features), annotations=str(tiny_llp), out=str(root / name))
-        cfg = make_config("base", "tiny", epochs=1, **paths)
+        cfg = FinetuneConfig.from_preset("tiny", model="base", epochs=1, **paths)
         stderr = io.StringIO()
         with contextlib.redirect_stderr(stderr):
             train(cfg, show_progress=False)

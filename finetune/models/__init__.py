@@ -13,9 +13,11 @@ from itertools import product
 import torch
 from torch import nn
 
+from avvp.classes import STREAMS
 from avvp.finetune.models.base import Base
 from avvp.finetune.models.han import HAN
-from avvp.finetune.models.mmil import STREAMS, MMILParser, ParserOutput
+from avvp.finetune.models.parts import MMILParser, ParserOutput
+from avvp.finetune.models.sizes import ParserSizes
 
 
 def _base_name(adv: bool, skip: bool, gcaa: bool) -> str:
@@ -49,27 +51,24 @@ def has_discriminator(name: str, adv_on_every_row: bool = False) -> bool:
 def build_parser(
     name: str,
     widths: dict[str, int],
-    d_model: int = 512,
-    heads: int = 1,
-    ff_dim: int = 512,
-    dropout: float = 0.1,
+    sizes: ParserSizes,
     gcaa_first_snippet: bool = False,
     adv_on_every_row: bool = False,
 ) -> nn.Module:
-    """A registered parser for inputs of the given widths, e.g. {"audio": 128, "visual": 2048, "motion": 512}.
+    """A registered parser of the given `sizes` for inputs of the given widths, e.g. {"audio": 128, "visual": 2048,
+    "motion": 512}.
 
     `gcaa_first_snippet` and `adv_on_every_row` reproduce the paper release (see FinetuneConfig); they apply to
     the Base family only.
     """
     spec = dict(REGISTRY[name])
     arch = spec.pop("arch")
-    sizes = dict(d_model=d_model, heads=heads, ff_dim=ff_dim, dropout=dropout)
     if arch == "han":
-        return HAN(widths, **sizes)
+        return HAN(widths, sizes)
     if arch == "mmil":
-        return MMILParser(widths, d_model=d_model)
+        return MMILParser(widths, sizes.hidden_size)
     spec["adv"] = has_discriminator(name, adv_on_every_row)
-    return Base(widths, **sizes, **spec, gcaa_first_snippet=gcaa_first_snippet)
+    return Base(widths, sizes, **spec, gcaa_first_snippet=gcaa_first_snippet)
 
 
 def build_model(cfg, frontend: nn.Module | None = None) -> FinetuneModel:
@@ -77,10 +76,7 @@ def build_model(cfg, frontend: nn.Module | None = None) -> FinetuneModel:
     parser = build_parser(
         cfg.model,
         cfg.input_widths,
-        cfg.hidden_size,
-        cfg.num_heads,
-        cfg.intermediate_size,
-        cfg.dropout,
+        cfg.parser_sizes(),
         gcaa_first_snippet=cfg.gcaa_first_snippet,
         adv_on_every_row=cfg.adv_on_every_row,
     )
@@ -112,6 +108,7 @@ __all__ = [
     "STREAMS",
     "FinetuneModel",
     "ParserOutput",
+    "ParserSizes",
     "build_model",
     "build_parser",
     "has_discriminator",

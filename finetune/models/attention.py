@@ -3,7 +3,7 @@
 Plain attention is `nn.MultiheadAttention` of the HAN and paper releases, with its initialisation (the packed
 q/k/v projection xavier-uniform, zero biases), split into q/k/v projections so that its weights load directly.
 
-GCAA is what the paper release's `GlobalContextAwareAttention` computes, whatever its citation: DESIGN.md names
+GCAA is what the paper release's `GlobalContextAwareAttention` computes, whatever its citation: docs/design.md names
 it after Xuan et al. (AAAI 2020); the formula the release implements is the gated global context of
 context-aware self-attention (Yang et al., AAAI 2019). We implement the release's formula, since a row named
 after the paper must compute what its code computes. The global context of a sequence (the mean of its layer
@@ -27,37 +27,39 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avvp.finetune.models.sizes import ParserSizes
+
 
 class Attention(nn.Module):
     """Multi-head attention of `query` over `context`; `global_context=True` makes it GCAA."""
 
     def __init__(
         self,
-        d_model: int,
-        heads: int = 1,
-        dropout: float = 0.0,
+        hidden_size: int,
+        num_heads: int,
+        dropout: float,
         global_context: bool = False,
         first_snippet: bool = False,
     ):
         super().__init__()
-        if d_model % heads:
-            raise ValueError(f"d_model {d_model} is not divisible by heads {heads}")
-        self.heads = heads
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
         self.dropout = dropout
-        self.q_proj = nn.Linear(d_model, d_model)
-        self.k_proj = nn.Linear(d_model, d_model)
-        self.v_proj = nn.Linear(d_model, d_model)
-        self.out_proj = nn.Linear(d_model, d_model)
+        self.q_proj = nn.Linear(hidden_size, hidden_size)
+        self.k_proj = nn.Linear(hidden_size, hidden_size)
+        self.v_proj = nn.Linear(hidden_size, hidden_size)
+        self.out_proj = nn.Linear(hidden_size, hidden_size)
         self.global_context = global_context
         self.first_snippet = first_snippet
         """Every query position gets position 0's output (the paper release's `[0]` defect)."""
         if global_context:
-            self.context_q = nn.Linear(d_model, d_model)  # release: qc_linear
-            self.context_k = nn.Linear(d_model, d_model)  # release: kc_linear
-            self.gate_q_x = nn.Linear(d_model, 1)  # release: Vqx_linear
-            self.gate_q_c = nn.Linear(d_model, 1)  # release: Vqc_linear
-            self.gate_k_x = nn.Linear(d_model, 1)  # release: Vkx_linear
-            self.gate_k_c = nn.Linear(d_model, 1)  # release: Vkc_linear
+            self.context_q = nn.Linear(hidden_size, hidden_size)  # release: qc_linear
+            self.context_k = nn.Linear(hidden_size, hidden_size)  # release: kc_linear
+            self.gate_q_x = nn.Linear(hidden_size, 1)  # release: Vqx_linear
+            self.gate_q_c = nn.Linear(hidden_size, 1)  # release: Vqc_linear
+            self.gate_k_x = nn.Linear(hidden_size, 1)  # release: Vkx_linear
+            self.gate_k_c = nn.Linear(hidden_size, 1)  # release: Vkc_linear
         else:
             self._init_as_multihead_attention()
         self.fixed_gate: float | None = None
@@ -89,7 +91,7 @@ class Attention(nn.Module):
         if self.global_context:
             q, k = self._gate(query, q, "q"), self._gate(context, k, "k")
         batch, length, width = q.shape
-        q, k, v = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in (q, k, v))  # (B, H, T, D/H)
+        q, k, v = (t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2) for t in (q, k, v))  # (B, H, T, D/H)
         attended = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
         output = self.out_proj(attended.transpose(1, 2).reshape(batch, length, width))  # (B, Tq, D)
         if self.first_snippet:
@@ -100,11 +102,11 @@ class Attention(nn.Module):
 class FeedForward(nn.Module):
     """The post-norm feed-forward block: x <- LN(x + dropout(W2 dropout(relu(W1 x))))."""
 
-    def __init__(self, d_model: int, ff_dim: int, dropout: float):
+    def __init__(self, hidden_size: int, intermediate_size: int, dropout: float):
         super().__init__()
-        self.linear1 = nn.Linear(d_model, ff_dim)
-        self.linear2 = nn.Linear(ff_dim, d_model)
-        self.norm = nn.LayerNorm(d_model)
+        self.linear1 = nn.Linear(hidden_size, intermediate_size)
+        self.linear2 = nn.Linear(intermediate_size, hidden_size)
+        self.norm = nn.LayerNorm(hidden_size)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,20 +121,12 @@ class AttentionLayer(nn.Module):
     is the release's cross-modal `CMANLayer`.
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        heads: int,
-        ff_dim: int,
-        dropout: float,
-        global_context: bool = False,
-        first_snippet: bool = False,
-    ):
+    def __init__(self, sizes: ParserSizes, global_context: bool = False, first_snippet: bool = False):
         super().__init__()
-        self.attn = Attention(d_model, heads, dropout, global_context, first_snippet)
-        self.norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
-        self.ff = FeedForward(d_model, ff_dim, dropout)
+        self.attn = Attention(sizes.hidden_size, sizes.num_heads, sizes.dropout, global_context, first_snippet)
+        self.norm = nn.LayerNorm(sizes.hidden_size)
+        self.dropout = nn.Dropout(sizes.dropout)
+        self.ff = FeedForward(sizes.hidden_size, sizes.intermediate_size, sizes.dropout)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         # x (B, T, D), context (B, Tk, D) or None for self-attention

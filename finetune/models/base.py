@@ -23,7 +23,8 @@ from torch import nn
 
 from avvp.finetune.models.attention import AttentionLayer
 from avvp.finetune.models.discriminator import ModalityDiscriminator
-from avvp.finetune.models.mmil import InputProjection, MMILHead, ParserOutput
+from avvp.finetune.models.parts import InputProjection, MMILHead, ParserOutput
+from avvp.finetune.models.sizes import ParserSizes
 
 MODALITIES = ("audio", "visual")
 
@@ -34,31 +35,22 @@ class Base(nn.Module):
     def __init__(
         self,
         widths: dict[str, int],
-        d_model: int = 512,
-        heads: int = 1,
-        ff_dim: int = 512,
-        dropout: float = 0.1,
+        sizes: ParserSizes,
         skip: bool = False,
         adv: bool = False,
         gcaa: bool = False,
         gcaa_first_snippet: bool = False,
     ):
         super().__init__()
-        layer = dict(
-            d_model=d_model,
-            heads=heads,
-            ff_dim=ff_dim,
-            dropout=dropout,
-            global_context=gcaa,
-            first_snippet=gcaa and gcaa_first_snippet,
-        )
-        self.inputs = InputProjection(widths, d_model)
+        hidden_size = sizes.hidden_size
+        layer = dict(sizes=sizes, global_context=gcaa, first_snippet=gcaa and gcaa_first_snippet)
+        self.inputs = InputProjection(widths, hidden_size)
         self.self_layers = nn.ModuleDict({m: AttentionLayer(**layer) for m in MODALITIES})
         self.cross_layer = AttentionLayer(**layer)
-        self.shared_fc = nn.Linear(d_model, d_model)
-        self.skip_norm = nn.ModuleDict({m: nn.LayerNorm(d_model) for m in MODALITIES}) if skip else None
-        self.discriminator = ModalityDiscriminator(d_model) if adv else None
-        self.head = MMILHead(d_model)
+        self.shared_fc = nn.Linear(hidden_size, hidden_size)
+        self.skip_norm = nn.ModuleDict({m: nn.LayerNorm(hidden_size) for m in MODALITIES}) if skip else None
+        self.discriminator = ModalityDiscriminator(hidden_size) if adv else None
+        self.head = MMILHead(hidden_size)
 
     def forward(self, features: dict[str, torch.Tensor], adv_strength: float = 0.0) -> ParserOutput:
         audio, visual = self.inputs(features)  # (B, T, D) each

@@ -39,13 +39,13 @@ class ModalityDiscriminator(nn.Module):
     the classifier, which changes nothing: the batch statistics and the mean BCE are the same in any order.
     """
 
-    def __init__(self, d_model: int, hidden: tuple[int, int] = (128, 10)):
+    def __init__(self, hidden_size: int, layer_widths: tuple[int, int] = (128, 10)):
         super().__init__()
-        self.fc1 = nn.Linear(d_model, hidden[0])
-        self.norm1 = nn.BatchNorm1d(hidden[0])
-        self.fc2 = nn.Linear(hidden[0], hidden[1])
-        self.norm2 = nn.BatchNorm1d(hidden[1])
-        self.fc3 = nn.Linear(hidden[1], 1)
+        self.fc1 = nn.Linear(hidden_size, layer_widths[0])
+        self.norm1 = nn.BatchNorm1d(layer_widths[0])
+        self.fc2 = nn.Linear(layer_widths[0], layer_widths[1])
+        self.norm2 = nn.BatchNorm1d(layer_widths[1])
+        self.fc3 = nn.Linear(layer_widths[1], 1)
 
     def forward(self, x: torch.Tensor, strength: float) -> torch.Tensor:
         # x (B, T, 2, D) snippet features -> (B, T, 2) logits that the feature is visual

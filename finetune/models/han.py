@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from avvp.finetune.models.attention import Attention
-from avvp.finetune.models.mmil import InputProjection, MMILHead, ParserOutput
+from avvp.finetune.models.parts import InputProjection, MMILHead, ParserOutput
+from avvp.finetune.models.sizes import ParserSizes
 
 
 class HybridAttentionLayer(nn.Module):
@@ -16,15 +17,15 @@ class HybridAttentionLayer(nn.Module):
     Parameter names follow the reference release's `HANLayer`, so its weights map one to one.
     """
 
-    def __init__(self, d_model: int, heads: int, ff_dim: int, dropout: float):
+    def __init__(self, sizes: ParserSizes):
         super().__init__()
-        self.self_attn = Attention(d_model, heads, dropout)
-        self.cm_attn = Attention(d_model, heads, dropout)
-        self.linear1 = nn.Linear(d_model, ff_dim)
-        self.linear2 = nn.Linear(ff_dim, d_model)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.self_attn = Attention(sizes.hidden_size, sizes.num_heads, sizes.dropout)
+        self.cm_attn = Attention(sizes.hidden_size, sizes.num_heads, sizes.dropout)
+        self.linear1 = nn.Linear(sizes.hidden_size, sizes.intermediate_size)
+        self.linear2 = nn.Linear(sizes.intermediate_size, sizes.hidden_size)
+        self.norm1 = nn.LayerNorm(sizes.hidden_size)
+        self.norm2 = nn.LayerNorm(sizes.hidden_size)
+        self.dropout = nn.Dropout(sizes.dropout)
 
     def forward(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
         # x, other (B, T, D) -> (B, T, D)
@@ -35,11 +36,11 @@ class HybridAttentionLayer(nn.Module):
 class HAN(nn.Module):
     """The Hybrid Attention Network parser."""
 
-    def __init__(self, widths: dict[str, int], d_model: int = 512, heads: int = 1, ff_dim: int = 512, dropout=0.1):
+    def __init__(self, widths: dict[str, int], sizes: ParserSizes):
         super().__init__()
-        self.inputs = InputProjection(widths, d_model)
-        self.layer = HybridAttentionLayer(d_model, heads, ff_dim, dropout)
-        self.head = MMILHead(d_model)
+        self.inputs = InputProjection(widths, sizes.hidden_size)
+        self.layer = HybridAttentionLayer(sizes)
+        self.head = MMILHead(sizes.hidden_size)
 
     def forward(self, features: dict[str, torch.Tensor], adv_strength: float = 0.0) -> ParserOutput:
         audio, visual = self.inputs(features)  # (B, T, D) each

@@ -7,6 +7,10 @@ With `encoded_motion` (the model `release-avg`, the paper release's `avg`) the e
 raw motion too.
 The encoder's config is kept in the run's config.json (`frontend_config`), so a run is rebuilt from its own
 files even when the encoder directory it started from is gone.
+
+On disk the encoder keeps the name it had before: the config.json fields `frontend` (where it came from: --encoder),
+`frontend_lr` (--encoder-lr) and `frontend_config`, and its weights `frontend.encoder.*` in model.safetensors (the
+`FinetuneModel.frontend` slot), so that every run written before loads unchanged.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ from torch import nn
 from avvp.errors import ConfigError
 
 
-class EncoderFrontend(nn.Module):
-    """Raw streams {"audio", "visual", "motion"} -> {"audio": (B, 10, H), "visual": (B, 10, H), "motion": as is, or
-    (B, 10, H) encoded with `encoded_motion`}."""
+class E2EEncoder(nn.Module):
+    """The pretrained encoder in front of a parser. Raw streams {"audio", "visual", "motion"} -> {"audio":
+    (B, 10, H), "visual": (B, 10, H), "motion": as is, or (B, 10, H) encoded with `encoded_motion`}."""
 
     def __init__(self, encoder: nn.Module, encoded_motion: bool = False):
         super().__init__()
@@ -43,8 +47,8 @@ class EncoderFrontend(nn.Module):
         return {"audio": encoded.audio, "visual": encoded.visual, "motion": motion}
 
 
-def load_frontend(encoder_dir: str | os.PathLike, features: str | os.PathLike) -> tuple[EncoderFrontend, dict]:
-    """The encoder saved by avvp-pretrain in `encoder_dir` as a trainable frontend, and its config as a dict.
+def load_e2e_encoder(encoder_dir: str | os.PathLike, features: str | os.PathLike) -> tuple[E2EEncoder, dict]:
+    """The encoder saved by avvp-pretrain in `encoder_dir`, ready to train with a parser, and its config as a dict.
 
     The feature store must hold the streams at the widths the encoder was pretrained on.
     """
@@ -52,25 +56,20 @@ def load_frontend(encoder_dir: str | os.PathLike, features: str | os.PathLike) -
 
     encoder = load_encoder(encoder_dir)
     check_store_fits(encoder, features, encoder_dir, hint="for exported embeddings, train without --e2e")
-    frontend = EncoderFrontend(encoder)
-    frontend.train()
-    return frontend, frontend.encoder.config.to_dict()
+    e2e_encoder = E2EEncoder(encoder)
+    e2e_encoder.train()
+    return e2e_encoder, e2e_encoder.encoder.config.to_dict()
 
 
-def frontend_from_config(config: dict, encoded_motion: bool = False) -> EncoderFrontend:
-    """An untrained frontend of the architecture `config` describes (weights come from the run's safetensors)."""
+def e2e_encoder_from_config(config: dict, encoded_motion: bool = False) -> E2EEncoder:
+    """An untrained encoder of the architecture `config` describes (weights come from the run's safetensors)."""
     from avvp.pretrain import AVEncoderConfig, AVEncoderModel
 
     try:
         encoder_config = AVEncoderConfig.from_dict(dict(config))
     except Exception as error:  # transformers validates the fields in its own ways
         raise ConfigError(f"frontend_config does not describe an avvp-pretrain encoder ({error})") from None
-    return EncoderFrontend(AVEncoderModel(encoder_config), encoded_motion)
-
-
-def default_frontend_model(frontend_config: dict) -> str:
-    """The parser on an encoder trained end to end: the release's `avg` head on the release architecture, else mmil."""
-    return "release-avg" if frontend_config.get("architecture") == "release" else "mmil"
+    return E2EEncoder(AVEncoderModel(encoder_config), encoded_motion)
 
 
 def pretraining_optimizer(encoder_dir: str | os.PathLike, encoder: nn.Module) -> tuple[dict, str]:

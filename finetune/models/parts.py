@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-STREAMS = ("audio", "visual", "motion")
-"""Feature-store streams a parser reads."""
+from avvp.classes import NUM_CLASSES
 
 
 @dataclass
@@ -35,12 +34,12 @@ class InputProjection(nn.Module):
     averages after, which is the same thing since a linear map commutes with the mean.
     """
 
-    def __init__(self, widths: dict[str, int], d_model: int):
+    def __init__(self, widths: dict[str, int], hidden_size: int):
         super().__init__()
-        self.audio_proj = nn.Linear(widths["audio"], d_model)
-        self.visual_proj = nn.Linear(widths["visual"], d_model)
-        self.motion_proj = nn.Linear(widths["motion"], d_model)
-        self.fuse = nn.Linear(2 * d_model, d_model)
+        self.audio_proj = nn.Linear(widths["audio"], hidden_size)
+        self.visual_proj = nn.Linear(widths["visual"], hidden_size)
+        self.motion_proj = nn.Linear(widths["motion"], hidden_size)
+        self.fuse = nn.Linear(2 * hidden_size, hidden_size)
 
     def forward(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         # audio (B, T, Wa)   visual (B, T, Wv)   motion (B, T, Wm)
@@ -54,11 +53,11 @@ class InputProjection(nn.Module):
 class MMILHead(nn.Module):
     """Attentive multimodal multiple-instance pooling (HAN): snippet probabilities, temporal and modality attention."""
 
-    def __init__(self, d_model: int, num_classes: int = 25):
+    def __init__(self, hidden_size: int, num_classes: int = NUM_CLASSES):
         super().__init__()
-        self.prob = nn.Linear(d_model, num_classes)
-        self.temporal_att = nn.Linear(d_model, num_classes)
-        self.modality_att = nn.Linear(d_model, num_classes)
+        self.prob = nn.Linear(hidden_size, num_classes)
+        self.temporal_att = nn.Linear(hidden_size, num_classes)
+        self.modality_att = nn.Linear(hidden_size, num_classes)
 
     def forward(self, x: torch.Tensor) -> ParserOutput:
         # x (B, T, 2, D): snippet features of the audio (0) and visual (1) streams
@@ -78,10 +77,10 @@ class MMILParser(nn.Module):
     """Input projections and the MMIL head alone, no attention: the default head on a pretrained encoder (--e2e),
     whose contextual embeddings already mix time and modality."""
 
-    def __init__(self, widths: dict[str, int], d_model: int = 512, **unused):
+    def __init__(self, widths: dict[str, int], hidden_size: int):
         super().__init__()
-        self.inputs = InputProjection(widths, d_model)
-        self.head = MMILHead(d_model)
+        self.inputs = InputProjection(widths, hidden_size)
+        self.head = MMILHead(hidden_size)
 
     def forward(self, features: dict[str, torch.Tensor], adv_strength: float = 0.0) -> ParserOutput:
         audio, visual = self.inputs(features)  # (B, T, D) each
