@@ -8,5 +8,6 @@ bash scripts/setup.sh
 venv="${AVVP_VENV:-.venv}"
 "$venv/bin/ruff" check .
 # Two workers (one per core of the project's machines), a test file per worker at a time: module fixtures are
-# built once. AVVP_TEST_WORKERS=0 runs everything in this process.
-"$venv/bin/python" -m pytest -n "${AVVP_TEST_WORKERS:-2}" --dist loadfile "$@"
+# built once. The files go out in the order tests/conftest.py gives (longest first), not xdist's (most tests
+# first). AVVP_TEST_WORKERS=0 runs everything in this process.
+"$venv/bin/python" -m pytest -n "${AVVP_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@"

@@ -3,7 +3,8 @@ the uninterrupted run's (benchmarks/fault_injection.py; its `--kills 20` version
 
 `inject` forks its trainers. A fork copies only the forking thread, so it runs in a fresh interpreter here: the
 test process holds threads of earlier tests (PyAV's decoder threads, torch's pools) whose locks a forked child
-could inherit held, and then wait on forever.
+could inherit held, and then wait on forever. That interpreter imports the trainer before it forks (an import
+starts no thread), so that the five runs of each test do not import torch each.
 """
 
 import json
@@ -21,6 +22,11 @@ from pathlib import Path
 from avvp.benchmarks.fault_injection import inject, pretrain_data
 
 trainer, work, data = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+import torch._dynamo  # imported once here, not by each forked run (torch's optimizers import it on first use)
+if trainer == "finetune":
+    import finetune.train
+else:
+    import pretrain.train
 data = Path(data) if trainer == "finetune" else pretrain_data(work / "data")
 trials = inject(trainer, work, kills=2, seed=0, report=lambda line: None, data=data)
 print(json.dumps([
