@@ -24,9 +24,9 @@ from avvp.benchmarks.fault_injection import inject, pretrain_data
 trainer, work, data = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 import torch._dynamo  # imported once here, not by each forked run (torch's optimizers import it on first use)
 if trainer == "finetune":
-    import finetune.train
+    import avvp.finetune.train
 else:
-    import pretrain.train
+    import avvp.pretrain.train
 data = Path(data) if trainer == "finetune" else pretrain_data(work / "data")
 trials = inject(trainer, work, kills=2, seed=0, report=lambda line: None, data=data)
 print(json.dumps([
