@@ -10,9 +10,12 @@ import sys
 import zipfile
 from pathlib import Path
 
+from tests.test_layering import FOLDERS, OLD_NAMES
+
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("avvp", "avvp_cli", "grounding", "pretrain", "finetune", "benchmarks")
-STAGE_NAMES = ("finetune", "pretrain", "grounding", "benchmarks", "avvp_cli")
+SOURCES = tuple(FOLDERS)
+"""The repository's package folders (pyproject.toml's package-dir, as tests/test_layering.py names them)."""
+STAGE_NAMES = tuple(sorted(OLD_NAMES))
 
 
 def test_the_wheel_holds_avvp_alone_at_the_top_level(tmp_path):
