@@ -2,10 +2,18 @@
 
 import contextlib
 import io
+import os
 import sys
 from pathlib import Path
 
 import pytest
+
+# One compute thread per test process, and for every command a test starts (they inherit the environment): the
+# suite runs two xdist workers on two cores, and PyTorch's default of a thread per core gave each core two spinning
+# OpenMP threads (tests/test_bench_finetune.py's throughput test: 77 s against 12 s with one thread, on 2 loaded
+# cores). Set before anything imports torch, which reads it once. An OMP_NUM_THREADS already set is kept.
+for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
 
 SHARED_LLP = Path(__file__).resolve().parents[1].parent / "shared" / "llp"
 LONGEST_FILES_FIRST = (
@@ -102,7 +110,6 @@ def launch_two_cpu_processes(tmp_path):
     other process's ephemeral ports off it, while the launcher's store (which sets SO_REUSEADDR too) can listen
     on it. Each rank's stderr goes to its own file as well (--tee 3), for `Launched.rank_errors`.
     """
-    import os
     import socket
     import subprocess
     import sys
