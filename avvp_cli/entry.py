@@ -27,6 +27,11 @@ MODULES = {
 """Console script -> the module holding its Typer `app` and `main`."""
 
 
+def run_script(name: str) -> None:
+    """Run the console script `name` (a key of MODULES) on sys.argv, as its entry point does."""
+    _run(MODULES[name])
+
+
 def avvp() -> None:
     _run(MODULES["avvp"])
 

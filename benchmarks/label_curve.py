@@ -182,6 +182,7 @@ def run_curve(
         scores = run_tasks(cache, [partial(finetune, *task) for task in tasks])
     finally:
         cache.save_hashes()
+        cache.close()
     results: dict[str, dict[str, list[float]]] = {row: {str(f): [] for f in fractions} for row in rows}
     for (_, fraction, row, _), score in zip(tasks, scores, strict=True):
         results[row][str(fraction)].append(score)

@@ -58,6 +58,7 @@ import numpy as np
 
 from avvp.annotations import EVAL_FILES, SPLIT_FILES, Split, load_split, read_predictions
 from avvp.baselines import REFERENCE_NOTES, reference_predictions
+from avvp.benchmarks.stage_server import StageServer, served_script, server_applies
 from avvp.classes import CLASSES
 from avvp.console import run_app
 from avvp.errors import AvvpError, ConfigError
@@ -235,6 +236,23 @@ class StageCache:
         self._failed = False
         self._threads = stage_threads(jobs)
         self._gpus = visible_gpus() if jobs > 1 else []
+        self._serve = server_applies(self._gpus)
+        self._stage_server: StageServer | None = None
+
+    def _server(self, env: dict[str, str]) -> StageServer:
+        """The stage server (`avvp.benchmarks.stage_server`), started with the first stage's environment: without
+        GPUs every stage of a run gets the same one."""
+        with self._lock:
+            if self._stage_server is None:
+                self._stage_server = StageServer(env, self.root / ".stage-server.log")
+            return self._stage_server
+
+    def close(self) -> None:
+        """Stop the stage server, if one was started (a stage still running is killed)."""
+        with self._lock:
+            server, self._stage_server = self._stage_server, None
+        if server is not None:
+            server.close()
 
     @property
     def ran(self) -> list[str]:
@@ -338,13 +356,16 @@ class StageCache:
                 print(f"[run]    {name}{where}: {shown}", flush=True)
             start = time.perf_counter()
             log_path = folder / ".log"
-            with open(log_path, "w") as log:
-                result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            if self._serve and served_script(command) is not None:  # forked from a process that imported avvp
+                returncode = self._server(env).run(command, log_path)
+            else:
+                with open(log_path, "w") as log:
+                    returncode = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
             seconds = time.perf_counter() - start
-            if result.returncode != 0:
+            if returncode != 0:
                 self._failed = True
                 tail = log_path.read_text().strip().splitlines()[-15:]
-                raise AvvpError(f"stage {name} failed (exit {result.returncode}); log {log_path}:\n" + "\n".join(tail))
+                raise AvvpError(f"stage {name} failed (exit {returncode}); log {log_path}:\n" + "\n".join(tail))
             (folder / ".done.json").write_text(json.dumps({"recipe": recipe, "seconds": seconds}, indent=2))
             with self._lock:
                 self.timings[name] = seconds
@@ -525,6 +546,7 @@ def run_tables(
         report, test = _tables(cache, chosen, preset, seeds, data, annotations, epochs, missing, pretrain_epochs)
     finally:
         cache.save_hashes()
+        cache.close()
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "tables.json", overwrite=True) as tmp:
         tmp.write_text(json.dumps(report, indent=2))
