@@ -67,7 +67,7 @@ class StageServer:
         self._error_log = error_log
         with open(error_log, "w") as errors:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "avvp.benchmarks.stage_server"],
+                [sys.executable, "-c", "from avvp.benchmarks.stage_server import serve; serve()"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=errors,
@@ -112,9 +112,12 @@ class StageServer:
         with self._state_lock:
             request = self._next_id
             self._next_id += 1
-        with self._write_lock:
-            self._process.stdin.write(json.dumps({"id": request, "argv": argv, "log": str(log)}).encode() + b"\n")
-            self._process.stdin.flush()
+        try:
+            with self._write_lock:
+                self._process.stdin.write(json.dumps({"id": request, "argv": argv, "log": str(log)}).encode() + b"\n")
+                self._process.stdin.flush()
+        except OSError:  # the server is gone: say so, with its log
+            self._wait_for(lambda: False)
         try:
             self._wait_for(lambda: request in self._exits)
         except BaseException:
@@ -209,7 +212,7 @@ def _reply(message: dict) -> None:
 
 
 def serve() -> None:
-    """The server's loop (`python -m avvp.benchmarks.stage_server`, started by `StageServer`)."""
+    """The server's loop (in the process `StageServer` starts)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C at the terminal is for the stages and the parent
     running: dict[int, int] = {}  # pid -> request id
     pending = b""
@@ -238,7 +241,3 @@ def serve() -> None:
         os.kill(pid, signal.SIGKILL)
     for pid in running:
         os.waitpid(pid, 0)
-
-
-if __name__ == "__main__":
-    serve()

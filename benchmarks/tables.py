@@ -16,16 +16,17 @@ table shows each +MA row minus the row without MA (seed-paired) and the refined 
 against LLP-sim's training truth.
 
 Every stage runs as its own command line (`avvp data synth`, `avvp-groundtruth build`, `avvp-pretrain`,
-`avvp-pretrain export`, `avvp-finetune`), in a folder of `OUT/cache/` named by a hash of its command (paths
-inside the cache written relative to it, so a moved or relatively named OUT keeps its stages) and the contents of
-the files it reads (the annotation files by name, not the annotation folder, which in the LLP release's layout
-also holds the 35,547 feature files; the hash memo `cache/file_hashes.json` is written once per command):
-grounding runs once, each (pretraining variant, seed) and its untrained control once (seed s pretrains the
-encoder that seed s finetunes, so the control's variation includes pretraining's), each (row, seed) once, and a
-rerun, an added seed or an added row redoes only what changed. The key holds no hash of the code:
-after a change to what a command computes, use a fresh OUT (or delete the stages concerned). Writes
-`OUT/tables.md`, `OUT/tables.json` and `OUT/per_class_f1.png` (the paper's Figure 4: per-class F1 of the best
-non-pretrained and the best pretrained row, audio and visual), and the wall times in `OUT/timings.json`.
+`avvp-pretrain export`, `avvp-finetune`; on Linux without GPUs forked from a server that imported them once,
+`avvp.benchmarks.stage_server`, AVVP_STAGE_PROCESSES=fresh for a fresh process each), in a folder of `OUT/cache/`
+named by a hash of its command (paths inside the cache written relative to it, so a moved or relatively named OUT
+keeps its stages) and the contents of the files it reads (the annotation files by name, not the annotation folder,
+which in the LLP release's layout also holds the 35,547 feature files; the hash memo `cache/file_hashes.json` is
+written once per command): grounding runs once, each (pretraining variant, seed) and its untrained control once
+(seed s pretrains the encoder that seed s finetunes, so the control's variation includes pretraining's), each (row,
+seed) once, and a rerun, an added seed or an added row redoes only what changed. The key holds no hash of the code:
+after a change to what a command computes, use a fresh OUT (or delete the stages concerned). Writes `OUT/tables.md`,
+`OUT/tables.json` and `OUT/per_class_f1.png` (the paper's Figure 4: per-class F1 of the best non-pretrained and the
+best pretrained row, audio and visual), and the wall times in `OUT/timings.json`.
 
 `--jobs N` runs N stages at a time, each as soon as its inputs exist, on cores/N threads (OMP_NUM_THREADS where it
 is set) and, where CUDA devices are visible, its own GPU, round robin; the cache and the tables are those of

@@ -11,8 +11,9 @@ import pytest
 from avvp.benchmarks import speed
 
 BENCHMARKS = Path(speed.__file__).parent
-LIBRARIES = {"oracles"}
-"""Modules of benchmarks/ that are helpers of the others, not runnable benchmarks."""
+LIBRARIES = {"oracles", "stage_server"}
+"""Modules of benchmarks/ that are helpers of the others, not runnable benchmarks (the stage server is smoke-run by
+every tiny table, and checked against fresh processes in tests/test_stage_server.py)."""
 SMOKED_ELSEWHERE = {
     "fault_injection": "tests/test_fault_injection.py (inject, two kills per trainer)",
     "hostile": "tests/test_hostile_inputs.py (every case of the table; the random mutations are the long version)",
