@@ -34,10 +34,13 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+import typing
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from avvp.errors import AvvpError, ConfigError
+
+T = typing.TypeVar("T")
 
 MARKER = ".avvp-output"
 """Written into every folder `atomic_dir` makes: `--overwrite` may replace a folder holding it."""
@@ -286,23 +289,40 @@ def output_lock(*outputs: str | os.PathLike, shared: bool = True) -> Iterator[No
             lock.release()
 
 
+def main_decides(state, decide: Callable[[], T]) -> T:
+    """`decide()` run by the main process of an (Accelerate) run only, its result or its one-line `AvvpError`
+    (of the same class) handed to every process: the others never look at the files themselves, so none can see
+    what the main process has already changed. `state`: a `PartialState`, or None for a single process."""
+    if state is None or state.num_processes == 1:
+        return decide()
+    from accelerate.utils import broadcast_object_list
+
+    answer: tuple = (None, None, None)
+    if state.is_main_process:
+        try:
+            answer = (decide(), None, None)
+        except AvvpError as error:
+            answer = (None, type(error).__name__, str(error))
+    # in-memory objects between our own processes (paths, flags, a message): nothing a user gave is unpickled
+    value, kind, message = broadcast_object_list([answer])[0]
+    if kind is not None:
+        raise _ERROR_CLASSES.get(kind, AvvpError)(message)
+    return value
+
+
+_ERROR_CLASSES = {cls.__name__: cls for cls in (AvvpError, ConfigError, *AvvpError.__subclasses__())}
+
+
 @contextlib.contextmanager
 def hold_output(output: str | os.PathLike, state=None) -> Iterator[None]:
     """`output_lock` for the processes of one (Accelerate) run: the main process holds the lock, and every
     process stops with the same one-line error when another command holds it. `state`: a `PartialState`."""
-    lock, message = OutputLock(output), None
-    main = state is None or state.is_main_process
-    if main:
-        try:
-            lock.acquire(shared=True)
-        except AvvpError as error:
-            message = str(error)
-    if state is not None and state.num_processes > 1:
-        from accelerate.utils import broadcast_object_list
+    lock = OutputLock(output)
 
-        message = broadcast_object_list([message])[0]  # an in-memory string between our own processes
-    if message is not None:
-        raise AvvpError(message)
+    def take() -> None:
+        lock.acquire(shared=True)
+
+    main_decides(state, take)
     try:
         yield
     finally:

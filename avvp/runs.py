@@ -39,6 +39,7 @@ from avvp.output import (  # noqa: F401  (output_lock, hold_output, check_free_s
     check_free_space,
     check_writable,
     hold_output,
+    main_decides,
     output_lock,
     staging_dir,
     writing,
@@ -212,15 +213,20 @@ def open_run(out: str | os.PathLike, config_name: str, flags: RunFlags, checks: 
     The run then `start`s or `restore`s, and `close`s once finished."""
     if not out:
         raise ConfigError("no run directory given (--out)")
-    with hold_output(out, process_state()):
+    state = process_state()
+
+    def check() -> tuple[Path, bool]:
         folder = check_run_dir(out, config_name, flags, checks)
-        opened = OpenRun(folder, config_name, flags)
-        if flags.resume and finished_and_pruned(folder):
+        return folder, flags.resume and finished_and_pruned(folder)
+
+    with hold_output(out, state):
+        # checked by the main process alone: another could otherwise look only after `start` made the new run
+        folder, finished = main_decides(state, check)
+        if finished and state.is_main_process:
             print(
                 f"note: {folder}: finished already (checkpoints removed at its end); nothing to resume", file=sys.stderr
             )
-            opened.finished = True
-        yield opened
+        yield OpenRun(folder, config_name, flags, finished=finished)
 
 
 def resume_differences(

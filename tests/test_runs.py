@@ -517,3 +517,41 @@ def test_run_flags_are_one_set_for_both_trainers(tmp_path):
     saved.write_text(json.dumps({**asdict(PretrainConfig()), "resumes": False}))
     with pytest.raises(AvvpError, match="unknown fields resumes"):
         PretrainConfig.load(saved)
+
+
+class OtherProcess:
+    """`PartialState` as a non-main process of a two-process run sees it."""
+
+    num_processes, process_index, is_main_process = 2, 1, False
+
+
+def test_only_the_main_process_checks_a_run_folder_the_others_take_its_answer(tmp_path, monkeypatch):
+    """The race of a two-process launch: the main process checked the new run folder and `start`ed it (its config
+    written) before the other looked, which then refused it as an existing run. The other must not look; it takes
+    what the main process found, or its error, with the same class and line."""
+    import accelerate.utils
+
+    from avvp import runs
+    from avvp.errors import ConfigError
+    from avvp.runs import RunChecks, RunFlags, open_run
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "pretrain_config.json").write_text("{}")  # what the main process has just written
+    sent, answers = [], iter([])
+
+    def broadcast(objects):  # what this process sends, and what the main process sent
+        sent.append(objects[0])
+        return [next(answers)]
+
+    monkeypatch.setattr(accelerate.utils, "broadcast_object_list", broadcast)
+    monkeypatch.setattr(runs, "process_state", OtherProcess)
+    answers = iter([(None, None, None), ((out, False), None, None)])  # the lock taken; the folder checked
+    with open_run(out, "pretrain_config.json", RunFlags(), RunChecks()) as opened:
+        assert opened.out == out and not opened.finished
+    assert sent == [(None, None, None)] * 2  # this process decided nothing itself
+    assert (out / "pretrain_config.json").read_text() == "{}"
+
+    answers = iter([(None, None, None), (None, "ConfigError", f"{out}: a bad setting")])
+    with pytest.raises(ConfigError, match="a bad setting"), open_run(out, "x.json", RunFlags(), RunChecks()):
+        pass
