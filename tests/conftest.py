@@ -18,22 +18,26 @@ for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 SHARED_LLP = Path(__file__).resolve().parents[1].parent / "shared" / "llp"
 LONGEST_FILES_FIRST = (
     "test_first_hour.py",
-    "test_pretrain_release.py",
-    "test_tables.py",
-    "test_benchmarks.py",
-    "test_fault_injection.py",
-    "test_real_llp_path.py",
     "test_finetune_train.py",
-    "test_packaging.py",
-    "test_extract_pipeline.py",
-    "test_benchmark_interrupts.py",
-    "test_refine.py",
+    "test_tables.py",
+    "test_stage_server.py",
+    "test_benchmarks.py",
+    "test_pretrain_release.py",
     "test_hostile_inputs.py",
+    "test_extract_pipeline.py",
     "test_pretrain_train.py",
+    "test_real_llp_path.py",
+    "test_fault_injection.py",
+    "test_refine.py",
     "test_reproduce_tables.py",
+    "test_packaging.py",
     "test_runs.py",
+    "test_benchmark_interrupts.py",
+    "test_synth.py",
+    "test_extract_nets.py",
 )
-"""The test files that take longest in total (pytest --durations), longest first: they start first."""
+"""The test files that take longest in total (pytest --durations=0 summed per file; remeasure when a file grows),
+longest first: they start first."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
