@@ -3,10 +3,10 @@
 A stage is one of avvp's command lines (`avvp-pretrain ...`, `avvp-finetune ...`). Run as a fresh process, each
 spends seconds importing PyTorch, Accelerate and transformers before doing anything (7 s for `avvp-pretrain` on
 one of the project's CPU cores, where a tiny preset's work is under one): a tiny table's dozens of stages spent
-most of their time importing. The stage server imports a command line the first time a stage needs it, then
-forks a child per stage: the child is the command line as a fresh process would run it (the same environment,
-since the server starts with the one every stage of the run gets; its output into the stage's log; stdin from
-/dev/null; exit status and signals as a process's), minus the imports.
+most of their time importing. The stage server imports a command line the first time a stage needs it (with what its
+runs import once they run: `RUN_IMPORTS`), then forks a child per stage: the child is the command line as a fresh
+process would run it (the same environment, since the server starts with the one every stage of the run gets; its
+output into the stage's log; stdin from /dev/null; exit status and signals as a process's), minus the imports.
 
 The server is started with the stage environment, so everything read from the environment at import time
 (OMP_NUM_THREADS by the OpenMP runtime, the Rich console, transformers' settings) is what the fresh process would
@@ -194,17 +194,34 @@ def _child(argv: list[str], log: str) -> None:
             os._exit(code & 0xFF)
 
 
-def _import_for(script: str) -> None:
-    """Import the command line of `script` here, once, so that every child forked after it starts with it imported
-    (a run of finetuning stages alone never imports transformers). A failing import is left to the child, whose
-    log then shows it as a fresh process's would."""
-    try:
-        importlib.import_module(MODULES[script])
-    except Exception:
-        pass
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
+RUN_IMPORTS = {
+    "avvp-finetune": ("avvp.finetune.train", "avvp.finetune.evaluate", "torch._dynamo"),
+    "avvp-pretrain": ("avvp.pretrain.train", "avvp.pretrain.control", "torch._dynamo"),
+    "avvp-groundtruth": ("avvp.grounding.build", "torch", "faiss"),
+}
+"""Console script -> what its runs import only once they run, beside its command line: the training loop and
+evaluation, `torch._dynamo` (which the first torch optimizer imports: 2 s), torch and FAISS for the grounding
+labels. Imported by the server with the command line, so that no child spends its time on them."""
+OPTION_IMPORTS = {("avvp-finetune", "--encoder"): ("avvp.pretrain", "avvp.finetune.encoder")}
+"""(console script, option) -> what a run given that option imports besides (transformers for an encoder): only
+where a stage asks for it, so that a table of raw-feature rows never imports transformers."""
+
+
+def _import_for(argv: list[str]) -> None:
+    """Import the command line of the stage `argv` here, and what its run will import (`RUN_IMPORTS`,
+    `OPTION_IMPORTS`), once, so that every child forked after it starts with them imported. A failing import is
+    left to the child, whose log then shows it as a fresh process's would."""
+    script = Path(argv[0]).name
+    modules = [MODULES[script], *RUN_IMPORTS.get(script, ())]
+    modules += [name for (wanted, option), names in OPTION_IMPORTS.items() if wanted == script and option in argv
+                for name in names]  # fmt: skip
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception:
+            pass
+    sys.stdout.flush()
+    sys.stderr.flush()
 
 
 def _reply(message: dict) -> None:
@@ -226,7 +243,7 @@ def serve() -> None:
             *lines, pending = pending.split(b"\n")
             for line in lines:
                 request = json.loads(line)
-                _import_for(Path(request["argv"][0]).name)
+                _import_for(request["argv"])
                 pid = os.fork()
                 if pid == 0:
                     _child(request["argv"], request["log"])
