@@ -25,16 +25,39 @@ Public API (what other stages use; everything else is internal):
   (streams audio, visual of width H; motion carried over), the input of a frozen-encoder parser.
 """
 
-from avvp.pretrain.export import export_embeddings
-from avvp.pretrain.import_release import AVG_HEAD, RELEASE_HEADS, head_untrained, release_encoder, split_avg
-from avvp.pretrain.modeling import (
-    AVEncoderConfig,
-    AVEncoderModel,
-    AVEncoderOutput,
-    check_store_fits,
-    load_encoder,
-    save_encoder,
-)
+import importlib
+import typing
+
+if typing.TYPE_CHECKING:
+    from avvp.pretrain.export import export_embeddings
+    from avvp.pretrain.import_release import AVG_HEAD, RELEASE_HEADS, head_untrained, release_encoder, split_avg
+    from avvp.pretrain.modeling import (
+        AVEncoderConfig,
+        AVEncoderModel,
+        AVEncoderOutput,
+        check_store_fits,
+        load_encoder,
+        save_encoder,
+    )
+
+_HOMES = {
+    "export_embeddings": "export",
+    **dict.fromkeys(("AVG_HEAD", "RELEASE_HEADS", "head_untrained", "release_encoder", "split_avg"), "import_release"),
+    **dict.fromkeys(
+        ("AVEncoderConfig", "AVEncoderModel", "AVEncoderOutput", "check_store_fits", "load_encoder", "save_encoder"),
+        "modeling",
+    ),
+}
+"""Public name -> its module. Imported on first use (PEP 562), so that what needs only `avvp.pretrain.config`
+(`avvp-pretrain --help`, a bad option, the finetuning config) does not import transformers (seconds)."""
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value
 
 
 def final_optimizer_moments(run_dir, encoder):

@@ -12,8 +12,7 @@ from avvp.config_cli import config_command, config_values, missing_flags
 from avvp.console import run_app, typer_app
 from avvp.errors import ConfigError
 from avvp.presets import PRECEDENCE
-from avvp.pretrain.config import INIT_FIELDS, PATH_FIELDS, PRESET_FIELDS, PretrainConfig
-from avvp.pretrain.export import BATCH_SIZE as EXPORT_BATCH_SIZE
+from avvp.pretrain.config import EXPORT_BATCH_SIZE, INIT_FIELDS, PATH_FIELDS, PRESET_FIELDS, PretrainConfig
 from avvp.runs import RunFlags
 
 app = typer_app(

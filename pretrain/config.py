@@ -13,6 +13,9 @@ from avvp.precision import MIXED_PRECISION
 from avvp.presets import resolve_settings
 from avvp.pretrain.losses import OBJECTIVES, RELEASE_MARGIN, check_margins, check_variant
 
+EXPORT_BATCH_SIZE = 256
+"""`avvp-pretrain export`: videos per forward pass (and per written chunk)."""
+
 PRESETS: dict[str, dict] = {
     "tiny": dict(hidden_size=64, num_layers=2, num_heads=2, epochs=2, batch_size=16, lr=1e-3),
     "demo": dict(hidden_size=256, num_layers=4, num_heads=4, epochs=5, batch_size=64, lr=2e-4),

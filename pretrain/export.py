@@ -15,12 +15,10 @@ import torch
 from avvp.classes import NUM_SNIPPETS, STREAMS
 from avvp.console import progress
 from avvp.errors import StoreError
+from avvp.pretrain.config import EXPORT_BATCH_SIZE as BATCH_SIZE
 from avvp.pretrain.modeling import check_store_fits, load_encoder
 from avvp.runs import check_free_space, output_lock, writing
 from avvp.store import StoreWriter, float_dtype, iter_store
-
-BATCH_SIZE = 256
-"""Videos per forward pass (and per written chunk)."""
 
 
 def export_embeddings(

@@ -69,3 +69,17 @@ def test_help_shows_flags_as_flags_and_every_help_text_whole(script, app, path, 
             assert squeezed(param.help) in output, f"{param.name}: help {param.help!r} not printed whole"
     if command.help:
         assert squeezed(command.help.split("\f")[0]) in output
+
+
+def test_no_command_line_imports_transformers_before_it_runs():
+    """`--help` and a bad option answer without transformers (seconds to import): only a run that builds or loads
+    an encoder imports it (`avvp.pretrain` imports its parts on first use)."""
+    import subprocess
+    import sys
+
+    from avvp.commands.entry import MODULES
+
+    probe = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
+    probe += "print('transformers' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe, *MODULES.values()], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.split() == ["False"], done.stderr[-2000:]
