@@ -517,8 +517,12 @@ def save_checkpoint(
     """
     folder = out / CHECKPOINTS
     main = accelerator.is_main_process
-    existing = checkpoint_dirs(out)
-    number = int(existing[0].name) + 1 if existing else 1
+
+    def next_number() -> int:
+        existing = checkpoint_dirs(out)
+        return int(existing[0].name) + 1 if existing else 1
+
+    number = main_decides(accelerator, next_number)  # every process writes into the folder the main one names
     final = folder / f"{number:06d}"
     tmp = folder / f".{number:06d}.tmp"
     try:
