@@ -30,6 +30,7 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import traceback
 from pathlib import Path
@@ -64,6 +65,7 @@ class StageServer:
     waiting kills the stage, as `subprocess.run` does."""
 
     def __init__(self, env: dict[str, str], error_log: Path):
+        self.env = dict(env)
         self._error_log = error_log
         with open(error_log, "w") as errors:
             self._process = subprocess.Popen(
@@ -114,7 +116,8 @@ class StageServer:
             self._next_id += 1
         try:
             with self._write_lock:
-                self._process.stdin.write(json.dumps({"id": request, "argv": argv, "log": str(log)}).encode() + b"\n")
+                message = {"id": request, "argv": argv, "log": str(log), "cwd": os.getcwd()}
+                self._process.stdin.write(json.dumps(message).encode() + b"\n")
                 self._process.stdin.flush()
         except OSError:  # the server is gone: say so, with its log
             self._wait_for(lambda: False)
@@ -142,6 +145,9 @@ class StageServer:
             self._pids.pop(request, None)
             self._exits.pop(request, None)
 
+    def alive(self) -> bool:
+        return self._process.poll() is None and not self._ended
+
     def close(self) -> None:
         """End the server (what still runs is killed) and wait for it."""
         if self._process.poll() is None:
@@ -156,9 +162,45 @@ class StageServer:
             self._error_log.unlink()
 
 
-def _run_stage(argv: list[str], log: str) -> int:
-    """In the forked child: the command line `argv`, its output into `log`; returns its exit status."""
+_shared: StageServer | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_server(env: dict[str, str]) -> StageServer:
+    """This process's stage server for stages run with `env`, started on first use and kept for the process's life:
+    every cache of the process (the suite's tables, an API user's several runs) forks its stages from it. It has only
+    imported, never computed, so a server that served one run serves the next as a new one would. One started with
+    another environment, or one that ended, is replaced. Its log is a temporary file (removed when the server ends
+    with nothing in it); an error of the server names it."""
+    global _shared
+    with _shared_lock:
+        if _shared is not None and (_shared.env != env or not _shared.alive()):
+            _shared.close()
+            _shared = None
+        if _shared is None:
+            handle, log = tempfile.mkstemp(prefix="avvp-stage-server.", suffix=".log")
+            os.close(handle)
+            _shared = StageServer(env, Path(log))
+        return _shared
+
+
+def close_shared_server() -> None:
+    """End this process's shared stage server, if any (also at the process's exit)."""
+    global _shared
+    with _shared_lock:
+        server, _shared = _shared, None
+    if server is not None:
+        server.close()
+
+
+atexit.register(close_shared_server)
+
+
+def _run_stage(argv: list[str], log: str, cwd: str) -> int:
+    """In the forked child: the command line `argv` in the folder `cwd` (the caller's, as a fresh process would
+    start in), its output into `log`; returns its exit status."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.chdir(cwd)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     output = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -179,10 +221,10 @@ def _run_stage(argv: list[str], log: str) -> int:
         return 1
 
 
-def _child(argv: list[str], log: str) -> None:
+def _child(argv: list[str], log: str, cwd: str) -> None:
     code = 1
     try:
-        code = _run_stage(argv, log)
+        code = _run_stage(argv, log, cwd)
     except BaseException:
         traceback.print_exc()
     finally:
@@ -246,7 +288,7 @@ def serve() -> None:
                 _import_for(request["argv"])
                 pid = os.fork()
                 if pid == 0:
-                    _child(request["argv"], request["log"])
+                    _child(request["argv"], request["log"], request["cwd"])
                 running[pid] = request["id"]
                 _reply({"id": request["id"], "pid": pid})
         while running:

@@ -59,7 +59,7 @@ import numpy as np
 
 from avvp.annotations import EVAL_FILES, SPLIT_FILES, Split, load_split, read_predictions
 from avvp.baselines import REFERENCE_NOTES, reference_predictions
-from avvp.benchmarks.stage_server import StageServer, served_script, server_applies
+from avvp.benchmarks.stage_server import StageServer, served_script, server_applies, shared_server
 from avvp.classes import CLASSES
 from avvp.console import run_app
 from avvp.errors import AvvpError, ConfigError
@@ -241,19 +241,18 @@ class StageCache:
         self._stage_server: StageServer | None = None
 
     def _server(self, env: dict[str, str]) -> StageServer:
-        """The stage server (`avvp.benchmarks.stage_server`), started with the first stage's environment: without
-        GPUs every stage of a run gets the same one."""
+        """The process's stage server (`avvp.benchmarks.stage_server.shared_server`) for the first stage's
+        environment: without GPUs every stage of a run gets the same one."""
         with self._lock:
             if self._stage_server is None:
-                self._stage_server = StageServer(env, self.root / ".stage-server.log")
+                self._stage_server = shared_server(env)
             return self._stage_server
 
     def close(self) -> None:
-        """Stop the stage server, if one was started (a stage still running is killed)."""
+        """Done with the stage server: it stays for the process's next cache (no stage of this one still runs: `run`
+        waits for its stage, and kills it on an error or Ctrl-C)."""
         with self._lock:
-            server, self._stage_server = self._stage_server, None
-        if server is not None:
-            server.close()
+            self._stage_server = None
 
     @property
     def ran(self) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from avvp.benchmarks.stage_server import StageServer, served_script, server_applies
+from avvp.benchmarks.stage_server import StageServer, close_shared_server, served_script, server_applies
 from avvp.benchmarks.tables import (
     StageCache,
     console_script,
@@ -53,12 +53,32 @@ def test_stages_from_the_server_write_the_bytes_of_fresh_processes(tiny_llp, tmp
             cache.run("finetune-base-seed0", argv, inputs)
         finally:
             cache.close()
-        assert not list(Path("cache").glob(".stage-server.log"))  # an empty server log is not left behind
         written[mode] = stage_files(Path("cache"))
     names = sorted(written["server"])
     assert any(name.endswith("model.safetensors") for name in names) and any("pred_" in name for name in names)
     assert "grounding/avg.h5" in names and names == sorted(written["fresh"])
     assert [name for name in names if written["server"][name] != written["fresh"][name]] == []
+
+
+def test_the_caches_of_a_process_share_its_server_and_each_stage_runs_in_its_callers_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("AVVP_STAGE_PROCESSES", "server")
+    servers = []
+    for caller in ("first", "second"):
+        (tmp_path / caller).mkdir()
+        monkeypatch.chdir(tmp_path / caller)
+        cache = StageCache(Path("cache"), verbose=False)  # relative paths: the stage resolves them where it is called
+        try:
+            synth = [console_script("avvp"), "data", "synth", "--preset", "tiny", "--out", "{out}/x"]
+            folder = cache.run("data", synth, {})
+            servers.append(cache._stage_server)
+        finally:
+            cache.close()
+        assert (tmp_path / caller / folder / "x" / "llp.h5").is_file()
+    first, second = servers
+    assert first is second and first.alive()
+    log = first._error_log
+    close_shared_server()
+    assert not first.alive() and not log.exists()  # an empty server log is not left behind
 
 
 def test_a_failing_or_interrupted_stage_in_the_server_ends_as_a_fresh_process_does(tiny_llp, tmp_path, monkeypatch):
