@@ -30,7 +30,6 @@ import select
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import traceback
 from pathlib import Path
@@ -66,7 +65,7 @@ class StageServer:
 
     def __init__(self, env: dict[str, str], error_log: Path):
         self.env = dict(env)
-        self._error_log = error_log
+        self._error_log = Path(error_log).absolute()  # named and removed from any folder the caller is in later
         with open(error_log, "w") as errors:
             self._process = subprocess.Popen(
                 [sys.executable, "-c", "from avvp.benchmarks.stage_server import serve; serve()"],
@@ -166,21 +165,19 @@ _shared: StageServer | None = None
 _shared_lock = threading.Lock()
 
 
-def shared_server(env: dict[str, str]) -> StageServer:
+def shared_server(env: dict[str, str], error_log: Path) -> StageServer:
     """This process's stage server for stages run with `env`, started on first use and kept for the process's life:
     every cache of the process (the suite's tables, an API user's several runs) forks its stages from it. It has only
     imported, never computed, so a server that served one run serves the next as a new one would. One started with
-    another environment, or one that ended, is replaced. Its log is a temporary file (removed when the server ends
-    with nothing in it); an error of the server names it."""
+    another environment, or one that ended, is replaced. `error_log`: where a server started now writes its own
+    errors (the log of the cache that started it; removed when the server ends with nothing in it)."""
     global _shared
     with _shared_lock:
         if _shared is not None and (_shared.env != env or not _shared.alive()):
             _shared.close()
             _shared = None
         if _shared is None:
-            handle, log = tempfile.mkstemp(prefix="avvp-stage-server.", suffix=".log")
-            os.close(handle)
-            _shared = StageServer(env, Path(log))
+            _shared = StageServer(env, error_log)
         return _shared
 
 

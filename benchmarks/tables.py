@@ -242,10 +242,11 @@ class StageCache:
 
     def _server(self, env: dict[str, str]) -> StageServer:
         """The process's stage server (`avvp.benchmarks.stage_server.shared_server`) for the first stage's
-        environment: without GPUs every stage of a run gets the same one."""
+        environment: without GPUs every stage of a run gets the same one. One started for this cache logs its own
+        errors into .stage-server.log here."""
         with self._lock:
             if self._stage_server is None:
-                self._stage_server = shared_server(env)
+                self._stage_server = shared_server(env, self.root / ".stage-server.log")
             return self._stage_server
 
     def close(self) -> None:
