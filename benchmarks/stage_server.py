@@ -197,9 +197,9 @@ def _run_stage(argv: list[str], log: str, cwd: str) -> int:
     """In the forked child: the command line `argv` in the folder `cwd` (the caller's, as a fresh process would
     start in), its output into `log`; returns its exit status."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    os.chdir(cwd)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.chdir(cwd)  # before the log is opened: a relative log path is the caller's too
     output = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     nothing = os.open(os.devnull, os.O_RDONLY)
     os.dup2(nothing, 0)
