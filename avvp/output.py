@@ -310,7 +310,7 @@ def main_decides(state, decide: Callable[[], T]) -> T:
     return value
 
 
-_ERROR_CLASSES = {cls.__name__: cls for cls in (AvvpError, ConfigError, *AvvpError.__subclasses__())}
+_ERROR_CLASSES = {cls.__name__: cls for cls in (AvvpError, *AvvpError.__subclasses__())}
 
 
 @contextlib.contextmanager

@@ -252,8 +252,9 @@ def _import_for(argv: list[str]) -> None:
     left to the child, whose log then shows it as a fresh process's would."""
     script = Path(argv[0]).name
     modules = [MODULES[script], *RUN_IMPORTS.get(script, ())]
-    modules += [name for (wanted, option), names in OPTION_IMPORTS.items() if wanted == script and option in argv
-                for name in names]  # fmt: skip
+    for (wanted, option), names in OPTION_IMPORTS.items():
+        if wanted == script and option in argv:
+            modules += names
     for module in modules:
         try:
             importlib.import_module(module)
